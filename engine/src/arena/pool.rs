@@ -1,0 +1,222 @@
+//! The free-slot pool: one global lock-free stack of slot indices, plus a
+//! per-worker [`LocalPool`] cache in front of it.
+//!
+//! # Why this shape
+//! The Disruptor paper's warning is that a structure every element touches
+//! becomes one cache line bouncing between cores. Here the global stack's head
+//! is touched once per *batch*: a worker's cache refills `batch` indices with a
+//! single CAS (it walks the chain, then swings the head past it) and returns a
+//! full batch with a single CAS (it links the batch privately, then publishes
+//! it). Per element, allocation and release only touch the worker's own
+//! `Vec` and the slot's refcount.
+//!
+//! # ABA
+//! The head is a `u64` packing the top index (low 32 bits) and a tag (high
+//! 32 bits) that every successful CAS increments. A popper that read a stale
+//! head fails its CAS because the tag moved, so the chain it walked is never
+//! installed. The tag wraps after 2^32 operations; a thread would have to
+//! stall between its load and its CAS for exactly that many operations by
+//! other threads for ABA to occur.
+//!
+//! # Memory ordering
+//! Pushes publish with a `Release` CAS, pops read the head with `Acquire`.
+//! Successful CASes on the head form a release sequence, so a popper that
+//! acquires the head also sees every link written by every earlier pusher,
+//! and every payload access made before the slot was freed.
+
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+
+/// "No slot": terminates the free chain.
+pub(crate) const NIL: u32 = u32::MAX;
+
+fn pack(index: u32, tag: u32) -> u64 {
+    (u64::from(tag) << 32) | u64::from(index)
+}
+
+fn unpack(word: u64) -> (u32, u32) {
+    (word as u32, (word >> 32) as u32)
+}
+
+/// Global stack of free slot indices, threaded through a dense `next` array.
+pub(crate) struct FreeStack {
+    head: crossbeam_utils::CachePadded<AtomicU64>,
+    next: Box<[AtomicU32]>,
+}
+
+impl FreeStack {
+    /// A stack holding every index in `0..slots`, lowest on top.
+    pub(crate) fn full(slots: u32) -> Self {
+        let next: Box<[AtomicU32]> = (0..slots)
+            .map(|i| AtomicU32::new(if i + 1 < slots { i + 1 } else { NIL }))
+            .collect();
+        let top = if slots == 0 { NIL } else { 0 };
+        FreeStack {
+            head: crossbeam_utils::CachePadded::new(AtomicU64::new(pack(top, 0))),
+            next,
+        }
+    }
+
+    /// Pushes all of `batch` (which the caller owns) with one successful CAS.
+    pub(crate) fn push_batch(&self, batch: &[u32]) {
+        let (Some(&first), Some(&last)) = (batch.first(), batch.last()) else {
+            return;
+        };
+        // Link the batch privately; nobody else can see these slots yet.
+        for pair in batch.windows(2) {
+            self.next[pair[0] as usize].store(pair[1], Ordering::Relaxed);
+        }
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            let (top, tag) = unpack(head);
+            self.next[last as usize].store(top, Ordering::Relaxed);
+            match self.head.compare_exchange_weak(
+                head,
+                pack(first, tag.wrapping_add(1)),
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(actual) => head = actual,
+            }
+        }
+    }
+
+    /// Pops up to `max` indices into `out` with one successful CAS; returns
+    /// how many were taken (0 when the stack is empty).
+    pub(crate) fn pop_batch(&self, max: usize, out: &mut Vec<u32>) -> usize {
+        let start = out.len();
+        let mut head = self.head.load(Ordering::Acquire);
+        loop {
+            let (top, tag) = unpack(head);
+            if top == NIL || max == 0 {
+                return 0;
+            }
+            // Walk the chain. If another thread changes the stack meanwhile,
+            // the links read here may be stale, but the CAS below then fails
+            // (the tag moved) and the walk is discarded.
+            let mut cur = top;
+            while cur != NIL && out.len() - start < max {
+                out.push(cur);
+                cur = self.next[cur as usize].load(Ordering::Relaxed);
+            }
+            match self.head.compare_exchange_weak(
+                head,
+                pack(cur, tag.wrapping_add(1)),
+                Ordering::Acquire,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return out.len() - start,
+                Err(actual) => {
+                    out.truncate(start);
+                    head = actual;
+                }
+            }
+        }
+    }
+
+    /// Counts the free indices. Only meaningful when no thread is using the
+    /// stack (shutdown, tests); also checks the chain is well formed.
+    pub(crate) fn count_quiescent(&self) -> usize {
+        let (mut cur, _) = unpack(self.head.load(Ordering::Acquire));
+        let mut n = 0;
+        while cur != NIL {
+            n += 1;
+            assert!(n <= self.next.len(), "free chain has a cycle");
+            cur = self.next[cur as usize].load(Ordering::Relaxed);
+        }
+        n
+    }
+}
+
+/// A worker's private cache of free slots in front of the global stack.
+///
+/// Holds at most `2 * batch` indices: it refills `batch` at a time when empty
+/// and gives `batch` back when full, so a worker that only frees (a sink) and
+/// a worker that only allocates (a source) each touch the global head once per
+/// `batch` elements. Owned by one worker thread; never shared.
+pub struct LocalPool {
+    batch: usize,
+    cached: Vec<u32>,
+}
+
+impl LocalPool {
+    /// An empty cache moving `batch` slots at a time (at least 1).
+    pub fn new(batch: usize) -> Self {
+        let batch = batch.max(1);
+        LocalPool {
+            batch,
+            cached: Vec::with_capacity(2 * batch),
+        }
+    }
+
+    pub(crate) fn take(&mut self, stack: &FreeStack) -> Option<u32> {
+        if self.cached.is_empty() {
+            stack.pop_batch(self.batch, &mut self.cached);
+        }
+        self.cached.pop()
+    }
+
+    pub(crate) fn give(&mut self, stack: &FreeStack, index: u32) {
+        if self.cached.len() == 2 * self.batch {
+            let keep = self.batch;
+            stack.push_batch(&self.cached[keep..]);
+            self.cached.truncate(keep);
+        }
+        self.cached.push(index);
+    }
+
+    /// Returns every cached slot to the global stack (an idle worker does
+    /// this so that a starved source elsewhere can make progress).
+    pub(crate) fn flush(&mut self, stack: &FreeStack) -> bool {
+        if self.cached.is_empty() {
+            return false;
+        }
+        stack.push_batch(&self.cached);
+        self.cached.clear();
+        true
+    }
+
+    /// How many free slots this cache holds.
+    pub fn len(&self) -> usize {
+        self.cached.len()
+    }
+
+    /// Whether the cache holds no free slot.
+    pub fn is_empty(&self) -> bool {
+        self.cached.is_empty()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_round_trip() {
+        let stack = FreeStack::full(10);
+        let mut out = Vec::new();
+        assert_eq!(stack.pop_batch(4, &mut out), 4);
+        assert_eq!(out, [0, 1, 2, 3]);
+        assert_eq!(stack.count_quiescent(), 6);
+        stack.push_batch(&out[1..3]);
+        assert_eq!(stack.count_quiescent(), 8);
+        out.clear();
+        assert_eq!(stack.pop_batch(100, &mut out), 8);
+        assert_eq!(out, [1, 2, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(stack.pop_batch(1, &mut out), 0);
+    }
+
+    #[test]
+    fn local_pool_bounds_its_cache() {
+        let stack = FreeStack::full(64);
+        let mut pool = LocalPool::new(4);
+        let taken: Vec<u32> = (0..20).map(|_| pool.take(&stack).unwrap()).collect();
+        assert_eq!(stack.count_quiescent(), 64 - 20);
+        for i in taken {
+            pool.give(&stack, i);
+            assert!(pool.len() <= 8);
+        }
+        assert!(pool.flush(&stack));
+        assert_eq!(stack.count_quiescent(), 64);
+    }
+}

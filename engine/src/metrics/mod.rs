@@ -1,0 +1,108 @@
+//! Per-stage counters and latency histograms, and the run report.
+//!
+//! Counters are plain integers owned by the stage's worker (no sharing on the
+//! hot path); each sink records end-to-end latency into its own HDR histogram.
+//! Everything is collected when the workers exit and merged into a
+//! [`RunReport`].
+
+mod report;
+
+pub use report::{PlacementEntry, RunReport};
+
+use hdrhistogram::Histogram;
+
+use crate::stage::{Reason, Role};
+
+/// Highest latency a histogram tracks (larger values are clamped): 1 hour.
+const MAX_TRACKABLE_NS: u64 = 3_600_000_000_000;
+
+/// A new latency histogram (1 ns .. 1 h, 3 significant digits).
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_TRACKABLE_NS, 3).expect("valid histogram bounds")
+}
+
+/// How often one reason occurred, with the first occurrence's details.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReasonCount {
+    /// The reason category.
+    pub kind: &'static str,
+    /// Occurrences.
+    pub count: u64,
+    /// Details of the first occurrence.
+    pub first_detail: String,
+}
+
+/// What one stage did during the run.
+#[derive(Clone, Debug)]
+pub struct StageReport {
+    /// Node name.
+    pub name: String,
+    /// Component it was built from.
+    pub component: String,
+    /// Its role.
+    pub role: Role,
+    /// Core it ran on (`None`: not pinned).
+    pub core: Option<usize>,
+    /// Worker that hosted it.
+    pub worker: usize,
+    /// Elements received.
+    pub received: u64,
+    /// Elements sent (a fan-out to two ports counts two).
+    pub sent: u64,
+    /// Elements dropped, all reasons together.
+    pub dropped: u64,
+    /// Drop reasons.
+    pub reasons: Vec<ReasonCount>,
+    /// Per output port: name and elements sent to it.
+    pub ports: Vec<(String, u64)>,
+    /// End-to-end latency of the elements a sink received.
+    pub latency: Option<Histogram<u64>>,
+    /// The fatal error that stopped the stage, if any.
+    pub failure: Option<String>,
+}
+
+impl StageReport {
+    pub(crate) fn new(name: &str, component: &str, role: Role, ports: Vec<String>) -> Self {
+        StageReport {
+            name: name.to_string(),
+            component: component.to_string(),
+            role,
+            core: None,
+            worker: 0,
+            received: 0,
+            sent: 0,
+            dropped: 0,
+            reasons: Vec::new(),
+            ports: ports.into_iter().map(|p| (p, 0)).collect(),
+            latency: (role == Role::Sink).then(latency_histogram),
+            failure: None,
+        }
+    }
+
+    /// Counts one dropped element under `reason`.
+    pub(crate) fn drop_with(&mut self, reason: Reason) {
+        self.dropped += 1;
+        match self.reasons.iter_mut().find(|r| r.kind == reason.kind) {
+            Some(r) => r.count += 1,
+            None => self.reasons.push(ReasonCount {
+                kind: reason.kind,
+                count: 1,
+                first_detail: reason.detail,
+            }),
+        }
+    }
+
+    /// Counts one dropped element under a detail-less reason, allocation-free
+    /// after its first occurrence.
+    pub(crate) fn drop_static(&mut self, kind: &'static str) {
+        self.dropped += 1;
+        match self.reasons.iter_mut().find(|r| r.kind == kind) {
+            Some(r) => r.count += 1,
+            None => self.reasons.push(ReasonCount {
+                kind,
+                count: 1,
+                first_detail: String::new(),
+            }),
+        }
+    }
+}

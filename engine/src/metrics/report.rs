@@ -1,0 +1,207 @@
+//! The run report and its human-readable summary.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::metrics::StageReport;
+use crate::stage::Role;
+
+/// Where one stage runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlacementEntry {
+    /// Stage name.
+    pub stage: String,
+    /// Component it was built from.
+    pub component: String,
+    /// Its role.
+    pub role: Role,
+    /// Core id.
+    pub core: usize,
+    /// Worker (thread) index; stages on one worker run round robin.
+    pub worker: usize,
+}
+
+/// Everything a run measured.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    /// One entry per stage, in topological order.
+    pub stages: Vec<StageReport>,
+    /// Where each stage ran.
+    pub placement: Vec<PlacementEntry>,
+    /// Wall time from start to the last worker's exit.
+    pub elapsed: Duration,
+    /// Arena slots not returned at shutdown (0 unless there is a bug).
+    pub leaked_slots: usize,
+    /// Arena slot count.
+    pub arena_slots: u32,
+    /// Arena slot size in bytes.
+    pub slot_size: usize,
+    /// Whether every worker was pinned to its core.
+    pub pinned: bool,
+    /// Worker panics (a bug in a stage or the engine).
+    pub panics: Vec<String>,
+}
+
+impl RunReport {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        stages: Vec<StageReport>,
+        placement: Vec<PlacementEntry>,
+        elapsed: Duration,
+        leaked_slots: usize,
+        arena_slots: u32,
+        slot_size: usize,
+        pinned: bool,
+        panics: Vec<String>,
+    ) -> RunReport {
+        // Present stages in topological order whatever worker ran them.
+        let mut stages = stages;
+        stages.sort_by_key(|s| {
+            placement
+                .iter()
+                .position(|p| p.stage == s.name)
+                .unwrap_or(usize::MAX)
+        });
+        RunReport {
+            stages,
+            placement,
+            elapsed,
+            leaked_slots,
+            arena_slots,
+            slot_size,
+            pinned,
+            panics,
+        }
+    }
+
+    /// The report of the stage named `name`.
+    pub fn stage(&self, name: &str) -> Option<&StageReport> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+
+    /// Whether the run succeeded: no failed stage, no panic, no leak.
+    pub fn is_success(&self) -> bool {
+        self.panics.is_empty()
+            && self.leaked_slots == 0
+            && self.stages.iter().all(|s| s.failure.is_none())
+    }
+
+    /// Elements produced by all sources.
+    pub fn produced(&self) -> u64 {
+        self.stages
+            .iter()
+            .filter(|s| s.role == Role::Source)
+            .map(|s| s.sent)
+            .sum()
+    }
+
+    /// Source elements per second over the whole run.
+    pub fn throughput(&self) -> f64 {
+        self.produced() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Formats nanoseconds with a unit a person reads at a glance.
+pub fn human_ns(ns: u64) -> String {
+    match ns {
+        0..=9_999 => format!("{ns} ns"),
+        10_000..=9_999_999 => format!("{:.1} us", ns as f64 / 1e3),
+        10_000_000..=9_999_999_999 => format!("{:.1} ms", ns as f64 / 1e6),
+        _ => format!("{:.2} s", ns as f64 / 1e9),
+    }
+}
+
+impl fmt::Display for RunReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for s in self.stages.iter().filter(|s| s.role == Role::Router) {
+            let parts: Vec<String> = s.ports.iter().map(|(p, n)| format!("{n} to {p}")).collect();
+            let routed = s.received - s.dropped;
+            writeln!(f, "{routed} events routed by '{}': {}", s.name, parts.join(", "))?;
+        }
+        writeln!(
+            f,
+            "{} elements in {} ({:.0} elements/s), arena {} x {} B, {} slots leaked",
+            self.produced(),
+            human_ns(self.elapsed.as_nanos() as u64),
+            self.throughput(),
+            self.arena_slots,
+            self.slot_size,
+            self.leaked_slots
+        )?;
+        let w = self.stages.iter().map(|s| s.name.len()).max().unwrap_or(5).max(5);
+        let c = self.stages.iter().map(|s| s.component.len()).max().unwrap_or(9).max(9);
+        writeln!(
+            f,
+            "{:<w$}  {:<c$}  {:<9}  {:>4}  {:>6}  {:>10}  {:>10}  {:>8}",
+            "stage", "component", "role", "core", "worker", "in", "out", "dropped"
+        )?;
+        for s in &self.stages {
+            let core = s.core.map_or("-".to_string(), |c| c.to_string());
+            writeln!(
+                f,
+                "{:<w$}  {:<c$}  {:<9}  {:>4}  {:>6}  {:>10}  {:>10}  {:>8}",
+                s.name,
+                s.component,
+                s.role.to_string(),
+                core,
+                s.worker,
+                s.received,
+                s.sent,
+                s.dropped
+            )?;
+            for r in &s.reasons {
+                if r.first_detail.is_empty() {
+                    writeln!(f, "{:<w$}    dropped {} x {}", "", r.count, r.kind)?;
+                } else {
+                    writeln!(
+                        f,
+                        "{:<w$}    dropped {} x {} (first: {})",
+                        "", r.count, r.kind, r.first_detail
+                    )?;
+                }
+            }
+            if let Some(failure) = &s.failure {
+                writeln!(f, "{:<w$}    FAILED: {failure}", "")?;
+            }
+        }
+        let sinks: Vec<_> = self
+            .stages
+            .iter()
+            .filter_map(|s| s.latency.as_ref().map(|h| (s, h)))
+            .collect();
+        if !sinks.is_empty() {
+            writeln!(
+                f,
+                "{:<w$}  {:>10}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}",
+                "latency", "count", "p50", "p90", "p99", "p99.9", "max"
+            )?;
+            for (s, h) in sinks {
+                if h.is_empty() {
+                    writeln!(f, "{:<w$}  {:>10}", s.name, 0)?;
+                    continue;
+                }
+                writeln!(
+                    f,
+                    "{:<w$}  {:>10}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}",
+                    s.name,
+                    h.len(),
+                    human_ns(h.value_at_quantile(0.50)),
+                    human_ns(h.value_at_quantile(0.90)),
+                    human_ns(h.value_at_quantile(0.99)),
+                    human_ns(h.value_at_quantile(0.999)),
+                    human_ns(h.max())
+                )?;
+            }
+        }
+        if !self.pinned {
+            writeln!(f, "note: workers were not pinned to cores")?;
+        }
+        for p in &self.panics {
+            writeln!(f, "error: {p}")?;
+        }
+        if self.leaked_slots > 0 {
+            writeln!(f, "error: {} arena slots leaked", self.leaked_slots)?;
+        }
+        Ok(())
+    }
+}

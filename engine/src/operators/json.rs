@@ -1,0 +1,208 @@
+//! Zero-allocation access to one top-level field of a JSON object.
+//!
+//! Operators route on, test and rewrite single fields. Parsing a whole
+//! document into a tree would allocate per element; instead a serde_json
+//! seed walks the object once, validates all of it, and returns the chosen
+//! field's raw text and byte span (borrowed from the payload).
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+/// A top-level field found in a payload.
+#[derive(Clone, Copy, Debug)]
+pub struct Field<'a> {
+    /// The value's JSON text, e.g. `"metric"`, `42`, `{"a":1}`.
+    pub raw: &'a str,
+    /// Byte offset of the value in the payload.
+    pub start: usize,
+}
+
+impl<'a> Field<'a> {
+    /// The value as text: a JSON string unescaped, anything else as written.
+    pub fn as_text(&self) -> Cow<'a, str> {
+        let raw = self.raw;
+        if raw.len() >= 2 && raw.starts_with('"') {
+            let inner = &raw[1..raw.len() - 1];
+            if !inner.contains('\\') {
+                return Cow::Borrowed(inner);
+            }
+            if let Ok(s) = serde_json::from_str::<String>(raw) {
+                return Cow::Owned(s);
+            }
+        }
+        Cow::Borrowed(raw)
+    }
+
+    /// The value as a number, if it is one (or a string holding one).
+    pub fn as_f64(&self) -> Option<f64> {
+        self.as_text().trim().parse().ok()
+    }
+
+    /// Byte offset just past the value.
+    pub fn end(&self) -> usize {
+        self.start + self.raw.len()
+    }
+}
+
+/// What [`find_field`] learned about the object.
+#[derive(Clone, Copy, Debug)]
+pub struct Lookup<'a> {
+    /// The field, if present (the first occurrence).
+    pub field: Option<Field<'a>>,
+    /// Number of top-level members.
+    pub members: usize,
+}
+
+/// Why a payload could not be used.
+#[derive(Debug)]
+pub struct JsonError(serde_json::Error);
+
+impl fmt::Display for JsonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Validates `payload` as one JSON object and finds top-level `key` in it.
+pub fn find_field<'a>(payload: &'a [u8], key: &str) -> Result<Lookup<'a>, JsonError> {
+    let mut de = serde_json::Deserializer::from_slice(payload);
+    let seek = Seek { key, base: payload };
+    let found = seek.deserialize(&mut de).map_err(JsonError)?;
+    de.end().map_err(JsonError)?;
+    Ok(found)
+}
+
+struct Seek<'k, 'a> {
+    key: &'k str,
+    base: &'a [u8],
+}
+
+impl<'de, 'k> DeserializeSeed<'de> for Seek<'k, 'de> {
+    type Value = Lookup<'de>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, 'k> Visitor<'de> for Seek<'k, 'de> {
+    type Value = Lookup<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut field = None;
+        let mut members = 0;
+        while let Some(is_key) = map.next_key_seed(KeyIs(self.key))? {
+            members += 1;
+            if is_key && field.is_none() {
+                let raw: &'de RawValue = map.next_value()?;
+                let text = raw.get();
+                let start = text.as_ptr() as usize - self.base.as_ptr() as usize;
+                field = Some(Field { raw: text, start });
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(Lookup { field, members })
+    }
+}
+
+/// Deserializes a key into "is it the one we look for", without allocating
+/// (escaped keys are compared after unescaping by serde_json's scratch).
+struct KeyIs<'k>(&'k str);
+
+impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
+    type Value = bool;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyIs<'_> {
+    type Value = bool;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a key")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
+        Ok(v == self.0)
+    }
+}
+
+/// Writes `payload` with top-level `key` set to `value_json` into `out`
+/// (replacing an existing value, else appending the member). `key_json` is
+/// the key already encoded as a JSON string.
+pub fn set_field(
+    payload: &[u8],
+    key: &str,
+    key_json: &str,
+    value_json: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), JsonError> {
+    let lookup = find_field(payload, key)?;
+    out.clear();
+    match lookup.field {
+        Some(f) => {
+            out.extend_from_slice(&payload[..f.start]);
+            out.extend_from_slice(value_json);
+            out.extend_from_slice(&payload[f.end()..]);
+        }
+        None => {
+            // Valid object: the last non-whitespace byte is its '}'.
+            let close = payload
+                .iter()
+                .rposition(|&b| b == b'}')
+                .expect("a validated object ends with '}'");
+            out.extend_from_slice(&payload[..close]);
+            if lookup.members > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(key_json.as_bytes());
+            out.push(b':');
+            out.extend_from_slice(value_json);
+            out.extend_from_slice(&payload[close..]);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_fields_and_spans() {
+        let doc = br#"{"type":"metric","n":42,"o":{"type":"inner"}}"#;
+        let l = find_field(doc, "type").unwrap();
+        assert_eq!(l.members, 3);
+        let f = l.field.unwrap();
+        assert_eq!(f.as_text(), "metric");
+        assert_eq!(&doc[f.start..f.end()], br#""metric""#);
+        assert_eq!(find_field(doc, "n").unwrap().field.unwrap().as_f64(), Some(42.0));
+        assert!(find_field(doc, "missing").unwrap().field.is_none());
+        let esc = br#"{"t\u0079pe":"a\"b"}"#;
+        assert_eq!(find_field(esc, "type").unwrap().field.unwrap().as_text(), "a\"b");
+    }
+
+    #[test]
+    fn rejects_bad_documents() {
+        for bad in [&b"{"[..], b"[1,2]", b"42", b"{\"a\":1} x", b"\xff", b""] {
+            assert!(find_field(bad, "a").is_err(), "{:?}", bad);
+        }
+    }
+
+    #[test]
+    fn sets_fields() {
+        let mut out = Vec::new();
+        set_field(br#"{"a":1}"#, "b", r#""b""#, br#""x""#, &mut out).unwrap();
+        assert_eq!(out, br#"{"a":1,"b":"x"}"#);
+        set_field(br#"{"a":1,"b":2}"#, "b", r#""b""#, b"3", &mut out).unwrap();
+        assert_eq!(out, br#"{"a":1,"b":3}"#);
+        set_field(b"{ }", "b", r#""b""#, b"true", &mut out).unwrap();
+        assert_eq!(out, br#"{ "b":true}"#);
+    }
+}

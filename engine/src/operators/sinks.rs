@@ -1,0 +1,91 @@
+//! Built-in sinks: `console` and `discard`.
+
+use std::io::Write;
+
+use serde::Deserialize;
+
+use crate::stage::{Element, Sink, StageError};
+
+/// Prints each payload on its own line of stdout, after a prefix. Lines of
+/// one batch are written with one locked write, so sinks on different cores
+/// never interleave within a line.
+pub struct Console {
+    prefix: Vec<u8>,
+    on_complete: Option<String>,
+    buf: Vec<u8>,
+}
+
+impl Console {
+    /// Prints `prefix` then the payload, per element.
+    pub fn new(prefix: &str) -> Console {
+        Console {
+            prefix: prefix.as_bytes().to_vec(),
+            on_complete: None,
+            buf: Vec::with_capacity(64 * 1024),
+        }
+    }
+
+    /// Prints `line` when the stream completes.
+    pub fn on_complete(mut self, line: &str) -> Console {
+        self.on_complete = Some(line.to_string());
+        self
+    }
+
+    fn write_out(&mut self) -> Result<(), StageError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let mut out = std::io::stdout().lock();
+        let r = out.write_all(&self.buf).and_then(|()| out.flush());
+        self.buf.clear();
+        r.map_err(|e| StageError::Fatal(format!("cannot write to stdout: {e}")))
+    }
+}
+
+impl Sink for Console {
+    fn push(&mut self, element: &Element<'_>) -> Result<(), StageError> {
+        self.buf.extend_from_slice(&self.prefix);
+        self.buf.extend_from_slice(element.payload());
+        self.buf.push(b'\n');
+        Ok(())
+    }
+
+    fn end_batch(&mut self) -> Result<(), StageError> {
+        self.write_out()
+    }
+
+    fn complete(&mut self) -> Result<(), StageError> {
+        if let Some(line) = &self.on_complete {
+            self.buf.extend_from_slice(line.as_bytes());
+            self.buf.push(b'\n');
+        }
+        self.write_out()
+    }
+}
+
+/// Parameters of `console`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConsoleParams {
+    #[serde(default)]
+    prefix: String,
+    on_complete: Option<String>,
+}
+
+pub(crate) fn build_console(p: ConsoleParams) -> Console {
+    let c = Console::new(&p.prefix);
+    match p.on_complete {
+        Some(line) => c.on_complete(&line),
+        None => c,
+    }
+}
+
+/// Counts elements and does nothing else (the runtime counts them).
+pub struct Discard;
+
+impl Sink for Discard {
+    #[inline]
+    fn push(&mut self, _element: &Element<'_>) -> Result<(), StageError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,236 @@
+//! Running a validated pipeline: one pinned worker thread per core in use,
+//! stages packed onto workers, rings wired between them, completion flowing
+//! from sources to sinks, then a [`RunReport`].
+
+pub(crate) mod node;
+pub(crate) mod placement;
+mod worker;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::arena::Arena;
+use crate::metrics::{PlacementEntry, RunReport, StageReport};
+use crate::ring::{self, wait::Parker};
+use crate::stage::StageInfo;
+use crate::topology::builder::{Edge, NodeDecl, Settings};
+use node::Node;
+use worker::{Shared, Worker};
+
+/// A validated pipeline, ready to run. Made by
+/// [`PipelineBuilder::build`](crate::PipelineBuilder::build).
+pub struct Pipeline {
+    settings: Settings,
+    slots: u32,
+    nodes: Vec<NodeDecl>,
+    edges: Vec<Edge>,
+    order: Vec<usize>,
+    cores: Vec<core_affinity::CoreId>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Pipeline {
+    pub(crate) fn new(
+        settings: Settings,
+        slots: u32,
+        nodes: Vec<NodeDecl>,
+        edges: Vec<Edge>,
+        order: Vec<usize>,
+        cores: Vec<core_affinity::CoreId>,
+    ) -> Pipeline {
+        Pipeline {
+            settings,
+            slots,
+            nodes,
+            edges,
+            order,
+            cores,
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Slots the arena needs so that no stage can wait on the arena forever:
+    /// every ring full, every worker cache full, one in hand per stage, and
+    /// one spare.
+    pub(crate) fn required_slots(edges: &[Edge], stages: usize, workers: usize, batch: usize) -> u64 {
+        let rings: u64 = edges.iter().map(|e| e.capacity as u64).sum();
+        rings + (workers * 2 * batch) as u64 + stages as u64 + 1
+    }
+
+    /// The arena's slot count.
+    pub fn arena_slots(&self) -> u32 {
+        self.slots
+    }
+
+    /// The engine settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// A flag that, once set, makes every source finish: the pipeline then
+    /// drains and completes normally (nothing already accepted is lost).
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.stop)
+    }
+
+    /// Where each stage will run, in topological order.
+    pub fn placement(&self) -> Vec<PlacementEntry> {
+        let workers = self.worker_of();
+        self.order
+            .iter()
+            .map(|&i| PlacementEntry {
+                stage: self.nodes[i].name.clone(),
+                component: self.nodes[i].component.clone(),
+                role: self.nodes[i].stage.role(),
+                core: self.cores[i].id,
+                worker: workers[i],
+            })
+            .collect()
+    }
+
+    /// The stage names in topological order.
+    pub fn stage_names(&self) -> Vec<&str> {
+        self.order.iter().map(|&i| self.nodes[i].name.as_str()).collect()
+    }
+
+    /// Worker index per stage: one worker per distinct core, numbered in
+    /// order of first use along the topological order.
+    fn worker_of(&self) -> Vec<usize> {
+        let mut core_ids: Vec<usize> = Vec::new();
+        let mut of = vec![0; self.nodes.len()];
+        for &i in &self.order {
+            let id = self.cores[i].id;
+            of[i] = match core_ids.iter().position(|&c| c == id) {
+                Some(w) => w,
+                None => {
+                    core_ids.push(id);
+                    core_ids.len() - 1
+                }
+            };
+        }
+        of
+    }
+
+    /// Runs the pipeline to completion on pinned worker threads and returns
+    /// what happened. Blocks the calling thread.
+    pub fn run(self) -> RunReport {
+        let started = Instant::now();
+        let placement = self.placement();
+        let worker_of = self.worker_of();
+        let n_workers = worker_of.iter().copied().max().map_or(0, |m| m + 1);
+        let arena = Arc::new(Arena::new(self.slots, self.settings.slot_size));
+
+        // Wire the rings.
+        let n = self.nodes.len();
+        let mut inputs: Vec<Vec<ring::EdgeIn>> = (0..n).map(|_| Vec::new()).collect();
+        let mut outputs: Vec<Vec<Vec<ring::EdgeOut>>> = self
+            .nodes
+            .iter()
+            .map(|d| d.stage.output_ports().iter().map(|_| Vec::new()).collect())
+            .collect();
+        let mut neighbours: Vec<Vec<usize>> = vec![Vec::new(); n_workers];
+        for e in &self.edges {
+            let (tx, rx) = ring::edge(e.capacity);
+            outputs[e.from][e.port].push(tx);
+            inputs[e.to].push(rx);
+            let (a, b) = (worker_of[e.from], worker_of[e.to]);
+            if a != b {
+                for (x, y) in [(a, b), (b, a)] {
+                    if !neighbours[x].contains(&y) {
+                        neighbours[x].push(y);
+                    }
+                }
+            }
+        }
+
+        // Build the nodes and hand them to their workers in topological order
+        // (upstream stages first within a round).
+        let mut decls: Vec<Option<NodeDecl>> = self.nodes.into_iter().map(Some).collect();
+        let mut inputs: Vec<Option<_>> = inputs.into_iter().map(Some).collect();
+        let mut outputs: Vec<Option<_>> = outputs.into_iter().map(Some).collect();
+        let mut workers: Vec<Worker> = (0..n_workers)
+            .map(|id| Worker {
+                id,
+                core: None,
+                nodes: Vec::new(),
+                neighbours: std::mem::take(&mut neighbours[id]),
+            })
+            .collect();
+        for &i in &self.order {
+            let d = decls[i].take().expect("each node once");
+            let w = &mut workers[worker_of[i]];
+            if self.settings.pin {
+                w.core = Some(self.cores[i]);
+            }
+            let info = StageInfo {
+                name: d.name.clone(),
+                index: i,
+                slot_size: self.settings.slot_size,
+            };
+            let report = StageReport::new(&d.name, &d.component, d.stage.role(), d.stage.output_ports());
+            w.nodes.push(Node::new(
+                info,
+                d.stage,
+                report,
+                inputs[i].take().expect("each node once").into_iter().collect(),
+                outputs[i].take().expect("each node once"),
+            ));
+        }
+
+        let shared = Arc::new(Shared {
+            arena: Arc::clone(&arena),
+            parkers: (0..n_workers).map(|_| Parker::default()).collect(),
+            stop: Arc::clone(&self.stop),
+            wait: self.settings.wait,
+            batch: self.settings.batch,
+        });
+        let handles: Vec<_> = workers
+            .into_iter()
+            .map(|w| {
+                let shared = Arc::clone(&shared);
+                std::thread::Builder::new()
+                    .name(format!("dataplane-w{}", w.id))
+                    .spawn(move || w.run(shared))
+                    .expect("spawn worker thread")
+            })
+            .collect();
+
+        let mut stages = Vec::with_capacity(n);
+        let mut panics = Vec::new();
+        let mut pinned_all = self.settings.pin;
+        for (w, h) in handles.into_iter().enumerate() {
+            match h.join() {
+                Ok(result) => {
+                    pinned_all &= result.pinned;
+                    stages.extend(result.reports);
+                }
+                Err(p) => {
+                    let msg = p
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".to_string());
+                    panics.push(format!("worker {w} panicked: {msg}"));
+                }
+            }
+        }
+        let elapsed = started.elapsed();
+        drop(shared);
+        let leaked_slots = if panics.is_empty() {
+            arena.leaked_quiescent()
+        } else {
+            0
+        };
+        RunReport::new(
+            stages,
+            placement,
+            elapsed,
+            leaked_slots,
+            self.slots,
+            self.settings.slot_size,
+            pinned_all,
+            panics,
+        )
+    }
+}

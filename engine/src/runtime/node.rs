@@ -1,0 +1,472 @@
+//! A scheduled stage: the stage object plus its ring ends, counters and
+//! completion state. [`Node::step`] runs one batch and says whether anything
+//! moved; a worker calls it round robin with its other nodes.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::arena::{Arena, ContentType, Handle, LocalPool, Meta};
+use crate::clock::now_ns;
+use crate::metrics::StageReport;
+use crate::ring::{EdgeIn, EdgeOut};
+use crate::stage::{
+    Element, PortMask, Pull, Reason, SlotWriter, Stage, StageError, StageInfo, Verdict,
+};
+
+/// What a worker hands each node for one step.
+pub(crate) struct StepCtx<'a> {
+    pub(crate) arena: &'a Arena,
+    pub(crate) pool: &'a mut LocalPool,
+    pub(crate) stop: &'a AtomicBool,
+    pub(crate) batch: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// `init` not called yet.
+    New,
+    /// Processing.
+    Running,
+    /// Stage failed: inputs are drained and counted as dropped.
+    Failed,
+    /// Stage finished; publishing what is left in the outboxes.
+    Draining,
+    /// Outputs dropped (downstream sees completion); nothing more to do.
+    Done,
+}
+
+/// Result of one step.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Progress {
+    /// Something moved (handles published or consumed, or a state change).
+    pub(crate) moved: bool,
+}
+
+pub(crate) struct Node {
+    pub(crate) report: StageReport,
+    pub(crate) info: StageInfo,
+    stage: Stage,
+    inputs: Vec<EdgeIn>,
+    next_input: usize,
+    /// Output edges per port.
+    ports: Vec<Vec<EdgeOut>>,
+    state: State,
+    /// A source's allocated, not yet filled slot.
+    pending: Option<Handle>,
+    seq: u64,
+}
+
+impl Node {
+    pub(crate) fn new(
+        info: StageInfo,
+        stage: Stage,
+        report: StageReport,
+        inputs: Vec<EdgeIn>,
+        ports: Vec<Vec<EdgeOut>>,
+    ) -> Node {
+        Node {
+            report,
+            info,
+            stage,
+            inputs,
+            next_input: 0,
+            ports,
+            state: State::New,
+            pending: None,
+            seq: 0,
+        }
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Space for this batch: the least free space over all output edges.
+    fn out_budget(&self) -> usize {
+        self.ports
+            .iter()
+            .flatten()
+            .map(EdgeOut::free)
+            .min()
+            .unwrap_or(usize::MAX)
+    }
+
+    fn flush_outputs(&mut self) -> bool {
+        let mut moved = false;
+        for edge in self.ports.iter_mut().flatten() {
+            moved |= edge.flush() > 0;
+        }
+        moved
+    }
+
+    fn outboxes_empty(&self) -> bool {
+        self.ports.iter().flatten().all(|e| e.outbox.is_empty())
+    }
+
+    fn fail(&mut self, message: String) {
+        log::error!("stage '{}' failed: {message}", self.report.name);
+        self.report.failure = Some(message);
+        self.state = State::Failed;
+    }
+
+    /// Runs one batch.
+    pub(crate) fn step(&mut self, ctx: &mut StepCtx<'_>) -> Progress {
+        let mut moved = false;
+        if self.state == State::New {
+            let result = match &mut self.stage {
+                Stage::Source(s) => s.init(&self.info),
+                Stage::Processor(p) => p.init(&self.info),
+                Stage::Router(r, _) => r.init(&self.info),
+                Stage::Sink(s) => s.init(&self.info),
+            };
+            self.state = State::Running;
+            if let Err(e) = result {
+                self.fail(format!("init: {e}"));
+            }
+            moved = true;
+        }
+        // Publish leftovers first: a stage takes new input only once its
+        // previous batch is fully out, which keeps per-edge order and bounds
+        // what it holds.
+        moved |= self.flush_outputs();
+        if !self.outboxes_empty() {
+            return Progress { moved };
+        }
+        match self.state {
+            State::Running => {
+                let finished = match self.stage {
+                    Stage::Source(_) => self.step_source(ctx, &mut moved),
+                    _ => self.step_consumer(ctx, &mut moved),
+                };
+                moved |= self.flush_outputs();
+                if finished {
+                    self.finish(ctx);
+                    moved = true;
+                }
+            }
+            State::Failed => {
+                let finished = self.drain_failed(ctx, &mut moved);
+                if finished {
+                    self.finish(ctx);
+                    moved = true;
+                }
+            }
+            State::Draining => {}
+            State::New | State::Done => return Progress { moved },
+        }
+        if self.state == State::Draining && self.outboxes_empty() {
+            // Dropping the producers is how downstream learns we are done.
+            self.ports.iter_mut().for_each(Vec::clear);
+            self.state = State::Done;
+            moved = true;
+        }
+        Progress { moved }
+    }
+
+    /// Completion: the stage's last calls, then drain the outboxes.
+    fn finish(&mut self, ctx: &mut StepCtx<'_>) {
+        if let Some(h) = self.pending.take() {
+            ctx.arena.release(h, ctx.pool);
+        }
+        let failed = self.state == State::Failed;
+        match &mut self.stage {
+            Stage::Source(s) => s.teardown(),
+            Stage::Processor(p) => p.teardown(),
+            Stage::Router(r, _) => r.teardown(),
+            Stage::Sink(s) => {
+                if !failed {
+                    if let Err(e) = s.complete() {
+                        self.report.failure = Some(format!("complete: {e}"));
+                    }
+                }
+                s.teardown();
+            }
+        }
+        self.state = State::Draining;
+    }
+
+    /// Fills slots from the source; returns true when it is exhausted.
+    fn step_source(&mut self, ctx: &mut StepCtx<'_>, moved: &mut bool) -> bool {
+        if ctx.stop.load(Ordering::Relaxed) {
+            return true;
+        }
+        let budget = self.out_budget().min(ctx.batch);
+        let Stage::Source(source) = &mut self.stage else {
+            unreachable!("step_source on a source")
+        };
+        for _ in 0..budget {
+            if self.pending.is_none() {
+                match ctx.arena.alloc(ctx.pool) {
+                    Some(h) => self.pending = Some(h),
+                    // Arena exhausted: wait for downstream to release.
+                    None => break,
+                }
+            }
+            let handle = self.pending.as_mut().expect("just ensured");
+            let mut writer = SlotWriter {
+                arena: ctx.arena,
+                handle,
+                ingest_ns: 0,
+                content_type: ContentType::Bytes,
+            };
+            match source.pull(&mut writer) {
+                Ok(Pull::Ready) => {
+                    let meta = Meta {
+                        seq: self.seq,
+                        ingest_ns: if writer.ingest_ns == 0 {
+                            now_ns()
+                        } else {
+                            writer.ingest_ns
+                        },
+                        source: self.info.index as u16,
+                        content_type: writer.content_type,
+                    };
+                    self.seq += 1;
+                    let mut h = self.pending.take().expect("pending slot");
+                    ctx.arena.set_meta(&mut h, meta);
+                    emit_port(&mut self.ports, &mut self.report, 0, h, ctx.arena);
+                    *moved = true;
+                }
+                Ok(Pull::Pending) => break,
+                Ok(Pull::Done) => return true,
+                Err(StageError::Rejected(reason)) => {
+                    // Nothing was sent; the slot is reused for the next pull.
+                    self.report.drop_with(reason);
+                    *moved = true;
+                }
+                Err(StageError::Fatal(m)) => {
+                    self.fail(m);
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// Processes one batch of input (fairly over fan-in edges); returns true
+    /// when every input has completed.
+    fn step_consumer(&mut self, ctx: &mut StepCtx<'_>, moved: &mut bool) -> bool {
+        let budget = self.out_budget().min(ctx.batch);
+        if budget == 0 {
+            return false;
+        }
+        let n_inputs = self.inputs.len();
+        let start = self.next_input;
+        let mut taken = 0;
+        let mut fatal = None;
+        let Node {
+            inputs,
+            ports,
+            report,
+            stage,
+            ..
+        } = self;
+        for k in 0..n_inputs {
+            if taken == budget || fatal.is_some() {
+                break;
+            }
+            let i = (start + k) % n_inputs;
+            let consumer = &mut inputs[i].consumer;
+            let n = consumer.slots().min(budget - taken);
+            if n == 0 {
+                continue;
+            }
+            let chunk = consumer.read_chunk(n).expect("n is at most the filled slots");
+            let (a, b) = chunk.as_slices();
+            for &raw in a.iter().chain(b) {
+                // SAFETY: every index in a ring was put there by
+                // `Handle::into_raw` (or is a reference added by `add_refs`
+                // for this edge) and is read from the ring exactly once.
+                let handle = unsafe { Handle::from_raw(raw) };
+                if fatal.is_some() {
+                    report.received += 1;
+                    report.drop_static("stage failed");
+                    ctx.arena.release(handle, ctx.pool);
+                    continue;
+                }
+                if let Err(m) = consume_one(stage, ports, report, handle, ctx) {
+                    fatal = Some(m);
+                }
+            }
+            chunk.commit_all();
+            taken += n;
+        }
+        if n_inputs > 0 {
+            self.next_input = (self.next_input + 1) % n_inputs;
+        }
+        if taken > 0 {
+            *moved = true;
+            if let Stage::Sink(sink) = &mut self.stage {
+                if let Err(e) = sink.end_batch() {
+                    report_sink_error(&mut self.report, e, &mut fatal);
+                }
+            }
+        }
+        if let Some(m) = fatal {
+            self.fail(m);
+            return false;
+        }
+        taken == 0 && self.inputs.iter().all(EdgeIn::is_finished)
+    }
+
+    /// A failed stage keeps consuming so upstream never blocks, counting
+    /// every element as dropped; true once the inputs completed.
+    fn drain_failed(&mut self, ctx: &mut StepCtx<'_>, moved: &mut bool) -> bool {
+        for input in &mut self.inputs {
+            while let Ok(raw) = input.consumer.pop() {
+                // SAFETY: as in `step_consumer`.
+                let handle = unsafe { Handle::from_raw(raw) };
+                self.report.received += 1;
+                self.report.drop_static("stage failed");
+                ctx.arena.release(handle, ctx.pool);
+                *moved = true;
+            }
+        }
+        self.inputs.iter().all(EdgeIn::is_finished)
+    }
+}
+
+fn report_sink_error(report: &mut StageReport, e: StageError, fatal: &mut Option<String>) {
+    match e {
+        StageError::Rejected(r) => report.drop_with(r),
+        StageError::Fatal(m) => *fatal = Some(m),
+    }
+}
+
+/// Hands one input element to the stage and moves its handle accordingly.
+/// `Err` carries a fatal error message.
+#[inline]
+fn consume_one(
+    stage: &mut Stage,
+    ports: &mut [Vec<EdgeOut>],
+    report: &mut StageReport,
+    mut handle: Handle,
+    ctx: &mut StepCtx<'_>,
+) -> Result<(), String> {
+    report.received += 1;
+    let arena = ctx.arena;
+    match stage {
+        Stage::Processor(p) => {
+            let verdict = p.process(&mut Element {
+                arena,
+                handle: &mut handle,
+                pool: ctx.pool,
+            });
+            match verdict {
+                Ok(Verdict::Emit) => {
+                    emit_port(ports, report, 0, handle, arena);
+                    Ok(())
+                }
+                Ok(Verdict::Drop) => {
+                    report.drop_static("filtered");
+                    arena.release(handle, ctx.pool);
+                    Ok(())
+                }
+                Err(e) => reject(e, report, handle, ctx),
+            }
+        }
+        Stage::Router(r, _) => {
+            let mut mask = PortMask::default();
+            let routed = r.route(
+                &Element {
+                    arena,
+                    handle: &mut handle,
+                    pool: ctx.pool,
+                },
+                &mut mask,
+            );
+            // A router may only name its declared ports.
+            let mask = PortMask(mask.0 & PortMask::all(ports.len()).0);
+            match routed {
+                Ok(()) if mask.is_empty() => {
+                    report.drop_static("no route");
+                    arena.release(handle, ctx.pool);
+                    Ok(())
+                }
+                Ok(()) => {
+                    emit_mask(ports, report, mask, handle, arena);
+                    Ok(())
+                }
+                Err(e) => reject(e, report, handle, ctx),
+            }
+        }
+        Stage::Sink(s) => {
+            let ingest = arena.meta(&handle).ingest_ns;
+            let pushed = s.push(&Element {
+                arena,
+                handle: &mut handle,
+                pool: ctx.pool,
+            });
+            if let Some(h) = report.latency.as_mut() {
+                h.saturating_record(now_ns().saturating_sub(ingest));
+            }
+            match pushed {
+                Ok(()) => {
+                    arena.release(handle, ctx.pool);
+                    Ok(())
+                }
+                Err(e) => reject(e, report, handle, ctx),
+            }
+        }
+        Stage::Source(_) => unreachable!("sources have no input"),
+    }
+}
+
+fn reject(
+    e: StageError,
+    report: &mut StageReport,
+    handle: Handle,
+    ctx: &mut StepCtx<'_>,
+) -> Result<(), String> {
+    ctx.arena.release(handle, ctx.pool);
+    match e {
+        StageError::Rejected(reason) => {
+            report.drop_with(reason);
+            Ok(())
+        }
+        StageError::Fatal(m) => {
+            report.drop_with(Reason::new("stage failed", m.clone()));
+            Err(m)
+        }
+    }
+}
+
+/// Queues `handle` on every edge of `port` (refcount += edges - 1).
+#[inline]
+fn emit_port(
+    ports: &mut [Vec<EdgeOut>],
+    report: &mut StageReport,
+    port: usize,
+    handle: Handle,
+    arena: &Arena,
+) {
+    let edges = &mut ports[port];
+    arena.add_refs(&handle, edges.len() as u32 - 1);
+    let raw = handle.into_raw();
+    for edge in edges.iter_mut() {
+        edge.outbox.push(raw);
+    }
+    report.sent += 1;
+    report.ports[port].1 += 1;
+}
+
+/// Queues `handle` on every edge of every port in `mask`: one slot, one
+/// refcount bump, no copy.
+#[inline]
+fn emit_mask(
+    ports: &mut [Vec<EdgeOut>],
+    report: &mut StageReport,
+    mask: PortMask,
+    handle: Handle,
+    arena: &Arena,
+) {
+    let total: usize = mask.iter().map(|p| ports[p].len()).sum();
+    arena.add_refs(&handle, total as u32 - 1);
+    let raw = handle.into_raw();
+    for p in mask.iter() {
+        for edge in ports[p].iter_mut() {
+            edge.outbox.push(raw);
+        }
+        report.sent += 1;
+        report.ports[p].1 += 1;
+    }
+}

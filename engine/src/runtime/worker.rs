@@ -1,0 +1,118 @@
+//! A worker: one thread, pinned to one core, running its nodes round robin
+//! (run to completion: each node gets one batch per round).
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use crossbeam_utils::Backoff;
+
+use crate::arena::{Arena, LocalPool};
+use crate::metrics::StageReport;
+use crate::ring::wait::{wake_all, Parker, WaitStrategy};
+use crate::runtime::node::{Node, StepCtx};
+
+pub(crate) struct Worker {
+    pub(crate) id: usize,
+    pub(crate) core: Option<core_affinity::CoreId>,
+    pub(crate) nodes: Vec<Node>,
+    /// Workers this one exchanges handles with (woken after progress).
+    pub(crate) neighbours: Vec<usize>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) arena: Arc<Arena>,
+    pub(crate) parkers: Vec<Parker>,
+    pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) wait: WaitStrategy,
+    pub(crate) batch: usize,
+}
+
+/// What a worker hands back when all its nodes are done.
+pub(crate) struct WorkerResult {
+    pub(crate) reports: Vec<StageReport>,
+    pub(crate) pinned: bool,
+}
+
+impl Worker {
+    pub(crate) fn run(mut self, shared: Arc<Shared>) -> WorkerResult {
+        let pinned = self.core.is_some_and(core_affinity::set_for_current);
+        if self.core.is_some() && !pinned {
+            log::warn!("worker {} could not be pinned to core {:?}", self.id, self.core);
+        }
+        let me = &shared.parkers[self.id];
+        me.register();
+        let mut pool = LocalPool::new(shared.batch);
+        let backoff = Backoff::new();
+        loop {
+            let (moved, done) = self.round(&shared, &mut pool);
+            if done {
+                break;
+            }
+            if moved {
+                backoff.reset();
+                wake_all(self.neighbours.iter().map(|&w| &shared.parkers[w]));
+                continue;
+            }
+            // Idle: give cached free slots back so a starved source elsewhere
+            // can use them, and wake everyone who might be waiting on them.
+            if shared.arena.flush(&mut pool) {
+                wake_all(&shared.parkers);
+            }
+            match shared.wait {
+                WaitStrategy::BusySpin => std::hint::spin_loop(),
+                WaitStrategy::Yield => backoff.snooze(),
+                WaitStrategy::Park if !backoff.is_completed() => backoff.snooze(),
+                WaitStrategy::Park => {
+                    me.prepare();
+                    let (moved, done) = self.round(&shared, &mut pool);
+                    if moved || done {
+                        me.cancel();
+                        if done {
+                            break;
+                        }
+                        backoff.reset();
+                        wake_all(self.neighbours.iter().map(|&w| &shared.parkers[w]));
+                        continue;
+                    }
+                    me.park();
+                    backoff.reset();
+                }
+            }
+        }
+        // Everything downstream of us may be waiting for our completion.
+        shared.arena.flush(&mut pool);
+        wake_all(&shared.parkers);
+        let core = self.core.map(|c| c.id);
+        let reports = self
+            .nodes
+            .into_iter()
+            .map(|n| {
+                let mut r = n.report;
+                r.core = core.filter(|_| pinned);
+                r.worker = self.id;
+                r
+            })
+            .collect();
+        WorkerResult { reports, pinned }
+    }
+
+    /// One batch for every node; returns (anything moved, all done).
+    fn round(&mut self, shared: &Shared, pool: &mut LocalPool) -> (bool, bool) {
+        let mut ctx = StepCtx {
+            arena: &shared.arena,
+            pool,
+            stop: &shared.stop,
+            batch: shared.batch,
+        };
+        let mut moved = false;
+        let mut done = true;
+        for node in &mut self.nodes {
+            if node.is_done() {
+                continue;
+            }
+            moved |= node.step(&mut ctx).moved;
+            done &= node.is_done();
+        }
+        (moved, done)
+    }
+}

@@ -1,0 +1,355 @@
+//! The stage API: sources, processors, routers and sinks.
+//!
+//! A stage is plain Rust: a struct implementing one of the four traits below.
+//! It never sees rings, cores or refcounts. The runtime calls it with an
+//! element *view* ([`Element`], [`SlotWriter`]) that borrows the arena, and
+//! turns the stage's answer into handle moves: forward, fan out (a refcount
+//! bump), drop. Every trait has `init` and `teardown` (the seed's lifecycle);
+//! `init` gets the stage's [`StageInfo`].
+
+use std::fmt;
+
+use crate::arena::{Arena, ContentType, Handle, LocalPool, Meta, TooLarge};
+
+/// What a stage knows about itself when it starts.
+#[derive(Clone, Debug)]
+pub struct StageInfo {
+    /// Node name (`flow.node`).
+    pub name: String,
+    /// Stage index in the pipeline (sources use it as their source id).
+    pub index: usize,
+    /// The arena's slot size: the largest payload an element can carry.
+    pub slot_size: usize,
+}
+
+/// Why one element was rejected (bad data). The run goes on; the element is
+/// counted as dropped under `kind`, and the first `detail` is kept for the
+/// run summary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reason {
+    /// Short, stable category, e.g. `"invalid JSON"`.
+    pub kind: &'static str,
+    /// Specifics of this occurrence, e.g. the parser's message.
+    pub detail: String,
+}
+
+impl Reason {
+    /// A reason with details.
+    pub fn new(kind: &'static str, detail: impl Into<String>) -> Reason {
+        Reason {
+            kind,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.detail.is_empty() {
+            f.write_str(self.kind)
+        } else {
+            write!(f, "{}: {}", self.kind, self.detail)
+        }
+    }
+}
+
+/// An error a stage returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StageError {
+    /// This element is bad; count it as dropped with the reason and go on.
+    Rejected(Reason),
+    /// The stage cannot continue; the pipeline drains and reports failure.
+    Fatal(String),
+}
+
+impl fmt::Display for StageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StageError::Rejected(r) => write!(f, "rejected: {r}"),
+            StageError::Fatal(m) => write!(f, "fatal: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for StageError {}
+
+impl From<TooLarge> for StageError {
+    fn from(e: TooLarge) -> StageError {
+        StageError::Rejected(Reason::new("payload too large", e.to_string()))
+    }
+}
+
+/// What a source's `pull` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pull {
+    /// The slot holds a new element: send it.
+    Ready,
+    /// Nothing right now (the slot is kept for the next call).
+    Pending,
+    /// The source is exhausted; completion flows downstream.
+    Done,
+}
+
+/// What a processor did with its input element.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send the (possibly modified) input element on.
+    Emit,
+    /// Consume it without output (filtered, absorbed into a window...).
+    Drop,
+}
+
+/// A freshly allocated slot for a source to fill.
+pub struct SlotWriter<'a> {
+    pub(crate) arena: &'a Arena,
+    pub(crate) handle: &'a mut Handle,
+    pub(crate) ingest_ns: u64,
+    pub(crate) content_type: ContentType,
+}
+
+impl SlotWriter<'_> {
+    /// Replaces the payload with `bytes`.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), TooLarge> {
+        let buf = self.buffer();
+        if bytes.len() > buf.len() {
+            return Err(TooLarge {
+                len: bytes.len(),
+                slot_size: buf.len(),
+            });
+        }
+        buf[..bytes.len()].copy_from_slice(bytes);
+        self.set_len(bytes.len())
+    }
+
+    /// The whole slot, to fill directly; then call [`SlotWriter::set_len`].
+    pub fn buffer(&mut self) -> &mut [u8] {
+        self.arena
+            .payload_mut(self.handle)
+            .expect("a source's slot is never shared")
+    }
+
+    /// Sets the payload length after writing into [`SlotWriter::buffer`].
+    pub fn set_len(&mut self, len: usize) -> Result<(), TooLarge> {
+        self.arena.set_len(self.handle, len)
+    }
+
+    /// Slot capacity in bytes.
+    pub fn capacity(&self) -> usize {
+        self.arena.slot_size()
+    }
+
+    /// Stamps the ingest time explicitly (rate-controlled sources stamp the
+    /// *intended* send time so that stalls are not hidden). Default: the time
+    /// `pull` returned.
+    pub fn set_ingest_ns(&mut self, ns: u64) {
+        self.ingest_ns = ns;
+    }
+
+    /// Sets the content type (default: bytes).
+    pub fn set_content_type(&mut self, ct: ContentType) {
+        self.content_type = ct;
+    }
+}
+
+/// A read view of an element, with copy-on-write for processors.
+pub struct Element<'a> {
+    pub(crate) arena: &'a Arena,
+    pub(crate) handle: &'a mut Handle,
+    pub(crate) pool: &'a mut LocalPool,
+}
+
+impl Element<'_> {
+    /// The payload bytes.
+    #[inline]
+    pub fn payload(&self) -> &[u8] {
+        self.arena.payload(self.handle)
+    }
+
+    /// The metadata (sequence number, ingest time, source, content type).
+    #[inline]
+    pub fn meta(&self) -> Meta {
+        self.arena.meta(self.handle)
+    }
+
+    /// Replaces the payload: in place when this element is the slot's only
+    /// reference, else in a new slot (the other branches keep the original).
+    pub fn set_payload(&mut self, bytes: &[u8]) -> Result<(), StageError> {
+        match self.arena.write_payload(self.handle, bytes, self.pool)? {
+            true => Ok(()),
+            false => Err(StageError::Rejected(Reason::new(
+                "arena exhausted",
+                "no free slot for a copy-on-write",
+            ))),
+        }
+    }
+
+    /// Whether `set_payload` would write in place (no other reference).
+    pub fn is_unique(&self) -> bool {
+        self.arena.refcount(self.handle) == 1
+    }
+}
+
+/// A set of router output ports (by index in the router's port list).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortMask(pub u64);
+
+impl PortMask {
+    /// Most output ports a router may declare.
+    pub const MAX_PORTS: usize = 64;
+
+    /// Adds port `i`.
+    #[inline]
+    pub fn add(&mut self, i: usize) {
+        debug_assert!(i < Self::MAX_PORTS);
+        self.0 |= 1 << i;
+    }
+
+    /// All ports `0..n`.
+    pub fn all(n: usize) -> PortMask {
+        PortMask(if n >= 64 { u64::MAX } else { (1u64 << n) - 1 })
+    }
+
+    /// Whether no port is set.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Iterates the set port indices.
+    pub fn iter(self) -> impl Iterator<Item = usize> {
+        let mut bits = self.0;
+        std::iter::from_fn(move || {
+            if bits == 0 {
+                return None;
+            }
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            Some(i)
+        })
+    }
+}
+
+/// Produces elements. Output port: `output`.
+pub trait Source: Send {
+    /// Called once on the stage's worker before the first `pull`.
+    fn init(&mut self, _info: &StageInfo) -> Result<(), StageError> {
+        Ok(())
+    }
+    /// Fills `slot` with the next element (or says there is none yet, or no
+    /// more). Returning `Err(Rejected)` drops this attempt with the reason.
+    fn pull(&mut self, slot: &mut SlotWriter<'_>) -> Result<Pull, StageError>;
+    /// Called once after the last `pull`.
+    fn teardown(&mut self) {}
+}
+
+/// Transforms, filters or absorbs elements. Ports: `input` -> `output`.
+pub trait Processor: Send {
+    /// Called once on the stage's worker before the first element.
+    fn init(&mut self, _info: &StageInfo) -> Result<(), StageError> {
+        Ok(())
+    }
+    /// Handles one element.
+    fn process(&mut self, element: &mut Element<'_>) -> Result<Verdict, StageError>;
+    /// Called once after the last element.
+    fn teardown(&mut self) {}
+}
+
+/// Chooses output ports per element: a fan-out to several ports shares one
+/// slot (refcount), it never copies. Ports: `input` -> the declared ports.
+pub trait Router: Send {
+    /// Called once on the stage's worker before the first element.
+    fn init(&mut self, _info: &StageInfo) -> Result<(), StageError> {
+        Ok(())
+    }
+    /// Adds the element's destination ports to `ports` (none: dropped).
+    fn route(&mut self, element: &Element<'_>, ports: &mut PortMask) -> Result<(), StageError>;
+    /// Called once after the last element.
+    fn teardown(&mut self) {}
+}
+
+/// Consumes elements. Port: `input`.
+pub trait Sink: Send {
+    /// Called once on the stage's worker before the first element.
+    fn init(&mut self, _info: &StageInfo) -> Result<(), StageError> {
+        Ok(())
+    }
+    /// Receives one element.
+    fn push(&mut self, element: &Element<'_>) -> Result<(), StageError>;
+    /// Called after each batch of `push` calls (flush buffered output here).
+    fn end_batch(&mut self) -> Result<(), StageError> {
+        Ok(())
+    }
+    /// Called once when every input has completed.
+    fn complete(&mut self) -> Result<(), StageError> {
+        Ok(())
+    }
+    /// Called once at the very end.
+    fn teardown(&mut self) {}
+}
+
+/// A built stage of one of the four roles, ready to be scheduled.
+pub enum Stage {
+    /// A source.
+    Source(Box<dyn Source>),
+    /// A processor.
+    Processor(Box<dyn Processor>),
+    /// A router with its output port names, in `PortMask` index order.
+    Router(Box<dyn Router>, Vec<String>),
+    /// A sink.
+    Sink(Box<dyn Sink>),
+}
+
+impl Stage {
+    /// The role's name, as used in messages.
+    pub fn role(&self) -> Role {
+        match self {
+            Stage::Source(_) => Role::Source,
+            Stage::Processor(_) => Role::Processor,
+            Stage::Router(..) => Role::Router,
+            Stage::Sink(_) => Role::Sink,
+        }
+    }
+
+    /// Output port names.
+    pub fn output_ports(&self) -> Vec<String> {
+        match self {
+            Stage::Source(_) | Stage::Processor(_) => vec!["output".to_string()],
+            Stage::Router(_, ports) => ports.clone(),
+            Stage::Sink(_) => Vec::new(),
+        }
+    }
+
+    /// Whether the stage has an `input` port.
+    pub fn has_input(&self) -> bool {
+        !matches!(self, Stage::Source(_))
+    }
+}
+
+impl fmt::Debug for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Stage::{:?}", self.role())
+    }
+}
+
+/// The four stage roles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Produces elements.
+    Source,
+    /// One input, one output.
+    Processor,
+    /// One input, named outputs.
+    Router,
+    /// Consumes elements.
+    Sink,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Source => "source",
+            Role::Processor => "processor",
+            Role::Router => "router",
+            Role::Sink => "sink",
+        })
+    }
+}

@@ -1,0 +1,516 @@
+//! Building a pipeline from Rust: add stages, connect ports, `build()` into
+//! a validated [`Pipeline`], `run()` it. The TOML loader uses the same
+//! builder, so both paths get the same validation.
+
+use std::collections::{BTreeSet, HashMap};
+
+use crate::arena::{DEFAULT_SLOTS, DEFAULT_SLOT_SIZE};
+use crate::ring::wait::WaitStrategy;
+use crate::ring::DEFAULT_CAPACITY;
+use crate::runtime::placement;
+use crate::runtime::Pipeline;
+use crate::stage::{PortMask, Role, Stage};
+use crate::topology::error::{ConfigError, ConfigErrors};
+
+/// Default batch: handles moved per ring operation.
+pub const DEFAULT_BATCH: usize = 64;
+
+/// Engine settings shared by every flow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Arena slot count; `None` sizes it from the topology (see
+    /// [`Pipeline::required_slots`]).
+    pub slots: Option<u32>,
+    /// Arena slot size in bytes: the largest payload.
+    pub slot_size: usize,
+    /// Ring capacity for edges that do not set their own.
+    pub ring_capacity: usize,
+    /// Elements a stage handles per scheduling turn (and per ring commit).
+    pub batch: usize,
+    /// How idle workers wait.
+    pub wait: WaitStrategy,
+    /// Pin workers to cores (default true).
+    pub pin: bool,
+    /// Restrict the engine to these core ids (default: every core this
+    /// process may run on).
+    pub cores: Option<Vec<usize>>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            slots: None,
+            slot_size: DEFAULT_SLOT_SIZE,
+            ring_capacity: DEFAULT_CAPACITY,
+            batch: DEFAULT_BATCH,
+            wait: WaitStrategy::default(),
+            pin: true,
+            cores: None,
+        }
+    }
+}
+
+pub(crate) struct NodeDecl {
+    pub(crate) name: String,
+    pub(crate) component: String,
+    pub(crate) stage: Stage,
+    pub(crate) core: Option<usize>,
+    pub(crate) origin: String,
+}
+
+pub(crate) struct EdgeDecl {
+    pub(crate) from: (String, String),
+    pub(crate) to: (String, String),
+    pub(crate) capacity: Option<usize>,
+    pub(crate) origin: String,
+}
+
+/// A resolved edge: node indices, output port index, ring capacity.
+#[derive(Clone, Debug)]
+pub(crate) struct Edge {
+    pub(crate) from: usize,
+    pub(crate) port: usize,
+    pub(crate) to: usize,
+    pub(crate) capacity: usize,
+}
+
+/// Assembles and validates a pipeline.
+///
+/// ```
+/// use dataplane::operators::{Discard, ListSource};
+/// use dataplane::{PipelineBuilder, Stage};
+///
+/// let mut b = PipelineBuilder::new();
+/// b.add("src", "list", Stage::Source(Box::new(ListSource::new(vec![b"a".to_vec(), b"b".to_vec()]))));
+/// b.add("sink", "discard", Stage::Sink(Box::new(Discard)));
+/// b.connect(("src", "output"), ("sink", "input"));
+/// let report = b.build().expect("valid").run();
+/// assert_eq!(report.stage("sink").unwrap().received, 2);
+/// assert_eq!(report.leaked_slots, 0);
+/// ```
+#[derive(Default)]
+pub struct PipelineBuilder {
+    pub(crate) settings: Settings,
+    pub(crate) nodes: Vec<NodeDecl>,
+    pub(crate) edges: Vec<EdgeDecl>,
+    pub(crate) errors: Vec<ConfigError>,
+    /// Nodes that failed to build (already reported): edges touching them
+    /// are skipped instead of reported again as unknown.
+    pub(crate) broken: BTreeSet<String>,
+}
+
+impl PipelineBuilder {
+    /// An empty pipeline with default settings.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Replaces the engine settings.
+    pub fn settings(&mut self, settings: Settings) -> &mut Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Adds a stage named `name`, built from `component` (used in reports).
+    pub fn add(&mut self, name: &str, component: &str, stage: Stage) -> &mut Self {
+        self.add_at(name, component, stage, None, String::new())
+    }
+
+    /// Like [`add`](Self::add), pinning the stage to core id `core`.
+    pub fn add_pinned(&mut self, name: &str, component: &str, stage: Stage, core: usize) -> &mut Self {
+        self.add_at(name, component, stage, Some(core), String::new())
+    }
+
+    pub(crate) fn add_at(
+        &mut self,
+        name: &str,
+        component: &str,
+        stage: Stage,
+        core: Option<usize>,
+        origin: String,
+    ) -> &mut Self {
+        self.nodes.push(NodeDecl {
+            name: name.to_string(),
+            component: component.to_string(),
+            stage,
+            core,
+            origin,
+        });
+        self
+    }
+
+    /// Connects output port `from = (node, port)` to input port `to`.
+    pub fn connect(&mut self, from: (&str, &str), to: (&str, &str)) -> &mut Self {
+        self.connect_at(from, to, None, String::new())
+    }
+
+    /// Like [`connect`](Self::connect) with this edge's own ring capacity.
+    pub fn connect_with_capacity(
+        &mut self,
+        from: (&str, &str),
+        to: (&str, &str),
+        capacity: usize,
+    ) -> &mut Self {
+        self.connect_at(from, to, Some(capacity), String::new())
+    }
+
+    pub(crate) fn connect_at(
+        &mut self,
+        from: (&str, &str),
+        to: (&str, &str),
+        capacity: Option<usize>,
+        origin: String,
+    ) -> &mut Self {
+        self.edges.push(EdgeDecl {
+            from: (from.0.to_string(), from.1.to_string()),
+            to: (to.0.to_string(), to.1.to_string()),
+            capacity,
+            origin,
+        });
+        self
+    }
+
+    /// Records an error found before building (e.g. by a config loader).
+    pub fn error(&mut self, error: ConfigError) -> &mut Self {
+        self.errors.push(error);
+        self
+    }
+
+    /// Validates everything and returns a runnable pipeline, or every
+    /// problem found.
+    ///
+    /// Reads the usable cores with `core_affinity::get_core_ids()`, which
+    /// reports the *calling thread's* affinity: call this from the main
+    /// thread, before anything is pinned.
+    pub fn build(self) -> Result<Pipeline, ConfigErrors> {
+        let PipelineBuilder {
+            settings,
+            nodes,
+            edges,
+            mut errors,
+            broken,
+        } = self;
+        let at = |origin: &str, fallback: String| {
+            if origin.is_empty() {
+                fallback
+            } else {
+                format!("{origin}: {fallback}")
+            }
+        };
+
+        // Names.
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for (i, n) in nodes.iter().enumerate() {
+            if n.name.is_empty() {
+                errors.push(ConfigError::new(&n.origin, "a node name may not be empty"));
+            }
+            if index.insert(n.name.as_str(), i).is_some() {
+                errors.push(ConfigError::new(
+                    &n.origin,
+                    format!("duplicate node name '{}'", n.name),
+                ));
+            }
+            if let Stage::Router(_, ports) = &n.stage {
+                if ports.is_empty() || ports.len() > PortMask::MAX_PORTS {
+                    errors.push(ConfigError::new(
+                        &n.origin,
+                        format!(
+                            "router '{}' declares {} output ports; 1 to {} are allowed",
+                            n.name,
+                            ports.len(),
+                            PortMask::MAX_PORTS
+                        ),
+                    ));
+                }
+            }
+        }
+        if nodes.is_empty() {
+            errors.push(ConfigError::new("", "the pipeline has no nodes"));
+        } else if !nodes.iter().any(|n| n.stage.role() == Role::Source) {
+            errors.push(ConfigError::new("", "the pipeline has no source"));
+        }
+
+        // Edges.
+        let out_ports: Vec<Vec<String>> = nodes.iter().map(|n| n.stage.output_ports()).collect();
+        let mut resolved = Vec::new();
+        let mut seen = BTreeSet::new();
+        for e in &edges {
+            let edge_name = format!(
+                "edge {}.{} -> {}.{}",
+                e.from.0, e.from.1, e.to.0, e.to.1
+            );
+            let loc = at(&e.origin, edge_name);
+            if broken.contains(&e.from.0) || broken.contains(&e.to.0) {
+                continue;
+            }
+            let from = index.get(e.from.0.as_str()).copied();
+            let to = index.get(e.to.0.as_str()).copied();
+            if from.is_none() {
+                errors.push(ConfigError::new(&loc, format!("unknown node '{}'", e.from.0)));
+            }
+            if to.is_none() {
+                errors.push(ConfigError::new(&loc, format!("unknown node '{}'", e.to.0)));
+            }
+            let (Some(from), Some(to)) = (from, to) else {
+                continue;
+            };
+            let from_node = &nodes[from];
+            let to_node = &nodes[to];
+            let port = out_ports[from].iter().position(|p| *p == e.from.1);
+            let mut ok = true;
+            if from_node.stage.role() == Role::Sink {
+                errors.push(ConfigError::new(
+                    &loc,
+                    format!("sink '{}' has no output ports; a sink cannot start an edge", e.from.0),
+                ));
+                ok = false;
+            } else if port.is_none() {
+                let msg = if e.from.1 == "input" {
+                    format!(
+                        "'{}.input' is an input port; an edge goes from an output port ({}) to an input port",
+                        e.from.0,
+                        out_ports[from].join(", ")
+                    )
+                } else {
+                    format!(
+                        "node '{}' has no output port '{}' (its output ports: {})",
+                        e.from.0,
+                        e.from.1,
+                        out_ports[from].join(", ")
+                    )
+                };
+                errors.push(ConfigError::new(&loc, msg));
+                ok = false;
+            }
+            if !to_node.stage.has_input() {
+                errors.push(ConfigError::new(
+                    &loc,
+                    format!("source '{}' cannot have inputs", e.to.0),
+                ));
+                ok = false;
+            } else if e.to.1 != "input" {
+                let msg = if out_ports[to].contains(&e.to.1) {
+                    format!(
+                        "'{}.{}' is an output port; an edge must end at an input port ('{}.input')",
+                        e.to.0, e.to.1, e.to.0
+                    )
+                } else {
+                    format!(
+                        "node '{}' has no input port '{}' (its input port: input)",
+                        e.to.0, e.to.1
+                    )
+                };
+                errors.push(ConfigError::new(&loc, msg));
+                ok = false;
+            }
+            let capacity = e.capacity.unwrap_or(settings.ring_capacity);
+            if capacity == 0 {
+                errors.push(ConfigError::new(&loc, "ring capacity must be at least 1"));
+                ok = false;
+            }
+            if from == to {
+                errors.push(ConfigError::new(&loc, "an edge may not connect a node to itself (cycle)"));
+                ok = false;
+            }
+            if ok && !seen.insert((from, port, to)) {
+                errors.push(ConfigError::new(&loc, "duplicate edge"));
+                ok = false;
+            }
+            if ok {
+                resolved.push(Edge {
+                    from,
+                    port: port.expect("checked"),
+                    to,
+                    capacity,
+                });
+            }
+        }
+
+        // Every output port connected, every consumer fed.
+        for (i, n) in nodes.iter().enumerate() {
+            for (p, name) in out_ports[i].iter().enumerate() {
+                let to_broken = edges
+                    .iter()
+                    .any(|e| e.from.0 == n.name && e.from.1 == *name && broken.contains(&e.to.0));
+                if !to_broken && !resolved.iter().any(|e| e.from == i && e.port == p) {
+                    errors.push(ConfigError::new(
+                        &n.origin,
+                        format!(
+                            "output port '{}.{}' is not connected (every output port needs an edge)",
+                            n.name, name
+                        ),
+                    ));
+                }
+            }
+            if n.stage.has_input()
+                && !resolved.iter().any(|e| e.to == i)
+                && !edges.iter().any(|e| e.to.0 == n.name)
+            {
+                errors.push(ConfigError::new(
+                    &n.origin,
+                    format!("{} '{}' has no input edge", n.stage.role(), n.name),
+                ));
+            }
+        }
+
+        // Cycles (Kahn's algorithm; what remains is on or behind a cycle).
+        let order = match topo_order(nodes.len(), &resolved) {
+            Ok(order) => order,
+            Err(stuck) => {
+                let cycle = find_cycle(&stuck, &resolved)
+                    .into_iter()
+                    .map(|i| nodes[i].name.as_str())
+                    .collect::<Vec<_>>();
+                errors.push(ConfigError::new(
+                    "",
+                    format!(
+                        "the graph has a cycle: {} (pipelines must be acyclic)",
+                        cycle.join(" -> ")
+                    ),
+                ));
+                Vec::new()
+            }
+        };
+
+        // Settings.
+        if settings.slot_size == 0 {
+            errors.push(ConfigError::new("engine.arena", "slot_size must be at least 1 byte"));
+        }
+        if settings.batch == 0 {
+            errors.push(ConfigError::new("engine", "batch must be at least 1"));
+        }
+        if settings.ring_capacity == 0 {
+            errors.push(ConfigError::new("engine", "ring_capacity must be at least 1"));
+        }
+
+        // Cores.
+        let detected: Vec<core_affinity::CoreId> = core_affinity::get_core_ids().unwrap_or_default();
+        let detected_ids: Vec<usize> = detected.iter().map(|c| c.id).collect();
+        let usable: Vec<usize> = match &settings.cores {
+            Some(list) => {
+                for &c in list {
+                    if !detected_ids.is_empty() && !detected_ids.contains(&c) {
+                        errors.push(ConfigError::new(
+                            "engine.cores",
+                            format!("core {c} is not available here (usable cores: {})", ids(&detected_ids)),
+                        ));
+                    }
+                }
+                if list.is_empty() {
+                    errors.push(ConfigError::new("engine.cores", "the core list is empty"));
+                }
+                list.clone()
+            }
+            None if detected_ids.is_empty() => vec![0],
+            None => detected_ids.clone(),
+        };
+        let mut pinned = vec![None; nodes.len()];
+        for (i, n) in nodes.iter().enumerate() {
+            if let Some(c) = n.core {
+                match usable.iter().position(|&u| u == c) {
+                    Some(p) => pinned[i] = Some(p),
+                    None => errors.push(ConfigError::new(
+                        &n.origin,
+                        format!(
+                            "node '{}' asks for core {c}, which is not available (usable cores: {})",
+                            n.name,
+                            ids(&usable)
+                        ),
+                    )),
+                }
+            }
+        }
+
+        // Arena: enough slots that every ring can be full and every worker
+        // cache full, with one to spare, so a copy-on-write never waits for
+        // a slot that only a blocked stage could free.
+        let workers = usable.len().min(nodes.len()).max(1);
+        let required = Pipeline::required_slots(&resolved, nodes.len(), workers, settings.batch);
+        if let Some(slots) = settings.slots {
+            if (slots as u64) < required {
+                errors.push(ConfigError::new(
+                    "engine.arena.slots",
+                    format!(
+                        "{slots} slots cannot hold what the rings may carry: this topology needs at least \
+                         {required} (sum of ring capacities + per-worker caches + one per stage); raise \
+                         slots or lower ring capacities"
+                    ),
+                ));
+            }
+        }
+        if required >= u32::MAX as u64 {
+            errors.push(ConfigError::new("", "ring capacities are too large for one arena"));
+        }
+
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+
+        let slots = settings
+            .slots
+            .unwrap_or_else(|| (required as u32).max(DEFAULT_SLOTS));
+        let assignment = placement::assign(&order, &pinned, usable.len());
+        let core_of: Vec<core_affinity::CoreId> = assignment
+            .iter()
+            .map(|&c| core_affinity::CoreId { id: usable[c] })
+            .collect();
+        Ok(Pipeline::new(settings, slots, nodes, resolved, order, core_of))
+    }
+}
+
+fn ids(list: &[usize]) -> String {
+    list.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// Topological order, or the nodes left on or behind a cycle.
+pub(crate) fn topo_order(n: usize, edges: &[Edge]) -> Result<Vec<usize>, Vec<usize>> {
+    let mut indegree = vec![0usize; n];
+    for e in edges {
+        indegree[e.to] += 1;
+    }
+    let mut ready: Vec<usize> = (0..n).rev().filter(|&i| indegree[i] == 0).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(i) = ready.pop() {
+        order.push(i);
+        let mut next: Vec<usize> = edges.iter().filter(|e| e.from == i).map(|e| e.to).collect();
+        next.sort_unstable();
+        next.dedup();
+        for t in next.into_iter().rev() {
+            indegree[t] -= edges.iter().filter(|e| e.from == i && e.to == t).count();
+            if indegree[t] == 0 {
+                ready.push(t);
+            }
+        }
+    }
+    if order.len() == n {
+        Ok(order)
+    } else {
+        Err((0..n).filter(|i| !order.contains(i)).collect())
+    }
+}
+
+/// One cycle among `stuck` nodes, as a closed path (first == last).
+fn find_cycle(stuck: &[usize], edges: &[Edge]) -> Vec<usize> {
+    // Every stuck node has a stuck predecessor; walk predecessors until a
+    // node repeats.
+    let Some(&start) = stuck.first() else {
+        return Vec::new();
+    };
+    let mut path = vec![start];
+    let mut cur = start;
+    loop {
+        let pred = edges
+            .iter()
+            .find(|e| e.to == cur && stuck.contains(&e.from))
+            .map(|e| e.from)
+            .expect("a stuck node has a stuck predecessor");
+        if let Some(pos) = path.iter().position(|&p| p == pred) {
+            let mut cycle: Vec<usize> = path[pos..].to_vec();
+            cycle.reverse();
+            cycle.push(cycle[0]);
+            return cycle;
+        }
+        path.push(pred);
+        cur = pred;
+    }
+}

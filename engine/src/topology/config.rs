@@ -1,0 +1,270 @@
+//! TOML pipeline files: parsed into raw serde structs (phase one), then fed
+//! to the [`PipelineBuilder`] which validates the graph (phase two). Every
+//! problem in both phases is collected, located by `file:line:col`.
+//!
+//! ```toml
+//! [engine]                       # optional
+//! wait = "park"                  # busy-spin | yield | park
+//! ring_capacity = 1024           # default per edge
+//! batch = 64
+//! arena = { slots = 16384, slot_size = 2048 }
+//!
+//! [flow.main]
+//! [flow.main.nodes.source]
+//! component = "list"
+//! payloads = ['{"type":"metric"}']
+//! core = 0                       # optional pinning
+//!
+//! [[flow.main.edges]]
+//! from = { node = "source", port = "output" }
+//! to = { node = "sink", port = "input" }
+//! capacity = 256                 # optional
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::operators::Registry;
+use crate::ring::wait::WaitStrategy;
+use crate::topology::builder::{PipelineBuilder, Settings};
+use crate::topology::error::{ConfigError, ConfigErrors};
+
+/// Keys of a node table that belong to the engine, not the component.
+const NODE_KEYS: [&str; 3] = ["component", "core", "description"];
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    engine: RawEngine,
+    #[serde(default)]
+    flow: BTreeMap<String, RawFlow>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEngine {
+    #[serde(default)]
+    arena: RawArena,
+    ring_capacity: Option<usize>,
+    batch: Option<usize>,
+    wait: Option<String>,
+    pin: Option<bool>,
+    cores: Option<Vec<usize>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawArena {
+    slots: Option<u32>,
+    slot_size: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFlow {
+    #[serde(default)]
+    #[allow(dead_code)]
+    description: Option<String>,
+    ring_capacity: Option<usize>,
+    #[serde(default)]
+    nodes: indexmap::IndexMap<String, Spanned<toml::Table>>,
+    #[serde(default)]
+    edges: Vec<Spanned<RawEdge>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEdge {
+    from: RawEnd,
+    to: RawEnd,
+    capacity: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnd {
+    node: String,
+    port: Option<String>,
+}
+
+/// Why a config file could not be loaded.
+#[derive(Debug)]
+pub enum LoadError {
+    /// The file could not be read (missing, permissions...).
+    Io(String),
+    /// The file was read but describes no valid pipeline.
+    Invalid(ConfigErrors),
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Io(m) => f.write_str(m),
+            LoadError::Invalid(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// `file:line:col` of a byte offset.
+fn locate(file: &str, text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    format!("{file}:{line}:{col}")
+}
+
+/// Reads a pipeline file into a builder (with any errors recorded in it).
+/// `flow` selects one `[flow.NAME]`; `None` runs every flow in the file.
+pub fn load_file(path: &Path, registry: &Registry, flow: Option<&str>) -> Result<PipelineBuilder, LoadError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| LoadError::Io(format!("cannot read config file {}: {e}", path.display())))?;
+    Ok(load_str(&text, &path.display().to_string(), registry, flow))
+}
+
+/// Parses pipeline TOML `text` (named `file` in messages) into a builder.
+pub fn load_str(text: &str, file: &str, registry: &Registry, flow: Option<&str>) -> PipelineBuilder {
+    let mut b = PipelineBuilder::new();
+    let raw: RawConfig = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let loc = match e.span() {
+                Some(span) => locate(file, text, span.start),
+                None => file.to_string(),
+            };
+            b.error(ConfigError::new(loc, e.message().trim_end()));
+            return b;
+        }
+    };
+
+    let mut settings = Settings::default();
+    let eng = raw.engine;
+    if let Some(v) = eng.arena.slots {
+        settings.slots = Some(v);
+    }
+    if let Some(v) = eng.arena.slot_size {
+        settings.slot_size = v;
+    }
+    if let Some(v) = eng.ring_capacity {
+        settings.ring_capacity = v;
+    }
+    if let Some(v) = eng.batch {
+        settings.batch = v;
+    }
+    if let Some(w) = eng.wait {
+        match WaitStrategy::parse(&w) {
+            Some(w) => settings.wait = w,
+            None => {
+                b.error(ConfigError::new(
+                    format!("{file}: engine.wait"),
+                    format!("unknown wait strategy '{w}' (expected busy-spin, yield or park)"),
+                ));
+            }
+        }
+    }
+    if let Some(p) = eng.pin {
+        settings.pin = p;
+    }
+    settings.cores = eng.cores;
+    let default_capacity = settings.ring_capacity;
+    b.settings(settings);
+
+    if raw.flow.is_empty() {
+        b.error(ConfigError::new(file, "no flow defined (expected a [flow.NAME] table)"));
+        return b;
+    }
+    let flows: Vec<(&String, &RawFlow)> = match flow {
+        Some(name) => match raw.flow.get_key_value(name) {
+            Some(f) => vec![f],
+            None => {
+                let names: Vec<&str> = raw.flow.keys().map(String::as_str).collect();
+                b.error(ConfigError::new(
+                    file,
+                    format!("no flow named '{name}' (flows in this file: {})", names.join(", ")),
+                ));
+                return b;
+            }
+        },
+        None => raw.flow.iter().collect(),
+    };
+
+    for (flow_name, f) in flows {
+        if f.nodes.is_empty() {
+            b.error(ConfigError::new(
+                file,
+                format!("flow '{flow_name}' has no nodes (expected [flow.{flow_name}.nodes.NAME] tables)"),
+            ));
+        }
+        for (name, node) in &f.nodes {
+            let origin = locate(file, text, node.span().start);
+            let table = node.get_ref();
+            let component = match table.get("component") {
+                Some(toml::Value::String(c)) => c.clone(),
+                Some(_) => {
+                    b.error(ConfigError::new(&origin, format!("node '{name}': component must be a string")));
+                    b.broken.insert(name.clone());
+                    continue;
+                }
+                None => {
+                    b.error(ConfigError::new(&origin, format!("node '{name}': missing `component`")));
+                    b.broken.insert(name.clone());
+                    continue;
+                }
+            };
+            let core = match table.get("core") {
+                None => None,
+                Some(toml::Value::Integer(c)) if *c >= 0 => Some(*c as usize),
+                Some(other) => {
+                    b.error(ConfigError::new(
+                        &origin,
+                        format!("node '{name}': core must be a non-negative integer, not {other}"),
+                    ));
+                    None
+                }
+            };
+            let mut params = table.clone();
+            for k in NODE_KEYS {
+                params.remove(k);
+            }
+            match registry.build(&component, &params) {
+                Ok(stage) => {
+                    b.add_at(name, &component, stage, core, origin);
+                }
+                Err(msg) => {
+                    b.error(ConfigError::new(&origin, format!("node '{name}' ({component}): {msg}")));
+                    b.broken.insert(name.clone());
+                }
+            }
+        }
+        let capacity = f.ring_capacity.unwrap_or(default_capacity);
+        for edge in &f.edges {
+            let origin = locate(file, text, edge.span().start);
+            let e = edge.get_ref();
+            let from_port = e.from.port.as_deref().unwrap_or("output");
+            let to_port = e.to.port.as_deref().unwrap_or("input");
+            b.connect_at(
+                (&e.from.node, from_port),
+                (&e.to.node, to_port),
+                Some(e.capacity.unwrap_or(capacity)),
+                origin,
+            );
+        }
+    }
+    b
+}
+
+/// Loads and validates a pipeline file in one go.
+pub fn load_pipeline(
+    path: &Path,
+    registry: &Registry,
+    flow: Option<&str>,
+) -> Result<crate::runtime::Pipeline, LoadError> {
+    load_file(path, registry, flow)?
+        .build()
+        .map_err(LoadError::Invalid)
+}
