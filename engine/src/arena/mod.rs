@@ -203,6 +203,16 @@ impl Arena {
     pub fn release(&self, handle: Handle, cache: &mut LocalPool) {
         let index = handle.into_raw();
         let slot = &self.meta[index as usize];
+        // Fast path (the common, unshared case): if the count is 1, we hold
+        // the only reference, so nobody else can change it and no locked
+        // read-modify-write on this (probably remote) cache line is needed.
+        // Acquire pairs with earlier co-owners' Release decrements, as the
+        // fence below does on the slow path.
+        if slot.refs.load(Ordering::Acquire) == 1 {
+            slot.refs.store(0, Ordering::Relaxed);
+            cache.give(&self.free, index);
+            return;
+        }
         // Release: our accesses to the slot happen before the final release.
         let prev = slot.refs.fetch_sub(1, Ordering::Release);
         debug_assert!(prev > 0, "released a free slot {index}");

@@ -204,8 +204,11 @@ impl Source for Generator {
         for piece in &self.pieces {
             let r = match piece {
                 Piece::Text(t) => w.write_all(t),
-                Piece::Seq => write!(w, "{seq}"),
-                Piece::Timestamp => write!(w, "{}", if ingest == 0 { now_ns() } else { ingest }),
+                Piece::Seq => w.write_all(itoa::Buffer::new().format(seq).as_bytes()),
+                Piece::Timestamp => {
+                    let ts = if ingest == 0 { now_ns() } else { ingest };
+                    w.write_all(itoa::Buffer::new().format(ts).as_bytes())
+                }
                 Piece::Pick(c) => w.write_all(&c[(seq % c.len() as u64) as usize]),
             };
             overflow |= r.is_err();
