@@ -41,5 +41,8 @@ pub use metrics::{RunReport, StageReport};
 pub use operators::Registry;
 pub use ring::wait::WaitStrategy;
 pub use runtime::Pipeline;
-pub use stage::{Element, Processor, Pull, Reason, Role, Router, Sink, SlotWriter, Source, Stage, StageError, Verdict};
+pub use stage::{
+    Element, Emitter, Processor, Pull, Reason, Role, Router, Sink, SlotWriter, Source, Stage,
+    StageError, Verdict,
+};
 pub use topology::{ConfigError, ConfigErrors, PipelineBuilder, Settings};

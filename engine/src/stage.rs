@@ -156,6 +156,7 @@ pub struct Element<'a> {
     pub(crate) arena: &'a Arena,
     pub(crate) handle: &'a mut Handle,
     pub(crate) pool: &'a mut LocalPool,
+    pub(crate) outlet: Option<Outlet<'a>>,
 }
 
 impl Element<'_> {
@@ -183,10 +184,114 @@ impl Element<'_> {
         }
     }
 
+    /// Sends a *new* element on the processor's `output` port (before this
+    /// one, if this one is emitted too). Only processors can emit.
+    pub fn emit(
+        &mut self,
+        bytes: &[u8],
+        content_type: ContentType,
+        ingest_ns: u64,
+    ) -> Result<(), StageError> {
+        let outlet = self.outlet.as_mut().map(|o| Outlet {
+            out: &mut *o.out,
+            source: o.source,
+            seq: &mut *o.seq,
+        });
+        emit_new(
+            self.arena,
+            self.pool,
+            outlet,
+            bytes,
+            content_type,
+            ingest_ns,
+        )
+    }
+
     /// Whether `set_payload` would write in place (no other reference).
     pub fn is_unique(&self) -> bool {
         self.arena.refcount(self.handle) == 1
     }
+}
+
+/// Lets a processor send elements of its own making (a window's aggregate)
+/// from `tick` and `finish`. Inside `process`, use [`Element::emit`].
+pub struct Emitter<'a> {
+    pub(crate) arena: &'a Arena,
+    pub(crate) pool: &'a mut LocalPool,
+    pub(crate) out: &'a mut dyn FnMut(Handle),
+    pub(crate) source: u16,
+    pub(crate) seq: &'a mut u64,
+}
+
+impl Emitter<'_> {
+    /// Sends a new element with payload `bytes` on the `output` port,
+    /// stamped with `ingest_ns` (the newest contributing input's ingest time
+    /// keeps latency end to end; or [`crate::clock::now_ns`]).
+    pub fn emit(
+        &mut self,
+        bytes: &[u8],
+        content_type: ContentType,
+        ingest_ns: u64,
+    ) -> Result<(), StageError> {
+        let out = Outlet {
+            out: &mut *self.out,
+            source: self.source,
+            seq: &mut *self.seq,
+        };
+        emit_new(
+            self.arena,
+            self.pool,
+            Some(out),
+            bytes,
+            content_type,
+            ingest_ns,
+        )
+    }
+}
+
+/// Where a processor's new elements go.
+pub(crate) struct Outlet<'a> {
+    pub(crate) out: &'a mut dyn FnMut(Handle),
+    pub(crate) source: u16,
+    pub(crate) seq: &'a mut u64,
+}
+
+fn emit_new(
+    arena: &Arena,
+    pool: &mut LocalPool,
+    outlet: Option<Outlet<'_>>,
+    bytes: &[u8],
+    content_type: ContentType,
+    ingest_ns: u64,
+) -> Result<(), StageError> {
+    let Some(outlet) = outlet else {
+        return Err(StageError::Fatal(
+            "only processors can emit new elements".into(),
+        ));
+    };
+    let Some(mut h) = arena.alloc(pool) else {
+        return Err(StageError::Rejected(Reason::new(
+            "arena exhausted",
+            "no free slot for an emitted element",
+        )));
+    };
+    if let Err(e) = arena.write_payload(&mut h, bytes, pool) {
+        arena.release(h, pool);
+        return Err(e.into());
+    }
+    arena.set_meta(
+        &mut h,
+        Meta {
+            seq: *outlet.seq,
+            ingest_ns,
+            source: outlet.source,
+            content_type,
+            reason: None,
+        },
+    );
+    *outlet.seq += 1;
+    (outlet.out)(h);
+    Ok(())
 }
 
 /// A set of router output ports (by index in the router's port list).
@@ -247,8 +352,24 @@ pub trait Processor: Send {
     fn init(&mut self, _info: &StageInfo) -> Result<(), StageError> {
         Ok(())
     }
-    /// Handles one element.
+    /// Handles one element: return `Emit` to send it on (possibly
+    /// modified), `Drop` to consume it; [`Element::emit`] sends new ones.
     fn process(&mut self, element: &mut Element<'_>) -> Result<Verdict, StageError>;
+    /// How often [`tick`](Processor::tick) should run, in nanoseconds
+    /// (`None`, the default: never). Time windows close on ticks.
+    fn tick_interval(&self) -> Option<u64> {
+        None
+    }
+    /// Called about every `tick_interval` with the current time, also when
+    /// no input arrives.
+    fn tick(&mut self, _now_ns: u64, _out: &mut Emitter<'_>) -> Result<(), StageError> {
+        Ok(())
+    }
+    /// Called once when every input has completed, before `teardown`: emit
+    /// what is still buffered (an open window).
+    fn finish(&mut self, _out: &mut Emitter<'_>) -> Result<(), StageError> {
+        Ok(())
+    }
     /// Called once after the last element.
     fn teardown(&mut self) {}
 }
@@ -286,6 +407,11 @@ pub trait Sink: Send {
     fn teardown(&mut self) {}
 }
 
+/// The optional output port of processors and routers that receives
+/// rejected elements untouched, with [`Meta::reason`] set. Unconnected, they
+/// are counted as dropped with their reason.
+pub const ERROR_PORT: &str = "error";
+
 /// A built stage of one of the four roles, ready to be scheduled.
 pub enum Stage {
     /// A source.
@@ -309,13 +435,24 @@ impl Stage {
         }
     }
 
-    /// Output port names.
+    /// Output port names. Processors and routers end with the optional
+    /// [`ERROR_PORT`].
     pub fn output_ports(&self) -> Vec<String> {
         match self {
-            Stage::Source(_) | Stage::Processor(_) => vec!["output".to_string()],
-            Stage::Router(_, ports) => ports.clone(),
+            Stage::Source(_) => vec!["output".to_string()],
+            Stage::Processor(_) => vec!["output".to_string(), ERROR_PORT.to_string()],
+            Stage::Router(_, ports) => {
+                let mut p = ports.clone();
+                p.push(ERROR_PORT.to_string());
+                p
+            }
             Stage::Sink(_) => Vec::new(),
         }
+    }
+
+    /// Whether output port `name` may be left unconnected.
+    pub fn is_optional_port(&self, name: &str) -> bool {
+        name == ERROR_PORT && matches!(self, Stage::Processor(_) | Stage::Router(..))
     }
 
     /// Whether the stage has an `input` port.
@@ -345,7 +482,7 @@ pub enum Role {
 
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Role::Source => "source",
             Role::Processor => "processor",
             Role::Router => "router",

@@ -131,7 +131,9 @@ fn stress_many_threads() {
                     if sent < PER_THREAD && tx.slots() > 0 {
                         if let Some(mut h) = arena.alloc(&mut pool) {
                             let v = (t as u64) << 32 | sent;
-                            arena.write_payload(&mut h, &v.to_le_bytes(), &mut pool).unwrap();
+                            arena
+                                .write_payload(&mut h, &v.to_le_bytes(), &mut pool)
+                                .unwrap();
                             // Keep a second reference a moment, read, drop it.
                             let extra = arena.share(&h);
                             tx.push((h, v)).ok().unwrap();
@@ -142,7 +144,11 @@ fn stress_many_threads() {
                         }
                     }
                     if let Ok((h, v)) = rx.pop() {
-                        assert_eq!(arena.payload(&h), v.to_le_bytes(), "payload changed in flight");
+                        assert_eq!(
+                            arena.payload(&h),
+                            v.to_le_bytes(),
+                            "payload changed in flight"
+                        );
                         arena.release(h, &mut pool);
                         received += 1;
                         idle = false;

@@ -7,18 +7,22 @@ use std::sync::{Arc, Mutex};
 use dataplane::operators::json::find_field;
 use dataplane::operators::{Discard, Forward, Generator, ListSource, SetField};
 use dataplane::{
-    Element, PipelineBuilder, Reason, Registry, RunReport, Settings, Sink, Stage, StageError, WaitStrategy,
+    Element, PipelineBuilder, Reason, Registry, RunReport, Settings, Sink, Stage, StageError,
+    WaitStrategy,
 };
+
+/// What a [`Recorder`] saw: (seq, extra field) per element.
+type Seen = Arc<Mutex<Vec<(u64, String)>>>;
 
 /// Records the `seq` (and optionally a field) of everything it receives.
 struct Recorder {
     field: Option<&'static str>,
     seen: Vec<(u64, String)>,
-    out: Arc<Mutex<Vec<(u64, String)>>>,
+    out: Seen,
 }
 
 impl Recorder {
-    fn new(field: Option<&'static str>) -> (Recorder, Arc<Mutex<Vec<(u64, String)>>>) {
+    fn new(field: Option<&'static str>) -> (Recorder, Seen) {
         let out = Arc::new(Mutex::new(Vec::new()));
         (
             Recorder {
@@ -34,10 +38,21 @@ impl Recorder {
 impl Sink for Recorder {
     fn push(&mut self, e: &Element<'_>) -> Result<(), StageError> {
         let p = e.payload();
-        let seq = find_field(p, "seq").unwrap().field.unwrap().as_f64().unwrap() as u64;
+        let seq = find_field(p, "seq")
+            .unwrap()
+            .field
+            .unwrap()
+            .as_f64()
+            .unwrap() as u64;
         let extra = self
             .field
-            .map(|f| find_field(p, f).unwrap().field.map(|v| v.as_text().into_owned()).unwrap_or_default())
+            .map(|f| {
+                find_field(p, f)
+                    .unwrap()
+                    .field
+                    .map(|v| v.as_text().into_owned())
+                    .unwrap_or_default()
+            })
             .unwrap_or_default();
         self.seen.push((seq, extra));
         Ok(())
@@ -65,7 +80,11 @@ fn settings(wait: WaitStrategy) -> Settings {
 /// exactly what the rule says, in order, and every slot comes back.
 #[test]
 fn conservation_through_broadcast_router() {
-    let n: u64 = if cfg!(debug_assertions) { 200_000 } else { 3_000_000 };
+    let n: u64 = if cfg!(debug_assertions) {
+        200_000
+    } else {
+        3_000_000
+    };
     let (a, a_out) = Recorder::new(None);
     let (b, b_out) = Recorder::new(None);
     let mut p = PipelineBuilder::new();
@@ -80,9 +99,11 @@ fn conservation_through_broadcast_router() {
     .add(
         "route",
         "route-by-field",
-        router(r#"field = "type"
+        router(
+            r#"field = "type"
 routes = { a = "pa", b = "pb" }
-unmatched = "broadcast""#),
+unmatched = "broadcast""#,
+        ),
     )
     .add("sink-a", "recorder", Stage::Sink(Box::new(a)))
     .add("sink-b", "recorder", Stage::Sink(Box::new(b)))
@@ -97,11 +118,28 @@ unmatched = "broadcast""#),
     let expect_b: Vec<u64> = (0..n).filter(|s| s % 3 != 0).collect();
     let got_a: Vec<u64> = a_out.lock().unwrap().iter().map(|x| x.0).collect();
     let got_b: Vec<u64> = b_out.lock().unwrap().iter().map(|x| x.0).collect();
-    assert!(got_a == expect_a, "branch a: {} elements, expected {}", got_a.len(), expect_a.len());
-    assert!(got_b == expect_b, "branch b: {} elements, expected {}", got_b.len(), expect_b.len());
+    assert!(
+        got_a == expect_a,
+        "branch a: {} elements, expected {}",
+        got_a.len(),
+        expect_a.len()
+    );
+    assert!(
+        got_b == expect_b,
+        "branch b: {} elements, expected {}",
+        got_b.len(),
+        expect_b.len()
+    );
     let route = report.stage("route").unwrap();
     assert_eq!(route.received, n);
-    assert_eq!(route.ports, vec![("pa".to_string(), expect_a.len() as u64), ("pb".to_string(), expect_b.len() as u64)]);
+    assert_eq!(
+        route.ports,
+        vec![
+            ("pa".to_string(), expect_a.len() as u64),
+            ("pb".to_string(), expect_b.len() as u64),
+            ("error".to_string(), 0),
+        ]
+    );
 }
 
 /// Broadcast then modify on both branches: each branch sees its own tag and
@@ -113,18 +151,38 @@ fn copy_on_write_across_branches() {
     let (b, b_out) = Recorder::new(Some("tag"));
     let mut p = PipelineBuilder::new();
     p.settings(settings(WaitStrategy::Park));
-    p.add("gen", "generator", Stage::Source(Box::new(Generator::new(r#"{"seq":{seq}}"#, Some(n)).unwrap())))
-        .add("route", "route-by-field", router(r#"field = "none"
-routes = { x = ["pa", "pb"] }"#))
-        .add("tag-a", "set-field", Stage::Processor(Box::new(SetField::new("tag", &"A".into()))))
-        .add("tag-b", "set-field", Stage::Processor(Box::new(SetField::new("tag", &"B".into()))))
-        .add("sink-a", "recorder", Stage::Sink(Box::new(a)))
-        .add("sink-b", "recorder", Stage::Sink(Box::new(b)))
-        .connect(("gen", "output"), ("route", "input"))
-        .connect(("route", "pa"), ("tag-a", "input"))
-        .connect(("route", "pb"), ("tag-b", "input"))
-        .connect(("tag-a", "output"), ("sink-a", "input"))
-        .connect(("tag-b", "output"), ("sink-b", "input"));
+    p.add(
+        "gen",
+        "generator",
+        Stage::Source(Box::new(
+            Generator::new(r#"{"seq":{seq}}"#, Some(n)).unwrap(),
+        )),
+    )
+    .add(
+        "route",
+        "route-by-field",
+        router(
+            r#"field = "none"
+routes = { x = ["pa", "pb"] }"#,
+        ),
+    )
+    .add(
+        "tag-a",
+        "set-field",
+        Stage::Processor(Box::new(SetField::new("tag", &"A".into()))),
+    )
+    .add(
+        "tag-b",
+        "set-field",
+        Stage::Processor(Box::new(SetField::new("tag", &"B".into()))),
+    )
+    .add("sink-a", "recorder", Stage::Sink(Box::new(a)))
+    .add("sink-b", "recorder", Stage::Sink(Box::new(b)))
+    .connect(("gen", "output"), ("route", "input"))
+    .connect(("route", "pa"), ("tag-a", "input"))
+    .connect(("route", "pb"), ("tag-b", "input"))
+    .connect(("tag-a", "output"), ("sink-a", "input"))
+    .connect(("tag-b", "output"), ("sink-b", "input"));
     let report = p.build().unwrap().run();
     assert!(report.is_success(), "{report}");
     for (out, tag) in [(a_out, "A"), (b_out, "B")] {
@@ -153,23 +211,43 @@ fn bad_data_is_counted_not_fatal() {
         slot_size: 64,
         ..Settings::default()
     });
-    p.add("src", "list", Stage::Source(Box::new(ListSource::new(payloads))))
-        .add("route", "route-by-field", router(r#"field = "type"
-routes = { a = "pa" }"#))
-        .add("sink", "recorder", Stage::Sink(Box::new(a)))
-        .connect(("src", "output"), ("route", "input"))
-        .connect(("route", "pa"), ("sink", "input"));
+    p.add(
+        "src",
+        "list",
+        Stage::Source(Box::new(ListSource::new(payloads))),
+    )
+    .add(
+        "route",
+        "route-by-field",
+        router(
+            r#"field = "type"
+routes = { a = "pa" }"#,
+        ),
+    )
+    .add("sink", "recorder", Stage::Sink(Box::new(a)))
+    .connect(("src", "output"), ("route", "input"))
+    .connect(("route", "pa"), ("sink", "input"));
     let report = p.build().unwrap().run();
     assert!(report.is_success(), "{report}");
     let src = report.stage("src").unwrap();
     assert_eq!((src.sent, src.dropped), (4, 1));
     assert_eq!(src.reasons[0].kind, "payload too large");
-    assert!(src.reasons[0].first_detail.contains("100 bytes exceeds the arena slot size of 64"));
+    assert!(src.reasons[0]
+        .first_detail
+        .contains("100 bytes exceeds the arena slot size of 64"));
     let route = report.stage("route").unwrap();
     assert_eq!((route.received, route.sent, route.dropped), (4, 2, 2));
     assert_eq!(route.reasons[0].kind, "invalid JSON");
     assert_eq!(route.reasons[0].count, 2);
-    assert_eq!(a_out.lock().unwrap().iter().map(|x| x.0).collect::<Vec<_>>(), [0, 1]);
+    assert_eq!(
+        a_out
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|x| x.0)
+            .collect::<Vec<_>>(),
+        [0, 1]
+    );
 }
 
 struct FailAfter(u64);
@@ -191,11 +269,19 @@ fn failed_stage_drains_and_reports() {
     let n = 50_000;
     let mut p = PipelineBuilder::new();
     p.settings(settings(WaitStrategy::Park));
-    p.add("gen", "generator", Stage::Source(Box::new(Generator::new("{}", Some(n)).unwrap())))
-        .add("fail", "fail-after", Stage::Processor(Box::new(FailAfter(1000))))
-        .add("sink", "discard", Stage::Sink(Box::new(Discard)))
-        .connect(("gen", "output"), ("fail", "input"))
-        .connect(("fail", "output"), ("sink", "input"));
+    p.add(
+        "gen",
+        "generator",
+        Stage::Source(Box::new(Generator::new("{}", Some(n)).unwrap())),
+    )
+    .add(
+        "fail",
+        "fail-after",
+        Stage::Processor(Box::new(FailAfter(1000))),
+    )
+    .add("sink", "discard", Stage::Sink(Box::new(Discard)))
+    .connect(("gen", "output"), ("fail", "input"))
+    .connect(("fail", "output"), ("sink", "input"));
     let report = p.build().unwrap().run();
     assert!(!report.is_success());
     assert_eq!(report.leaked_slots, 0);
@@ -210,7 +296,11 @@ fn failed_stage_drains_and_reports() {
 fn chain(wait: WaitStrategy, stages: usize, n: u64) -> RunReport {
     let mut p = PipelineBuilder::new();
     p.settings(settings(wait));
-    p.add("gen", "generator", Stage::Source(Box::new(Generator::new("{}", Some(n)).unwrap())));
+    p.add(
+        "gen",
+        "generator",
+        Stage::Source(Box::new(Generator::new("{}", Some(n)).unwrap())),
+    );
     let mut prev = "gen".to_string();
     for i in 0..stages {
         let name = format!("fwd{i}");
@@ -226,7 +316,11 @@ fn chain(wait: WaitStrategy, stages: usize, n: u64) -> RunReport {
 /// More stages than cores under every wait strategy: completes, no loss.
 #[test]
 fn packed_chain_every_wait_strategy() {
-    for wait in [WaitStrategy::Park, WaitStrategy::Yield, WaitStrategy::BusySpin] {
+    for wait in [
+        WaitStrategy::Park,
+        WaitStrategy::Yield,
+        WaitStrategy::BusySpin,
+    ] {
         let r = chain(wait, 8, 200_000);
         assert!(r.is_success(), "{wait:?}: {r}");
         assert_eq!(r.stage("sink").unwrap().received, 200_000, "{wait:?}");

@@ -18,8 +18,8 @@
 
 mod pool;
 
-pub use pool::LocalPool;
 use pool::FreeStack;
+pub use pool::LocalPool;
 
 use std::cell::UnsafeCell;
 use std::fmt;
@@ -44,6 +44,9 @@ pub struct Meta {
     pub source: u16,
     /// Content type of the payload.
     pub content_type: ContentType,
+    /// Why a stage rejected this element, when it was sent to an `error`
+    /// port (the payload itself is untouched).
+    pub reason: Option<&'static str>,
 }
 
 /// What the payload bytes are.
@@ -187,7 +190,11 @@ impl Arena {
     pub fn alloc(&self, cache: &mut LocalPool) -> Option<Handle> {
         let index = cache.take(&self.free)?;
         let slot = &self.meta[index as usize];
-        debug_assert_eq!(slot.refs.load(Ordering::Relaxed), 0, "allocated a live slot");
+        debug_assert_eq!(
+            slot.refs.load(Ordering::Relaxed),
+            0,
+            "allocated a live slot"
+        );
         slot.refs.store(1, Ordering::Relaxed);
         // SAFETY: the slot was free, so no other handle refers to it; the pop
         // from the free stack (Acquire) ordered us after its last user.
@@ -336,7 +343,9 @@ impl Arena {
         if !self.make_mut(handle, cache) {
             return Ok(false);
         }
-        let buf = self.payload_mut(handle).expect("make_mut gave a sole reference");
+        let buf = self
+            .payload_mut(handle)
+            .expect("make_mut gave a sole reference");
         buf[..bytes.len()].copy_from_slice(bytes);
         self.set_len(handle, bytes.len())?;
         Ok(true)
@@ -412,7 +421,10 @@ mod tests {
         assert_eq!(arena.payload(&h), b"hello");
         let h2 = arena.share(&h);
         assert_eq!(arena.refcount(&h), 2);
-        assert!(arena.payload_mut(&mut h).is_none(), "shared slot is read-only");
+        assert!(
+            arena.payload_mut(&mut h).is_none(),
+            "shared slot is read-only"
+        );
         // Copy on write: h moves to a new slot, h2 keeps the original.
         assert!(arena.write_payload(&mut h, b"bye", &mut cache).unwrap());
         assert_ne!(h.index(), h2.index());
@@ -431,8 +443,13 @@ mod tests {
         let mut a = arena.alloc(&mut cache).unwrap();
         let b = arena.alloc(&mut cache).unwrap();
         assert!(arena.alloc(&mut cache).is_none());
-        let err = arena.write_payload(&mut a, b"123456789", &mut cache).unwrap_err();
-        assert_eq!(err.to_string(), "payload of 9 bytes exceeds the arena slot size of 8 bytes");
+        let err = arena
+            .write_payload(&mut a, b"123456789", &mut cache)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "payload of 9 bytes exceeds the arena slot size of 8 bytes"
+        );
         // Copy on write with an exhausted arena changes nothing.
         let shared = arena.share(&b);
         let mut b = b;

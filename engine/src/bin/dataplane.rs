@@ -31,7 +31,11 @@ mod exit {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "dataplane", version, about = "Run a multi-core dataplane pipeline described in TOML")]
+#[command(
+    name = "dataplane",
+    version,
+    about = "Run a multi-core dataplane pipeline described in TOML"
+)]
 struct Args {
     /// Pipeline description (TOML).
     #[arg(short, long, value_name = "FILE")]
@@ -43,7 +47,12 @@ struct Args {
     #[arg(short, long)]
     quiet: bool,
     /// Log level on stderr: error, warn, info, debug, trace (also via DATAPLANE_LOG).
-    #[arg(long, value_name = "LEVEL", env = "DATAPLANE_LOG", default_value = "warn")]
+    #[arg(
+        long,
+        value_name = "LEVEL",
+        env = "DATAPLANE_LOG",
+        default_value = "warn"
+    )]
     log: String,
 }
 
@@ -73,8 +82,12 @@ fn main() -> ExitCode {
     // Second: exit at once.
     let stop = pipeline.stop_flag();
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let registered = signal_hook::flag::register_conditional_shutdown(sig, exit::INTERRUPTED, Arc::clone(&stop))
-            .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&stop)));
+        let registered = signal_hook::flag::register_conditional_shutdown(
+            sig,
+            exit::INTERRUPTED,
+            Arc::clone(&stop),
+        )
+        .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&stop)));
         if let Err(e) = registered {
             eprintln!("warning: cannot handle signal {sig}: {e}");
         }
@@ -82,7 +95,11 @@ fn main() -> ExitCode {
 
     if !args.quiet {
         let placement = pipeline.placement();
-        let workers = placement.iter().map(|p| p.worker).max().map_or(0, |w| w + 1);
+        let workers = placement
+            .iter()
+            .map(|p| p.worker)
+            .max()
+            .map_or(0, |w| w + 1);
         eprintln!(
             "[dataplane] running {} from {}: {} stages on {} workers, wait strategy {}, arena {} x {} B",
             args.flow.as_deref().map_or("all flows".to_string(), |f| format!("flow '{f}'")),
@@ -103,7 +120,11 @@ fn main() -> ExitCode {
 
     let report = pipeline.run();
     if !args.quiet {
-        let stopped = if stop.load(Ordering::Relaxed) { " (stopped by signal, drained)" } else { "" };
+        let stopped = if stop.load(Ordering::Relaxed) {
+            " (stopped by signal, drained)"
+        } else {
+            ""
+        };
         eprintln!("[dataplane] completed{stopped}");
         eprint!("{report}");
     }

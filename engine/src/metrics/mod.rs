@@ -30,6 +30,8 @@ pub struct ReasonCount {
     pub count: u64,
     /// Details of the first occurrence.
     pub first_detail: String,
+    /// Sent to the `error` port rather than dropped.
+    pub diverted: bool,
 }
 
 /// What one stage did during the run.
@@ -82,12 +84,27 @@ impl StageReport {
     /// Counts one dropped element under `reason`.
     pub(crate) fn drop_with(&mut self, reason: Reason) {
         self.dropped += 1;
-        match self.reasons.iter_mut().find(|r| r.kind == reason.kind) {
+        self.tally(reason, false);
+    }
+
+    /// Counts one element sent to the `error` port under `reason` (it is
+    /// counted as sent, not dropped).
+    pub(crate) fn divert(&mut self, reason: Reason) {
+        self.tally(reason, true);
+    }
+
+    fn tally(&mut self, reason: Reason, diverted: bool) {
+        match self
+            .reasons
+            .iter_mut()
+            .find(|r| r.kind == reason.kind && r.diverted == diverted)
+        {
             Some(r) => r.count += 1,
             None => self.reasons.push(ReasonCount {
                 kind: reason.kind,
                 count: 1,
                 first_detail: reason.detail,
+                diverted,
             }),
         }
     }
@@ -96,12 +113,17 @@ impl StageReport {
     /// after its first occurrence.
     pub(crate) fn drop_static(&mut self, kind: &'static str) {
         self.dropped += 1;
-        match self.reasons.iter_mut().find(|r| r.kind == kind) {
+        match self
+            .reasons
+            .iter_mut()
+            .find(|r| r.kind == kind && !r.diverted)
+        {
             Some(r) => r.count += 1,
             None => self.reasons.push(ReasonCount {
                 kind,
                 count: 1,
                 first_detail: String::new(),
+                diverted: false,
             }),
         }
     }

@@ -114,9 +114,24 @@ pub fn human_ns(ns: u64) -> String {
 impl fmt::Display for RunReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for s in self.stages.iter().filter(|s| s.role == Role::Router) {
-            let parts: Vec<String> = s.ports.iter().map(|(p, n)| format!("{n} to {p}")).collect();
-            let routed = s.received - s.dropped;
-            writeln!(f, "{routed} events routed by '{}': {}", s.name, parts.join(", "))?;
+            let parts: Vec<String> = s
+                .ports
+                .iter()
+                .filter(|(p, n)| p != crate::stage::ERROR_PORT || *n > 0)
+                .map(|(p, n)| format!("{n} to {p}"))
+                .collect();
+            let errors = s
+                .ports
+                .iter()
+                .find(|(p, _)| p == crate::stage::ERROR_PORT)
+                .map_or(0, |(_, n)| *n);
+            let routed = s.received - s.dropped - errors;
+            writeln!(
+                f,
+                "{routed} events routed by '{}': {}",
+                s.name,
+                parts.join(", ")
+            )?;
         }
         writeln!(
             f,
@@ -128,8 +143,20 @@ impl fmt::Display for RunReport {
             self.slot_size,
             self.leaked_slots
         )?;
-        let w = self.stages.iter().map(|s| s.name.len()).max().unwrap_or(5).max(5);
-        let c = self.stages.iter().map(|s| s.component.len()).max().unwrap_or(9).max(9);
+        let w = self
+            .stages
+            .iter()
+            .map(|s| s.name.len())
+            .max()
+            .unwrap_or(5)
+            .max(5);
+        let c = self
+            .stages
+            .iter()
+            .map(|s| s.component.len())
+            .max()
+            .unwrap_or(9)
+            .max(9);
         writeln!(
             f,
             "{:<w$}  {:<c$}  {:<9}  {:>4}  {:>6}  {:>10}  {:>10}  {:>8}",
@@ -150,12 +177,17 @@ impl fmt::Display for RunReport {
                 s.dropped
             )?;
             for r in &s.reasons {
+                let what = if r.diverted {
+                    "sent to port 'error'"
+                } else {
+                    "dropped"
+                };
                 if r.first_detail.is_empty() {
-                    writeln!(f, "{:<w$}    dropped {} x {}", "", r.count, r.kind)?;
+                    writeln!(f, "{:<w$}    {what} {} x {}", "", r.count, r.kind)?;
                 } else {
                     writeln!(
                         f,
-                        "{:<w$}    dropped {} x {} (first: {})",
+                        "{:<w$}    {what} {} x {} (first: {})",
                         "", r.count, r.kind, r.first_detail
                     )?;
                 }

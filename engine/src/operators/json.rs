@@ -182,10 +182,16 @@ mod tests {
         let f = l.field.unwrap();
         assert_eq!(f.as_text(), "metric");
         assert_eq!(&doc[f.start..f.end()], br#""metric""#);
-        assert_eq!(find_field(doc, "n").unwrap().field.unwrap().as_f64(), Some(42.0));
+        assert_eq!(
+            find_field(doc, "n").unwrap().field.unwrap().as_f64(),
+            Some(42.0)
+        );
         assert!(find_field(doc, "missing").unwrap().field.is_none());
         let esc = br#"{"t\u0079pe":"a\"b"}"#;
-        assert_eq!(find_field(esc, "type").unwrap().field.unwrap().as_text(), "a\"b");
+        assert_eq!(
+            find_field(esc, "type").unwrap().field.unwrap().as_text(),
+            "a\"b"
+        );
     }
 
     #[test]

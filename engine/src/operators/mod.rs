@@ -44,7 +44,8 @@ pub struct Registry {
 
 /// Deserializes a node's parameters into `T`, with a readable message.
 pub fn params<T: DeserializeOwned>(table: &toml::Table) -> Result<T, String> {
-    T::deserialize(toml::Value::Table(table.clone())).map_err(|e| e.message().trim_end().to_string())
+    T::deserialize(toml::Value::Table(table.clone()))
+        .map_err(|e| e.message().trim_end().to_string())
 }
 
 impl Registry {
@@ -63,7 +64,10 @@ impl Registry {
             Role::Source,
             "emits a fixed list of payloads, in order",
             &[
-                ("payloads", "array of strings (sent as is) or tables (sent as compact JSON)"),
+                (
+                    "payloads",
+                    "array of strings (sent as is) or tables (sent as compact JSON)",
+                ),
                 ("repeat", "times to emit the list (default 1)"),
             ],
             |t| Ok(Stage::Source(Box::new(sources::build_list(params(t)?)?))),
@@ -100,8 +104,15 @@ impl Registry {
             "set-field",
             Role::Processor,
             "sets a top-level JSON field to a value (in place unless the element is shared)",
-            &[("field", "field name"), ("value", "any TOML value, written as JSON")],
-            |t| Ok(Stage::Processor(Box::new(processors::build_set_field(params(t)?)?))),
+            &[
+                ("field", "field name"),
+                ("value", "any TOML value, written as JSON"),
+            ],
+            |t| {
+                Ok(Stage::Processor(Box::new(processors::build_set_field(
+                    params(t)?,
+                )?)))
+            },
         );
         r.register(
             "forward",
@@ -123,10 +134,16 @@ impl Registry {
             ],
             |t| Ok(Stage::Sink(Box::new(sinks::build_console(params(t)?)))),
         );
-        r.register("discard", Role::Sink, "counts elements, nothing else", &[], |t| {
-            params::<NoParams>(t)?;
-            Ok(Stage::Sink(Box::new(Discard)))
-        });
+        r.register(
+            "discard",
+            Role::Sink,
+            "counts elements, nothing else",
+            &[],
+            |t| {
+                params::<NoParams>(t)?;
+                Ok(Stage::Sink(Box::new(Discard)))
+            },
+        );
         r
     }
 

@@ -20,7 +20,11 @@ impl Router for RouteByField {
         let lookup = find_field(element.payload(), &self.field)
             .map_err(|e| StageError::Rejected(Reason::new("invalid JSON", e.to_string())))?;
         *ports = match lookup.field {
-            Some(f) => self.table.get(f.as_text().as_ref()).copied().unwrap_or(self.unmatched),
+            Some(f) => self
+                .table
+                .get(f.as_text().as_ref())
+                .copied()
+                .unwrap_or(self.unmatched),
             None => self.missing,
         };
         Ok(())
@@ -111,7 +115,10 @@ pub(crate) fn build(p: RouteParams) -> Result<(RouteByField, Vec<String>), Strin
         }
         m
     };
-    let table = routes.iter().map(|(v, t)| (v.clone(), mask_of(t))).collect();
+    let table = routes
+        .iter()
+        .map(|(v, t)| (v.clone(), mask_of(t)))
+        .collect();
     let unmatched = p
         .unmatched
         .as_ref()

@@ -20,10 +20,16 @@ pub struct ListSource {
 impl ListSource {
     /// Emits `payloads` once, in order.
     pub fn new(payloads: Vec<Vec<u8>>) -> ListSource {
-        let json = payloads.iter().all(|p| serde_json::from_slice::<serde::de::IgnoredAny>(p).is_ok());
+        let json = payloads
+            .iter()
+            .all(|p| serde_json::from_slice::<serde::de::IgnoredAny>(p).is_ok());
         ListSource {
             payloads,
-            content_type: if json { ContentType::Json } else { ContentType::Bytes },
+            content_type: if json {
+                ContentType::Json
+            } else {
+                ContentType::Bytes
+            },
             repeat: 1,
             next: 0,
             round: 0,
@@ -146,9 +152,12 @@ fn parse_template(t: &str) -> Result<Vec<Piece>, String> {
             Some("seq") => Some(Piece::Seq),
             Some("ts") => Some(Piece::Timestamp),
             Some(n) if n.starts_with("pick:") => {
-                let choices: Vec<Vec<u8>> = n[5..].split('|').map(|c| c.as_bytes().to_vec()).collect();
+                let choices: Vec<Vec<u8>> =
+                    n[5..].split('|').map(|c| c.as_bytes().to_vec()).collect();
                 if choices.iter().any(Vec::is_empty) {
-                    return Err(format!("template placeholder '{{{n}}}' has an empty choice"));
+                    return Err(format!(
+                        "template placeholder '{{{n}}}' has an empty choice"
+                    ));
                 }
                 Some(Piece::Pick(choices))
             }
@@ -156,7 +165,7 @@ fn parse_template(t: &str) -> Result<Vec<Piece>, String> {
         };
         match piece {
             Some(p) => {
-                text.extend_from_slice(rest[..open].as_bytes());
+                text.extend_from_slice(&rest.as_bytes()[..open]);
                 if !text.is_empty() {
                     pieces.push(Piece::Text(std::mem::take(&mut text)));
                 }
@@ -165,7 +174,7 @@ fn parse_template(t: &str) -> Result<Vec<Piece>, String> {
             }
             None => {
                 // A literal brace (JSON object syntax).
-                text.extend_from_slice(rest[..=open].as_bytes());
+                text.extend_from_slice(&rest.as_bytes()[..=open]);
                 rest = after;
             }
         }
@@ -259,7 +268,9 @@ pub(crate) fn build_generator(p: GeneratorParams) -> Result<Generator, String> {
     }
     if let Some(r) = p.rate {
         if !(r.is_finite() && r > 0.0) {
-            return Err(format!("rate must be a positive number of elements per second, not {r}"));
+            return Err(format!(
+                "rate must be a positive number of elements per second, not {r}"
+            ));
         }
         g = g.rate(r);
     }

@@ -53,7 +53,12 @@ impl Pipeline {
     /// Slots the arena needs so that no stage can wait on the arena forever:
     /// every ring full, every worker cache full, one in hand per stage, and
     /// one spare.
-    pub(crate) fn required_slots(edges: &[Edge], stages: usize, workers: usize, batch: usize) -> u64 {
+    pub(crate) fn required_slots(
+        edges: &[Edge],
+        stages: usize,
+        workers: usize,
+        batch: usize,
+    ) -> u64 {
         let rings: u64 = edges.iter().map(|e| e.capacity as u64).sum();
         rings + (workers * 2 * batch) as u64 + stages as u64 + 1
     }
@@ -91,7 +96,10 @@ impl Pipeline {
 
     /// The stage names in topological order.
     pub fn stage_names(&self) -> Vec<&str> {
-        self.order.iter().map(|&i| self.nodes[i].name.as_str()).collect()
+        self.order
+            .iter()
+            .map(|&i| self.nodes[i].name.as_str())
+            .collect()
     }
 
     /// Worker index per stage: one worker per distinct core, numbered in
@@ -168,12 +176,21 @@ impl Pipeline {
                 index: i,
                 slot_size: self.settings.slot_size,
             };
-            let report = StageReport::new(&d.name, &d.component, d.stage.role(), d.stage.output_ports());
+            let report = StageReport::new(
+                &d.name,
+                &d.component,
+                d.stage.role(),
+                d.stage.output_ports(),
+            );
             w.nodes.push(Node::new(
                 info,
                 d.stage,
                 report,
-                inputs[i].take().expect("each node once").into_iter().collect(),
+                inputs[i]
+                    .take()
+                    .expect("each node once")
+                    .into_iter()
+                    .collect(),
                 outputs[i].take().expect("each node once"),
             ));
         }

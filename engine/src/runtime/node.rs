@@ -9,7 +9,8 @@ use crate::clock::now_ns;
 use crate::metrics::StageReport;
 use crate::ring::{EdgeIn, EdgeOut};
 use crate::stage::{
-    Element, PortMask, Pull, Reason, SlotWriter, Stage, StageError, StageInfo, Verdict,
+    Element, Emitter, Outlet, PortMask, Pull, Reason, SlotWriter, Stage, StageError, StageInfo,
+    Verdict, ERROR_PORT,
 };
 
 /// What a worker hands each node for one step.
@@ -53,6 +54,12 @@ pub(crate) struct Node {
     /// A source's allocated, not yet filled slot.
     pending: Option<Handle>,
     seq: u64,
+    /// Index of the connected `error` port, if any.
+    error_port: Option<usize>,
+    /// Output ports a router may name (its declared ports, not `error`).
+    routable: usize,
+    /// When a ticking processor's next `tick` is due.
+    next_tick: u64,
 }
 
 impl Node {
@@ -63,6 +70,15 @@ impl Node {
         inputs: Vec<EdgeIn>,
         ports: Vec<Vec<EdgeOut>>,
     ) -> Node {
+        let names = stage.output_ports();
+        let error_port = names
+            .iter()
+            .position(|p| p == ERROR_PORT)
+            .filter(|&p| !ports[p].is_empty());
+        let routable = match &stage {
+            Stage::Router(_, declared) => declared.len(),
+            _ => 1,
+        };
         Node {
             report,
             info,
@@ -73,6 +89,9 @@ impl Node {
             state: State::New,
             pending: None,
             seq: 0,
+            error_port,
+            routable,
+            next_tick: 0,
         }
     }
 
@@ -133,6 +152,7 @@ impl Node {
         }
         match self.state {
             State::Running => {
+                moved |= self.maybe_tick(ctx);
                 let finished = match self.stage {
                     Stage::Source(_) => self.step_source(ctx, &mut moved),
                     _ => self.step_consumer(ctx, &mut moved),
@@ -168,6 +188,20 @@ impl Node {
             ctx.arena.release(h, ctx.pool);
         }
         let failed = self.state == State::Failed;
+        if let (Stage::Processor(p), false) = (&mut self.stage, failed) {
+            let (ports, report) = (&mut self.ports, &mut self.report);
+            let mut out = |h: Handle| emit_port(ports, report, 0, h, ctx.arena);
+            let mut emitter = Emitter {
+                arena: ctx.arena,
+                pool: ctx.pool,
+                out: &mut out,
+                source: self.info.index as u16,
+                seq: &mut self.seq,
+            };
+            if let Err(e) = p.finish(&mut emitter) {
+                note_error(&mut self.report, e);
+            }
+        }
         match &mut self.stage {
             Stage::Source(s) => s.teardown(),
             Stage::Processor(p) => p.teardown(),
@@ -182,6 +216,34 @@ impl Node {
             }
         }
         self.state = State::Draining;
+    }
+
+    /// Runs a ticking processor's `tick` when due.
+    fn maybe_tick(&mut self, ctx: &mut StepCtx<'_>) -> bool {
+        let Stage::Processor(p) = &mut self.stage else {
+            return false;
+        };
+        let Some(interval) = p.tick_interval() else {
+            return false;
+        };
+        let now = now_ns();
+        if now < self.next_tick {
+            return false;
+        }
+        self.next_tick = now + interval.max(1);
+        let (ports, report) = (&mut self.ports, &mut self.report);
+        let mut out = |h: Handle| emit_port(ports, report, 0, h, ctx.arena);
+        let mut emitter = Emitter {
+            arena: ctx.arena,
+            pool: ctx.pool,
+            out: &mut out,
+            source: self.info.index as u16,
+            seq: &mut self.seq,
+        };
+        if let Err(e) = p.tick(now, &mut emitter) {
+            note_error(&mut self.report, e);
+        }
+        true
     }
 
     /// Fills slots from the source; returns true when it is exhausted.
@@ -219,6 +281,7 @@ impl Node {
                         },
                         source: self.info.index as u16,
                         content_type: writer.content_type,
+                        reason: None,
                     };
                     self.seq += 1;
                     let mut h = self.pending.take().expect("pending slot");
@@ -258,8 +321,20 @@ impl Node {
             ports,
             report,
             stage,
+            seq,
+            info,
+            error_port,
+            routable,
             ..
         } = self;
+        let mut lane = Lane {
+            ports,
+            report,
+            seq,
+            source: info.index as u16,
+            error_port: *error_port,
+            routable: *routable,
+        };
         for k in 0..n_inputs {
             if taken == budget || fatal.is_some() {
                 break;
@@ -270,7 +345,9 @@ impl Node {
             if n == 0 {
                 continue;
             }
-            let chunk = consumer.read_chunk(n).expect("n is at most the filled slots");
+            let chunk = consumer
+                .read_chunk(n)
+                .expect("n is at most the filled slots");
             let (a, b) = chunk.as_slices();
             for &raw in a.iter().chain(b) {
                 // SAFETY: every index in a ring was put there by
@@ -278,12 +355,12 @@ impl Node {
                 // for this edge) and is read from the ring exactly once.
                 let handle = unsafe { Handle::from_raw(raw) };
                 if fatal.is_some() {
-                    report.received += 1;
-                    report.drop_static("stage failed");
+                    lane.report.received += 1;
+                    lane.report.drop_static("stage failed");
                     ctx.arena.release(handle, ctx.pool);
                     continue;
                 }
-                if let Err(m) = consume_one(stage, ports, report, handle, ctx) {
+                if let Err(m) = consume_one(stage, &mut lane, handle, ctx) {
                     fatal = Some(m);
                 }
             }
@@ -332,36 +409,65 @@ fn report_sink_error(report: &mut StageReport, e: StageError, fatal: &mut Option
     }
 }
 
+/// Counts an error from `tick`/`finish` (no input element to divert).
+fn note_error(report: &mut StageReport, e: StageError) {
+    match e {
+        StageError::Rejected(r) => report.drop_with(r),
+        StageError::Fatal(m) => {
+            log::error!("stage '{}' failed: {m}", report.name);
+            report.failure = Some(m);
+        }
+    }
+}
+
+/// A consuming node's outputs and counters, borrowed for one batch.
+struct Lane<'a> {
+    ports: &'a mut [Vec<EdgeOut>],
+    report: &'a mut StageReport,
+    seq: &'a mut u64,
+    source: u16,
+    error_port: Option<usize>,
+    routable: usize,
+}
+
 /// Hands one input element to the stage and moves its handle accordingly.
 /// `Err` carries a fatal error message.
 #[inline]
 fn consume_one(
     stage: &mut Stage,
-    ports: &mut [Vec<EdgeOut>],
-    report: &mut StageReport,
+    lane: &mut Lane<'_>,
     mut handle: Handle,
     ctx: &mut StepCtx<'_>,
 ) -> Result<(), String> {
-    report.received += 1;
+    lane.report.received += 1;
     let arena = ctx.arena;
     match stage {
         Stage::Processor(p) => {
-            let verdict = p.process(&mut Element {
-                arena,
-                handle: &mut handle,
-                pool: ctx.pool,
-            });
+            let verdict = {
+                let (ports, report) = (&mut *lane.ports, &mut *lane.report);
+                let mut out = |h: Handle| emit_port(ports, report, 0, h, arena);
+                p.process(&mut Element {
+                    arena,
+                    handle: &mut handle,
+                    pool: ctx.pool,
+                    outlet: Some(Outlet {
+                        out: &mut out,
+                        source: lane.source,
+                        seq: lane.seq,
+                    }),
+                })
+            };
             match verdict {
                 Ok(Verdict::Emit) => {
-                    emit_port(ports, report, 0, handle, arena);
+                    emit_port(lane.ports, lane.report, 0, handle, arena);
                     Ok(())
                 }
                 Ok(Verdict::Drop) => {
-                    report.drop_static("filtered");
+                    lane.report.drop_static("filtered");
                     arena.release(handle, ctx.pool);
                     Ok(())
                 }
-                Err(e) => reject(e, report, handle, ctx),
+                Err(e) => reject(e, lane, handle, ctx),
             }
         }
         Stage::Router(r, _) => {
@@ -371,22 +477,23 @@ fn consume_one(
                     arena,
                     handle: &mut handle,
                     pool: ctx.pool,
+                    outlet: None,
                 },
                 &mut mask,
             );
             // A router may only name its declared ports.
-            let mask = PortMask(mask.0 & PortMask::all(ports.len()).0);
+            let mask = PortMask(mask.0 & PortMask::all(lane.routable).0);
             match routed {
                 Ok(()) if mask.is_empty() => {
-                    report.drop_static("no route");
+                    lane.report.drop_static("no route");
                     arena.release(handle, ctx.pool);
                     Ok(())
                 }
                 Ok(()) => {
-                    emit_mask(ports, report, mask, handle, arena);
+                    emit_mask(lane.ports, lane.report, mask, handle, arena);
                     Ok(())
                 }
-                Err(e) => reject(e, report, handle, ctx),
+                Err(e) => reject(e, lane, handle, ctx),
             }
         }
         Stage::Sink(s) => {
@@ -395,8 +502,9 @@ fn consume_one(
                 arena,
                 handle: &mut handle,
                 pool: ctx.pool,
+                outlet: None,
             });
-            if let Some(h) = report.latency.as_mut() {
+            if let Some(h) = lane.report.latency.as_mut() {
                 h.saturating_record(now_ns().saturating_sub(ingest));
             }
             match pushed {
@@ -404,27 +512,45 @@ fn consume_one(
                     arena.release(handle, ctx.pool);
                     Ok(())
                 }
-                Err(e) => reject(e, report, handle, ctx),
+                Err(e) => reject(e, lane, handle, ctx),
             }
         }
         Stage::Source(_) => unreachable!("sources have no input"),
     }
 }
 
+/// A rejected element goes, untouched and with its reason in the metadata,
+/// to the `error` port when one is connected; otherwise it is dropped and
+/// counted with its reason.
 fn reject(
     e: StageError,
-    report: &mut StageReport,
-    handle: Handle,
+    lane: &mut Lane<'_>,
+    mut handle: Handle,
     ctx: &mut StepCtx<'_>,
 ) -> Result<(), String> {
-    ctx.arena.release(handle, ctx.pool);
+    let arena = ctx.arena;
     match e {
         StageError::Rejected(reason) => {
-            report.drop_with(reason);
+            // A shared slot is copied so the other branches stay unmarked.
+            if let Some(port) = lane
+                .error_port
+                .filter(|_| arena.make_mut(&mut handle, ctx.pool))
+            {
+                let mut meta = arena.meta(&handle);
+                meta.reason = Some(reason.kind);
+                arena.set_meta(&mut handle, meta);
+                lane.report.divert(reason);
+                emit_port(lane.ports, lane.report, port, handle, arena);
+            } else {
+                arena.release(handle, ctx.pool);
+                lane.report.drop_with(reason);
+            }
             Ok(())
         }
         StageError::Fatal(m) => {
-            report.drop_with(Reason::new("stage failed", m.clone()));
+            arena.release(handle, ctx.pool);
+            lane.report
+                .drop_with(Reason::new("stage failed", m.clone()));
             Err(m)
         }
     }

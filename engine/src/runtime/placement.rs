@@ -12,7 +12,11 @@
 /// `cores` a stage was pinned to by the config.
 pub(crate) fn assign(order: &[usize], pinned: &[Option<usize>], cores: usize) -> Vec<usize> {
     let mut assignment = vec![0; pinned.len()];
-    let free: Vec<usize> = order.iter().copied().filter(|&s| pinned[s].is_none()).collect();
+    let free: Vec<usize> = order
+        .iter()
+        .copied()
+        .filter(|&s| pinned[s].is_none())
+        .collect();
     let groups = free.len().min(cores).max(1);
     for (i, &s) in free.iter().enumerate() {
         // Balanced contiguous split: group sizes differ by at most one.

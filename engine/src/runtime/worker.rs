@@ -37,7 +37,11 @@ impl Worker {
     pub(crate) fn run(mut self, shared: Arc<Shared>) -> WorkerResult {
         let pinned = self.core.is_some_and(core_affinity::set_for_current);
         if self.core.is_some() && !pinned {
-            log::warn!("worker {} could not be pinned to core {:?}", self.id, self.core);
+            log::warn!(
+                "worker {} could not be pinned to core {:?}",
+                self.id,
+                self.core
+            );
         }
         let me = &shared.parkers[self.id];
         me.register();

@@ -97,6 +97,8 @@ pub struct PipelineBuilder {
     /// Nodes that failed to build (already reported): edges touching them
     /// are skipped instead of reported again as unknown.
     pub(crate) broken: BTreeSet<String>,
+    /// Where the description came from (a file name), for global errors.
+    pub(crate) origin: String,
 }
 
 impl PipelineBuilder {
@@ -117,7 +119,13 @@ impl PipelineBuilder {
     }
 
     /// Like [`add`](Self::add), pinning the stage to core id `core`.
-    pub fn add_pinned(&mut self, name: &str, component: &str, stage: Stage, core: usize) -> &mut Self {
+    pub fn add_pinned(
+        &mut self,
+        name: &str,
+        component: &str,
+        stage: Stage,
+        core: usize,
+    ) -> &mut Self {
         self.add_at(name, component, stage, Some(core), String::new())
     }
 
@@ -189,7 +197,19 @@ impl PipelineBuilder {
             edges,
             mut errors,
             broken,
+            origin,
         } = self;
+        let global = |what: &str| {
+            if origin.is_empty() {
+                what.to_string()
+            } else if what.is_empty() {
+                origin.clone()
+            } else {
+                format!("{origin}: {what}")
+            }
+        };
+        // Problems found while loading already explain an empty graph.
+        let loaded_cleanly = errors.is_empty();
         let at = |origin: &str, fallback: String| {
             if origin.is_empty() {
                 fallback
@@ -204,10 +224,16 @@ impl PipelineBuilder {
             if n.name.is_empty() {
                 errors.push(ConfigError::new(&n.origin, "a node name may not be empty"));
             }
-            if index.insert(n.name.as_str(), i).is_some() {
+            if let Some(first) = index.insert(n.name.as_str(), i) {
+                let first = &nodes[first].origin;
+                let also = if first.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (first defined at {first})")
+                };
                 errors.push(ConfigError::new(
                     &n.origin,
-                    format!("duplicate node name '{}'", n.name),
+                    format!("duplicate node name '{}'{also}; node names must be unique across all flows", n.name),
                 ));
             }
             if let Stage::Router(_, ports) = &n.stage {
@@ -224,10 +250,10 @@ impl PipelineBuilder {
                 }
             }
         }
-        if nodes.is_empty() {
-            errors.push(ConfigError::new("", "the pipeline has no nodes"));
-        } else if !nodes.iter().any(|n| n.stage.role() == Role::Source) {
-            errors.push(ConfigError::new("", "the pipeline has no source"));
+        if loaded_cleanly && nodes.is_empty() {
+            errors.push(ConfigError::new(global(""), "the pipeline has no nodes"));
+        } else if loaded_cleanly && !nodes.iter().any(|n| n.stage.role() == Role::Source) {
+            errors.push(ConfigError::new(global(""), "the pipeline has no source"));
         }
 
         // Edges.
@@ -235,10 +261,7 @@ impl PipelineBuilder {
         let mut resolved = Vec::new();
         let mut seen = BTreeSet::new();
         for e in &edges {
-            let edge_name = format!(
-                "edge {}.{} -> {}.{}",
-                e.from.0, e.from.1, e.to.0, e.to.1
-            );
+            let edge_name = format!("edge {}.{} -> {}.{}", e.from.0, e.from.1, e.to.0, e.to.1);
             let loc = at(&e.origin, edge_name);
             if broken.contains(&e.from.0) || broken.contains(&e.to.0) {
                 continue;
@@ -246,7 +269,10 @@ impl PipelineBuilder {
             let from = index.get(e.from.0.as_str()).copied();
             let to = index.get(e.to.0.as_str()).copied();
             if from.is_none() {
-                errors.push(ConfigError::new(&loc, format!("unknown node '{}'", e.from.0)));
+                errors.push(ConfigError::new(
+                    &loc,
+                    format!("unknown node '{}'", e.from.0),
+                ));
             }
             if to.is_none() {
                 errors.push(ConfigError::new(&loc, format!("unknown node '{}'", e.to.0)));
@@ -261,13 +287,17 @@ impl PipelineBuilder {
             if from_node.stage.role() == Role::Sink {
                 errors.push(ConfigError::new(
                     &loc,
-                    format!("sink '{}' has no output ports; a sink cannot start an edge", e.from.0),
+                    format!(
+                        "sink '{}' has no output ports; a sink cannot start an edge",
+                        e.from.0
+                    ),
                 ));
                 ok = false;
             } else if port.is_none() {
                 let msg = if e.from.1 == "input" {
                     format!(
-                        "'{}.input' is an input port; an edge goes from an output port ({}) to an input port",
+                        "'{}.input' is an input port; an edge must start at an output port of '{}' ({})",
+                        e.from.0,
                         e.from.0,
                         out_ports[from].join(", ")
                     )
@@ -282,7 +312,16 @@ impl PipelineBuilder {
                 errors.push(ConfigError::new(&loc, msg));
                 ok = false;
             }
-            if !to_node.stage.has_input() {
+            if out_ports[to].contains(&e.to.1) {
+                errors.push(ConfigError::new(
+                    &loc,
+                    format!(
+                        "'{}.{}' is an output port; an edge must end at an input port",
+                        e.to.0, e.to.1
+                    ),
+                ));
+                ok = false;
+            } else if !to_node.stage.has_input() {
                 errors.push(ConfigError::new(
                     &loc,
                     format!("source '{}' cannot have inputs", e.to.0),
@@ -309,7 +348,10 @@ impl PipelineBuilder {
                 ok = false;
             }
             if from == to {
-                errors.push(ConfigError::new(&loc, "an edge may not connect a node to itself (cycle)"));
+                errors.push(ConfigError::new(
+                    &loc,
+                    "an edge may not connect a node to itself (cycle)",
+                ));
                 ok = false;
             }
             if ok && !seen.insert((from, port, to)) {
@@ -328,11 +370,13 @@ impl PipelineBuilder {
 
         // Every output port connected, every consumer fed.
         for (i, n) in nodes.iter().enumerate() {
-            for (p, name) in out_ports[i].iter().enumerate() {
-                let to_broken = edges
+            for name in &out_ports[i] {
+                // An edge naming this port counts even if its other end is
+                // wrong: that edge's own error says what to fix.
+                let named = edges
                     .iter()
-                    .any(|e| e.from.0 == n.name && e.from.1 == *name && broken.contains(&e.to.0));
-                if !to_broken && !resolved.iter().any(|e| e.from == i && e.port == p) {
+                    .any(|e| e.from.0 == n.name && e.from.1 == *name);
+                if !named && !n.stage.is_optional_port(name) {
                     errors.push(ConfigError::new(
                         &n.origin,
                         format!(
@@ -361,8 +405,13 @@ impl PipelineBuilder {
                     .into_iter()
                     .map(|i| nodes[i].name.as_str())
                     .collect::<Vec<_>>();
+                let at = stuck
+                    .first()
+                    .map(|&i| nodes[i].origin.clone())
+                    .filter(|o| !o.is_empty())
+                    .unwrap_or_else(|| global(""));
                 errors.push(ConfigError::new(
-                    "",
+                    at,
                     format!(
                         "the graph has a cycle: {} (pipelines must be acyclic)",
                         cycle.join(" -> ")
@@ -374,30 +423,46 @@ impl PipelineBuilder {
 
         // Settings.
         if settings.slot_size == 0 {
-            errors.push(ConfigError::new("engine.arena", "slot_size must be at least 1 byte"));
+            errors.push(ConfigError::new(
+                global("engine.arena"),
+                "slot_size must be at least 1 byte",
+            ));
         }
         if settings.batch == 0 {
-            errors.push(ConfigError::new("engine", "batch must be at least 1"));
+            errors.push(ConfigError::new(
+                global("engine"),
+                "batch must be at least 1",
+            ));
         }
         if settings.ring_capacity == 0 {
-            errors.push(ConfigError::new("engine", "ring_capacity must be at least 1"));
+            errors.push(ConfigError::new(
+                global("engine"),
+                "ring_capacity must be at least 1",
+            ));
         }
 
         // Cores.
-        let detected: Vec<core_affinity::CoreId> = core_affinity::get_core_ids().unwrap_or_default();
+        let detected: Vec<core_affinity::CoreId> =
+            core_affinity::get_core_ids().unwrap_or_default();
         let detected_ids: Vec<usize> = detected.iter().map(|c| c.id).collect();
         let usable: Vec<usize> = match &settings.cores {
             Some(list) => {
                 for &c in list {
                     if !detected_ids.is_empty() && !detected_ids.contains(&c) {
                         errors.push(ConfigError::new(
-                            "engine.cores",
-                            format!("core {c} is not available here (usable cores: {})", ids(&detected_ids)),
+                            global("engine.cores"),
+                            format!(
+                                "core {c} is not available here (usable cores: {})",
+                                ids(&detected_ids)
+                            ),
                         ));
                     }
                 }
                 if list.is_empty() {
-                    errors.push(ConfigError::new("engine.cores", "the core list is empty"));
+                    errors.push(ConfigError::new(
+                        global("engine.cores"),
+                        "the core list is empty",
+                    ));
                 }
                 list.clone()
             }
@@ -429,7 +494,7 @@ impl PipelineBuilder {
         if let Some(slots) = settings.slots {
             if (slots as u64) < required {
                 errors.push(ConfigError::new(
-                    "engine.arena.slots",
+                    global("engine.arena.slots"),
                     format!(
                         "{slots} slots cannot hold what the rings may carry: this topology needs at least \
                          {required} (sum of ring capacities + per-worker caches + one per stage); raise \
@@ -439,7 +504,10 @@ impl PipelineBuilder {
             }
         }
         if required >= u32::MAX as u64 {
-            errors.push(ConfigError::new("", "ring capacities are too large for one arena"));
+            errors.push(ConfigError::new(
+                global(""),
+                "ring capacities are too large for one arena",
+            ));
         }
 
         if !errors.is_empty() {
@@ -454,12 +522,17 @@ impl PipelineBuilder {
             .iter()
             .map(|&c| core_affinity::CoreId { id: usable[c] })
             .collect();
-        Ok(Pipeline::new(settings, slots, nodes, resolved, order, core_of))
+        Ok(Pipeline::new(
+            settings, slots, nodes, resolved, order, core_of,
+        ))
     }
 }
 
 fn ids(list: &[usize]) -> String {
-    list.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    list.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Topological order, or the nodes left on or behind a cycle.

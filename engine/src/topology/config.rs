@@ -51,7 +51,7 @@ struct RawEngine {
     arena: RawArena,
     ring_capacity: Option<usize>,
     batch: Option<usize>,
-    wait: Option<String>,
+    wait: Option<Spanned<String>>,
     pin: Option<bool>,
     cores: Option<Vec<usize>>,
 }
@@ -121,15 +121,25 @@ fn locate(file: &str, text: &str, offset: usize) -> String {
 
 /// Reads a pipeline file into a builder (with any errors recorded in it).
 /// `flow` selects one `[flow.NAME]`; `None` runs every flow in the file.
-pub fn load_file(path: &Path, registry: &Registry, flow: Option<&str>) -> Result<PipelineBuilder, LoadError> {
+pub fn load_file(
+    path: &Path,
+    registry: &Registry,
+    flow: Option<&str>,
+) -> Result<PipelineBuilder, LoadError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| LoadError::Io(format!("cannot read config file {}: {e}", path.display())))?;
     Ok(load_str(&text, &path.display().to_string(), registry, flow))
 }
 
 /// Parses pipeline TOML `text` (named `file` in messages) into a builder.
-pub fn load_str(text: &str, file: &str, registry: &Registry, flow: Option<&str>) -> PipelineBuilder {
+pub fn load_str(
+    text: &str,
+    file: &str,
+    registry: &Registry,
+    flow: Option<&str>,
+) -> PipelineBuilder {
     let mut b = PipelineBuilder::new();
+    b.origin = file.to_string();
     let raw: RawConfig = match toml::from_str(text) {
         Ok(raw) => raw,
         Err(e) => {
@@ -137,7 +147,13 @@ pub fn load_str(text: &str, file: &str, registry: &Registry, flow: Option<&str>)
                 Some(span) => locate(file, text, span.start),
                 None => file.to_string(),
             };
-            b.error(ConfigError::new(loc, e.message().trim_end()));
+            let message: Vec<&str> = e
+                .message()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            b.error(ConfigError::new(loc, message.join(": ")));
             return b;
         }
     };
@@ -157,11 +173,13 @@ pub fn load_str(text: &str, file: &str, registry: &Registry, flow: Option<&str>)
         settings.batch = v;
     }
     if let Some(w) = eng.wait {
+        let at = locate(file, text, w.span().start);
+        let w = w.into_inner();
         match WaitStrategy::parse(&w) {
             Some(w) => settings.wait = w,
             None => {
                 b.error(ConfigError::new(
-                    format!("{file}: engine.wait"),
+                    format!("{at}: engine.wait"),
                     format!("unknown wait strategy '{w}' (expected busy-spin, yield or park)"),
                 ));
             }
@@ -175,7 +193,10 @@ pub fn load_str(text: &str, file: &str, registry: &Registry, flow: Option<&str>)
     b.settings(settings);
 
     if raw.flow.is_empty() {
-        b.error(ConfigError::new(file, "no flow defined (expected a [flow.NAME] table)"));
+        b.error(ConfigError::new(
+            file,
+            "no flow defined (expected a [flow.NAME] table)",
+        ));
         return b;
     }
     let flows: Vec<(&String, &RawFlow)> = match flow {
@@ -185,7 +206,10 @@ pub fn load_str(text: &str, file: &str, registry: &Registry, flow: Option<&str>)
                 let names: Vec<&str> = raw.flow.keys().map(String::as_str).collect();
                 b.error(ConfigError::new(
                     file,
-                    format!("no flow named '{name}' (flows in this file: {})", names.join(", ")),
+                    format!(
+                        "no flow named '{name}' (flows in this file: {})",
+                        names.join(", ")
+                    ),
                 ));
                 return b;
             }
@@ -206,12 +230,18 @@ pub fn load_str(text: &str, file: &str, registry: &Registry, flow: Option<&str>)
             let component = match table.get("component") {
                 Some(toml::Value::String(c)) => c.clone(),
                 Some(_) => {
-                    b.error(ConfigError::new(&origin, format!("node '{name}': component must be a string")));
+                    b.error(ConfigError::new(
+                        &origin,
+                        format!("node '{name}': component must be a string"),
+                    ));
                     b.broken.insert(name.clone());
                     continue;
                 }
                 None => {
-                    b.error(ConfigError::new(&origin, format!("node '{name}': missing `component`")));
+                    b.error(ConfigError::new(
+                        &origin,
+                        format!("node '{name}': missing `component`"),
+                    ));
                     b.broken.insert(name.clone());
                     continue;
                 }
@@ -236,7 +266,10 @@ pub fn load_str(text: &str, file: &str, registry: &Registry, flow: Option<&str>)
                     b.add_at(name, &component, stage, core, origin);
                 }
                 Err(msg) => {
-                    b.error(ConfigError::new(&origin, format!("node '{name}' ({component}): {msg}")));
+                    b.error(ConfigError::new(
+                        &origin,
+                        format!("node '{name}' ({component}): {msg}"),
+                    ));
                     b.broken.insert(name.clone());
                 }
             }
