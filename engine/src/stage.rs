@@ -97,6 +97,10 @@ pub enum Verdict {
     Emit,
     /// Consume it without output (filtered, absorbed into a window...).
     Drop,
+    /// Not now: leave it in the input ring and call `process` with it again
+    /// later (a rate limiter delaying). Upstream sees backpressure. Return
+    /// this before changing the element.
+    Defer,
 }
 
 /// A freshly allocated slot for a source to fill.

@@ -315,6 +315,7 @@ impl Node {
         let n_inputs = self.inputs.len();
         let start = self.next_input;
         let mut taken = 0;
+        let mut deferred = false;
         let mut fatal = None;
         let Node {
             inputs,
@@ -349,23 +350,38 @@ impl Node {
                 .read_chunk(n)
                 .expect("n is at most the filled slots");
             let (a, b) = chunk.as_slices();
+            let mut consumed = 0;
             for &raw in a.iter().chain(b) {
                 // SAFETY: every index in a ring was put there by
                 // `Handle::into_raw` (or is a reference added by `add_refs`
-                // for this edge) and is read from the ring exactly once.
+                // for this edge). It becomes a handle once per read; a
+                // deferred element gives the handle up again (`into_raw`)
+                // before the index is left in the ring.
                 let handle = unsafe { Handle::from_raw(raw) };
                 if fatal.is_some() {
                     lane.report.received += 1;
                     lane.report.drop_static("stage failed");
                     ctx.arena.release(handle, ctx.pool);
+                    consumed += 1;
                     continue;
                 }
-                if let Err(m) = consume_one(stage, &mut lane, handle, ctx) {
-                    fatal = Some(m);
+                match consume_one(stage, &mut lane, handle, ctx) {
+                    Ok(true) => consumed += 1,
+                    Ok(false) => {
+                        deferred = true;
+                        break;
+                    }
+                    Err(m) => {
+                        consumed += 1;
+                        fatal = Some(m);
+                    }
                 }
             }
-            chunk.commit_all();
-            taken += n;
+            chunk.commit(consumed);
+            taken += consumed;
+            if deferred {
+                break;
+            }
         }
         if n_inputs > 0 {
             self.next_input = (self.next_input + 1) % n_inputs;
@@ -382,7 +398,7 @@ impl Node {
             self.fail(m);
             return false;
         }
-        taken == 0 && self.inputs.iter().all(EdgeIn::is_finished)
+        !deferred && taken == 0 && self.inputs.iter().all(EdgeIn::is_finished)
     }
 
     /// A failed stage keeps consuming so upstream never blocks, counting
@@ -431,16 +447,17 @@ struct Lane<'a> {
 }
 
 /// Hands one input element to the stage and moves its handle accordingly.
-/// `Err` carries a fatal error message.
+/// `Ok(false)`: the processor deferred it (it stays in the ring). `Err`
+/// carries a fatal error message.
 #[inline]
 fn consume_one(
     stage: &mut Stage,
     lane: &mut Lane<'_>,
     mut handle: Handle,
     ctx: &mut StepCtx<'_>,
-) -> Result<(), String> {
-    lane.report.received += 1;
+) -> Result<bool, String> {
     let arena = ctx.arena;
+    let raw = handle.index();
     match stage {
         Stage::Processor(p) => {
             let verdict = {
@@ -457,20 +474,32 @@ fn consume_one(
                     }),
                 })
             };
+            if verdict == Ok(Verdict::Defer) {
+                if handle.index() == raw {
+                    // Still in the ring: give up this read's ownership.
+                    let _ = handle.into_raw();
+                    return Ok(false);
+                }
+                lane.report.received += 1;
+                arena.release(handle, ctx.pool);
+                return Err("deferred an element after modifying it".to_string());
+            }
+            lane.report.received += 1;
             match verdict {
                 Ok(Verdict::Emit) => {
                     emit_port(lane.ports, lane.report, 0, handle, arena);
-                    Ok(())
+                    Ok(true)
                 }
-                Ok(Verdict::Drop) => {
+                Ok(Verdict::Drop) | Ok(Verdict::Defer) => {
                     lane.report.drop_static("filtered");
                     arena.release(handle, ctx.pool);
-                    Ok(())
+                    Ok(true)
                 }
                 Err(e) => reject(e, lane, handle, ctx),
             }
         }
         Stage::Router(r, _) => {
+            lane.report.received += 1;
             let mut mask = PortMask::default();
             let routed = r.route(
                 &Element {
@@ -487,16 +516,17 @@ fn consume_one(
                 Ok(()) if mask.is_empty() => {
                     lane.report.drop_static("no route");
                     arena.release(handle, ctx.pool);
-                    Ok(())
+                    Ok(true)
                 }
                 Ok(()) => {
                     emit_mask(lane.ports, lane.report, mask, handle, arena);
-                    Ok(())
+                    Ok(true)
                 }
                 Err(e) => reject(e, lane, handle, ctx),
             }
         }
         Stage::Sink(s) => {
+            lane.report.received += 1;
             let ingest = arena.meta(&handle).ingest_ns;
             let pushed = s.push(&Element {
                 arena,
@@ -510,7 +540,7 @@ fn consume_one(
             match pushed {
                 Ok(()) => {
                     arena.release(handle, ctx.pool);
-                    Ok(())
+                    Ok(true)
                 }
                 Err(e) => reject(e, lane, handle, ctx),
             }
@@ -527,7 +557,7 @@ fn reject(
     lane: &mut Lane<'_>,
     mut handle: Handle,
     ctx: &mut StepCtx<'_>,
-) -> Result<(), String> {
+) -> Result<bool, String> {
     let arena = ctx.arena;
     match e {
         StageError::Rejected(reason) => {
@@ -545,7 +575,7 @@ fn reject(
                 arena.release(handle, ctx.pool);
                 lane.report.drop_with(reason);
             }
-            Ok(())
+            Ok(true)
         }
         StageError::Fatal(m) => {
             arena.release(handle, ctx.pool);
