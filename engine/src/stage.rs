@@ -346,6 +346,13 @@ pub trait Source: Send {
     /// Fills `slot` with the next element (or says there is none yet, or no
     /// more). Returning `Err(Rejected)` drops this attempt with the reason.
     fn pull(&mut self, slot: &mut SlotWriter<'_>) -> Result<Pull, StageError>;
+    /// After `Pending`: the monotonic time ([`crate::clock::now_ns`]) at
+    /// which the next element is due, if the source knows it (a paced
+    /// generator, a ticker). An idle worker then sleeps until that moment
+    /// instead of a full park interval.
+    fn next_due_ns(&self) -> Option<u64> {
+        None
+    }
     /// Called once after the last `pull`.
     fn teardown(&mut self) {}
 }

@@ -1,29 +1,38 @@
-//! `dataplane`: runs a pipeline described in a TOML file.
+//! `dataplane`: runs, validates, draws and lists pipelines described in TOML.
 //!
 //! Thin by design: parse arguments, call the library, map the outcome to an
 //! exit status (sysexits where one fits). The data the pipeline prints goes
 //! to stdout; placement, the summary and logs go to stderr.
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::SystemTime;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use dataplane::metrics::{write_histogram_log, write_json_report};
 use dataplane::topology::config::{load_pipeline, LoadError};
-use dataplane::Registry;
+use dataplane::topology::graph::{render, GraphFormat};
+use dataplane::{Pipeline, Registry, Role};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Exit statuses (documented in the README).
 mod exit {
-    /// The pipeline ran and every stage succeeded.
+    /// The pipeline ran, every stage succeeded, every latency target was met.
     pub const OK: u8 = 0;
-    /// A stage failed, a worker panicked or arena slots leaked (EX_SOFTWARE).
-    pub const SOFTWARE: u8 = 70;
+    /// A latency target was missed (the run itself succeeded).
+    pub const TARGET_MISSED: u8 = 3;
     /// The config file could not be read (EX_NOINPUT).
     pub const NOINPUT: u8 = 66;
+    /// A stage failed, a worker panicked or arena slots leaked (EX_SOFTWARE).
+    pub const SOFTWARE: u8 = 70;
+    /// An output file (report, histograms) could not be written (EX_CANTCREAT).
+    pub const CANTCREAT: u8 = 73;
     /// The config is invalid (EX_CONFIG).
     pub const CONFIG: u8 = 78;
     /// Stopped by a second signal before the drain finished.
@@ -34,48 +43,124 @@ mod exit {
 #[command(
     name = "dataplane",
     version,
-    about = "Run a multi-core dataplane pipeline described in TOML"
+    about = "Run a multi-core dataplane pipeline described in TOML",
+    args_conflicts_with_subcommands = true,
+    after_help = "Without a subcommand, `dataplane --config FILE` runs the pipeline (same as `dataplane run`)."
 )]
-struct Args {
-    /// Pipeline description (TOML).
-    #[arg(short, long, value_name = "FILE")]
-    config: PathBuf,
-    /// Run only this flow of the file (default: every flow).
-    #[arg(long, value_name = "NAME")]
-    flow: Option<String>,
-    /// Print no placement or summary (data and errors only).
-    #[arg(short, long)]
-    quiet: bool,
-    /// Log level on stderr: error, warn, info, debug, trace (also via DATAPLANE_LOG).
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+    /// Log level on stderr: error, warn, info, debug, trace.
     #[arg(
         long,
         value_name = "LEVEL",
         env = "DATAPLANE_LOG",
-        default_value = "warn"
+        default_value = "warn",
+        global = true
     )]
     log: String,
 }
 
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a pipeline (the default).
+    Run(RunArgs),
+    /// Check a config: every error at once (exit 78), or "valid" and the placement it would use.
+    Validate(ConfigArgs),
+    /// Print the pipeline as a Graphviz DOT or Mermaid graph.
+    Graph {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "dot")]
+        format: Format,
+    },
+    /// List the built-in components: role, ports and parameters.
+    List,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Format {
+    Dot,
+    Mermaid,
+}
+
+#[derive(Args, Debug, Clone)]
+struct ConfigArgs {
+    /// Pipeline description (TOML).
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Only this flow of the file (default: every flow).
+    #[arg(long, value_name = "NAME")]
+    flow: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+struct RunArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Print no placement or summary (data and errors only).
+    #[arg(short, long)]
+    quiet: bool,
+    /// Write the run report as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Write the HDR histograms as an interval log (V2) to FILE.
+    #[arg(long, value_name = "FILE")]
+    histograms: Option<PathBuf>,
+}
+
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let cli = Cli::parse();
     env_logger::Builder::new()
-        .parse_filters(&args.log)
+        .parse_filters(&cli.log)
         .target(env_logger::Target::Stderr)
         .init();
-
     let registry = Registry::builtin();
-    // Reads the usable cores: must happen here, in the main thread, before
-    // any worker is pinned.
-    let pipeline = match load_pipeline(&args.config, &registry, args.flow.as_deref()) {
-        Ok(p) => p,
+    match cli.command {
+        None => run(&registry, cli.run),
+        Some(Command::Run(args)) => run(&registry, args),
+        Some(Command::Validate(args)) => validate(&registry, &args),
+        Some(Command::Graph { config, format }) => graph(&registry, &config, format),
+        Some(Command::List) => list(&registry),
+    }
+}
+
+/// Loads and validates, mapping failures to exit statuses. Reads the usable
+/// cores: runs in the main thread, before any worker is pinned.
+fn load(registry: &Registry, args: &ConfigArgs) -> Result<(Pipeline, PathBuf), ExitCode> {
+    let Some(path) = args.config.clone() else {
+        eprintln!("error: --config FILE is required (see --help)");
+        return Err(ExitCode::from(2));
+    };
+    match load_pipeline(&path, registry, args.flow.as_deref()) {
+        Ok(p) => Ok((p, path)),
         Err(LoadError::Io(msg)) => {
             eprintln!("error: {msg}");
-            return ExitCode::from(exit::NOINPUT);
+            Err(ExitCode::from(exit::NOINPUT))
         }
         Err(LoadError::Invalid(errors)) => {
             eprint!("{errors}");
-            return ExitCode::from(exit::CONFIG);
+            Err(ExitCode::from(exit::CONFIG))
         }
+    }
+}
+
+fn print_placement(p: &Pipeline, prefix: &str) {
+    for e in &p.placement() {
+        eprintln!(
+            "{prefix}  {:<16} {:<15} {:<9} core {} (worker {})",
+            e.stage, e.component, e.role, e.core, e.worker
+        );
+    }
+}
+
+fn run(registry: &Registry, args: RunArgs) -> ExitCode {
+    let (pipeline, path) = match load(registry, &args.config) {
+        Ok(p) => p,
+        Err(code) => return code,
     };
 
     // First SIGINT/SIGTERM: sources stop, everything accepted drains.
@@ -102,22 +187,21 @@ fn main() -> ExitCode {
             .map_or(0, |w| w + 1);
         eprintln!(
             "[dataplane] running {} from {}: {} stages on {} workers, wait strategy {}, arena {} x {} B",
-            args.flow.as_deref().map_or("all flows".to_string(), |f| format!("flow '{f}'")),
-            args.config.display(),
+            args.config
+                .flow
+                .as_deref()
+                .map_or("all flows".to_string(), |f| format!("flow '{f}'")),
+            path.display(),
             placement.len(),
             workers,
             pipeline.settings().wait.as_str(),
             pipeline.arena_slots(),
             pipeline.settings().slot_size,
         );
-        for p in &placement {
-            eprintln!(
-                "[dataplane]   {:<16} {:<15} {:<9} core {} (worker {})",
-                p.stage, p.component, p.role, p.core, p.worker
-            );
-        }
+        print_placement(&pipeline, "[dataplane]");
     }
 
+    let started = SystemTime::now();
     let report = pipeline.run();
     if !args.quiet {
         let stopped = if stop.load(Ordering::Relaxed) {
@@ -128,12 +212,96 @@ fn main() -> ExitCode {
         eprintln!("[dataplane] completed{stopped}");
         eprint!("{report}");
     }
-    if report.is_success() {
-        ExitCode::from(exit::OK)
-    } else {
+    let mut code = if !report.is_success() {
         if args.quiet {
             eprint!("{report}");
         }
-        ExitCode::from(exit::SOFTWARE)
+        exit::SOFTWARE
+    } else if !report.targets_met() {
+        eprintln!(
+            "[dataplane] latency target missed (exit status {})",
+            exit::TARGET_MISSED
+        );
+        exit::TARGET_MISSED
+    } else {
+        exit::OK
+    };
+    if let Some(file) = &args.report {
+        if let Err(e) = write_file(file, |w| write_json_report(&report, w)) {
+            eprintln!("error: cannot write report {}: {e}", file.display());
+            code = code.max(exit::CANTCREAT);
+        }
     }
+    if let Some(file) = &args.histograms {
+        if let Err(e) = write_file(file, |w| write_histogram_log(&report, started, w)) {
+            eprintln!("error: cannot write histograms {}: {e}", file.display());
+            code = code.max(exit::CANTCREAT);
+        }
+    }
+    ExitCode::from(code)
+}
+
+fn write_file(
+    path: &Path,
+    f: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut w = BufWriter::new(File::create(path)?);
+    f(&mut w)?;
+    w.flush()
+}
+
+fn validate(registry: &Registry, args: &ConfigArgs) -> ExitCode {
+    match load(registry, args) {
+        Ok((pipeline, path)) => {
+            println!(
+                "{}: valid ({} stages, arena {} x {} B)",
+                path.display(),
+                pipeline.placement().len(),
+                pipeline.arena_slots(),
+                pipeline.settings().slot_size
+            );
+            for e in &pipeline.placement() {
+                println!(
+                    "  {:<16} {:<15} {:<9} core {} (worker {})",
+                    e.stage, e.component, e.role, e.core, e.worker
+                );
+            }
+            ExitCode::from(exit::OK)
+        }
+        Err(code) => code,
+    }
+}
+
+fn graph(registry: &Registry, args: &ConfigArgs, format: Format) -> ExitCode {
+    match load(registry, args) {
+        Ok((pipeline, _)) => {
+            let format = match format {
+                Format::Dot => GraphFormat::Dot,
+                Format::Mermaid => GraphFormat::Mermaid,
+            };
+            print!("{}", render(&pipeline, format));
+            ExitCode::from(exit::OK)
+        }
+        Err(code) => code,
+    }
+}
+
+fn list(registry: &Registry) -> ExitCode {
+    for role in [Role::Source, Role::Router, Role::Processor, Role::Sink] {
+        let ports = match role {
+            Role::Source => "out: output",
+            Role::Router => "in: input; out: the ports named in its parameters, error (optional)",
+            Role::Processor => "in: input; out: output, error (optional)",
+            Role::Sink => "in: input",
+        };
+        println!("{role}s ({ports})");
+        for (name, c) in registry.iter().filter(|(_, c)| c.role == role) {
+            println!("  {name:<16} {}", c.summary);
+            for (param, doc) in c.params {
+                println!("      {param:<14} {doc}");
+            }
+        }
+        println!();
+    }
+    ExitCode::from(exit::OK)
 }

@@ -5,9 +5,12 @@
 //! Everything is collected when the workers exit and merged into a
 //! [`RunReport`].
 
+mod export;
 mod report;
+pub mod targets;
 
-pub use report::{PlacementEntry, RunReport};
+pub use export::{write_histogram_log, write_json_report};
+pub use report::{human_ns, PlacementEntry, RunReport};
 
 use hdrhistogram::Histogram;
 
@@ -59,12 +62,26 @@ pub struct StageReport {
     pub ports: Vec<(String, u64)>,
     /// End-to-end latency of the elements a sink received.
     pub latency: Option<Histogram<u64>>,
+    /// With `engine.stage_metrics`: per-element service time (batch time
+    /// divided by its elements).
+    pub service: Option<Histogram<u64>>,
+    /// With `engine.stage_metrics`: age of each element (time since ingest)
+    /// when this stage dequeued it. The difference between a stage's and its
+    /// upstream's arrival, less the upstream's service time, is the queueing
+    /// delay of the hop between them.
+    pub arrival: Option<Histogram<u64>>,
     /// The fatal error that stopped the stage, if any.
     pub failure: Option<String>,
 }
 
 impl StageReport {
-    pub(crate) fn new(name: &str, component: &str, role: Role, ports: Vec<String>) -> Self {
+    pub(crate) fn new(
+        name: &str,
+        component: &str,
+        role: Role,
+        ports: Vec<String>,
+        stage_metrics: bool,
+    ) -> Self {
         StageReport {
             name: name.to_string(),
             component: component.to_string(),
@@ -77,6 +94,8 @@ impl StageReport {
             reasons: Vec::new(),
             ports: ports.into_iter().map(|p| (p, 0)).collect(),
             latency: (role == Role::Sink).then(latency_histogram),
+            service: stage_metrics.then(latency_histogram),
+            arrival: (stage_metrics && role != Role::Source).then(latency_histogram),
             failure: None,
         }
     }

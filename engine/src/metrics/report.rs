@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::metrics::targets::{Target, Verdict};
 use crate::metrics::StageReport;
 use crate::stage::Role;
 
@@ -40,6 +41,8 @@ pub struct RunReport {
     pub pinned: bool,
     /// Worker panics (a bug in a stage or the engine).
     pub panics: Vec<String>,
+    /// Latency targets checked against the sinks' histograms.
+    pub targets: Vec<Verdict>,
 }
 
 impl RunReport {
@@ -71,7 +74,31 @@ impl RunReport {
             slot_size,
             pinned,
             panics,
+            targets: Vec::new(),
         }
+    }
+
+    /// Checks each sink's targets against its latency histogram.
+    pub(crate) fn check_targets(&mut self, targets: &[(String, Vec<Target>)]) {
+        let mut verdicts = Vec::new();
+        for (sink, list) in targets {
+            let hist = self.stage(sink).and_then(|s| s.latency.as_ref());
+            for t in list {
+                verdicts.push(Verdict {
+                    sink: sink.clone(),
+                    target: *t,
+                    measured_ns: hist
+                        .filter(|h| !h.is_empty())
+                        .map(|h| t.statistic.measure(h)),
+                });
+            }
+        }
+        self.targets = verdicts;
+    }
+
+    /// Whether every latency target was met.
+    pub fn targets_met(&self) -> bool {
+        self.targets.iter().all(Verdict::met)
     }
 
     /// The report of the stage named `name`.
@@ -222,6 +249,55 @@ impl fmt::Display for RunReport {
                     human_ns(h.value_at_quantile(0.99)),
                     human_ns(h.value_at_quantile(0.999)),
                     human_ns(h.max())
+                )?;
+            }
+        }
+        let staged: Vec<_> = self.stages.iter().filter(|s| s.service.is_some()).collect();
+        if !staged.is_empty() {
+            writeln!(
+                f,
+                "{:<w$}  {:>9}  {:>9}  {:>9}  {:>11}  {:>11}",
+                "per stage", "service50", "service99", "service-max", "arrival50", "arrival99"
+            )?;
+            for s in staged {
+                let q = |h: &Option<hdrhistogram::Histogram<u64>>, p: f64| {
+                    h.as_ref()
+                        .filter(|h| !h.is_empty())
+                        .map_or("-".to_string(), |h| {
+                            human_ns(if p >= 1.0 {
+                                h.max()
+                            } else {
+                                h.value_at_quantile(p)
+                            })
+                        })
+                };
+                writeln!(
+                    f,
+                    "{:<w$}  {:>9}  {:>9}  {:>11}  {:>11}  {:>11}",
+                    s.name,
+                    q(&s.service, 0.5),
+                    q(&s.service, 0.99),
+                    q(&s.service, 1.0),
+                    q(&s.arrival, 0.5),
+                    q(&s.arrival, 0.99)
+                )?;
+            }
+        }
+        if !self.targets.is_empty() {
+            writeln!(
+                f,
+                "{:<w$}  {:>7}  {:>10}  {:>10}  verdict",
+                "target", "stat", "limit", "measured"
+            )?;
+            for v in &self.targets {
+                writeln!(
+                    f,
+                    "{:<w$}  {:>7}  {:>10}  {:>10}  {}",
+                    v.sink,
+                    v.target.statistic.to_string(),
+                    human_ns(v.target.limit_ns),
+                    v.measured_ns.map_or("-".to_string(), human_ns),
+                    if v.met() { "met" } else { "MISSED" }
                 )?;
             }
         }

@@ -133,6 +133,148 @@ impl<'de> Visitor<'de> for KeyIs<'_> {
     }
 }
 
+/// A top-level member found by [`find_members`]: where its key starts, and
+/// its value (byte offsets into the payload).
+#[derive(Clone, Copy, Debug)]
+pub struct Member<'a> {
+    /// Byte offset of the key's opening quote.
+    pub key_start: usize,
+    /// The member's value.
+    pub value: Field<'a>,
+}
+
+/// Validates `payload` as one JSON object and finds the first occurrence of
+/// each of `keys` in one pass, into `found[i]` for `keys[i]` (`found` is at
+/// least as long as `keys`). Returns the number of top-level members.
+/// Allocation-free, like [`find_field`].
+pub fn find_members<'a>(
+    payload: &'a [u8],
+    keys: &[&str],
+    found: &mut [Option<Member<'a>>],
+) -> Result<usize, JsonError> {
+    debug_assert!(found.len() >= keys.len());
+    found.iter_mut().for_each(|f| *f = None);
+    let mut de = serde_json::Deserializer::from_slice(payload);
+    let seek = SeekMany {
+        keys,
+        found,
+        base: payload,
+    };
+    let members = seek.deserialize(&mut de).map_err(JsonError)?;
+    de.end().map_err(JsonError)?;
+    Ok(members)
+}
+
+struct SeekMany<'k, 'f, 'a> {
+    keys: &'k [&'k str],
+    found: &'f mut [Option<Member<'a>>],
+    base: &'a [u8],
+}
+
+impl<'de> DeserializeSeed<'de> for SeekMany<'_, '_, 'de> {
+    type Value = usize;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SeekMany<'_, '_, 'de> {
+    type Value = usize;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<usize, A::Error> {
+        // Between one value's end (or the opening brace) and the next key
+        // there is only whitespace and a comma, so the next '"' after the
+        // cursor is where the next key starts.
+        let base = self.base;
+        let mut cursor = base.iter().position(|&b| b == b'{').map_or(0, |p| p + 1);
+        let mut members = 0;
+        while let Some(which) = map.next_key_seed(KeyIn(self.keys))? {
+            members += 1;
+            let raw: &'de RawValue = map.next_value()?;
+            let text = raw.get();
+            let start = text.as_ptr() as usize - base.as_ptr() as usize;
+            if let Some(i) = which.filter(|&i| self.found[i].is_none()) {
+                let key_start = base[cursor..start]
+                    .iter()
+                    .position(|&b| b == b'"')
+                    .map_or(cursor, |p| cursor + p);
+                self.found[i] = Some(Member {
+                    key_start,
+                    value: Field { raw: text, start },
+                });
+            }
+            cursor = start + text.len();
+        }
+        Ok(members)
+    }
+}
+
+/// Deserializes a key into its index in a list of wanted keys.
+struct KeyIn<'k>(&'k [&'k str]);
+
+impl<'de> DeserializeSeed<'de> for KeyIn<'_> {
+    type Value = Option<usize>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyIn<'_> {
+    type Value = Option<usize>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a key")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<usize>, E> {
+        Ok(self.0.iter().position(|k| *k == v))
+    }
+}
+
+/// Writes `payload` without the members at `remove` (from
+/// [`find_members`], any order, `None`s ignored) into `out`, keeping the
+/// object's commas right.
+pub fn remove_members(payload: &[u8], remove: &mut [Option<Member<'_>>], out: &mut Vec<u8>) {
+    remove.sort_unstable_by_key(|m| m.map_or(usize::MAX, |m| m.key_start));
+    out.clear();
+    let mut copied = 0;
+    for m in remove.iter().flatten() {
+        let end = m.value.end();
+        // Take the member with the comma after it; the last member takes the
+        // comma before it instead.
+        let after = skip_ws(payload, end);
+        let (cut_start, cut_end) = if payload.get(after) == Some(&b',') {
+            (m.key_start, skip_ws(payload, after + 1))
+        } else {
+            let mut s = m.key_start;
+            while s > copied && payload[s - 1].is_ascii_whitespace() {
+                s -= 1;
+            }
+            if s > copied && payload[s - 1] == b',' {
+                s -= 1;
+                while s > copied && payload[s - 1].is_ascii_whitespace() {
+                    s -= 1;
+                }
+            }
+            (s, end)
+        };
+        if cut_start >= copied {
+            out.extend_from_slice(&payload[copied..cut_start]);
+        }
+        copied = copied.max(cut_end);
+    }
+    out.extend_from_slice(&payload[copied..]);
+}
+
+fn skip_ws(payload: &[u8], mut i: usize) -> usize {
+    while i < payload.len() && payload[i].is_ascii_whitespace() {
+        i += 1;
+    }
+    i
+}
+
 /// Writes `payload` with top-level `key` set to `value_json` into `out`
 /// (replacing an existing value, else appending the member). `key_json` is
 /// the key already encoded as a JSON string.
@@ -210,5 +352,44 @@ mod tests {
         assert_eq!(out, br#"{"a":1,"b":3}"#);
         set_field(b"{ }", "b", r#""b""#, b"true", &mut out).unwrap();
         assert_eq!(out, br#"{ "b":true}"#);
+    }
+
+    #[test]
+    fn finds_many_members_in_one_pass() {
+        let doc = br#"{ "a" : 1, "b":"x","c":{"a":2}, "d":[1] }"#;
+        let mut found = [None; 3];
+        let n = find_members(doc, &["d", "a", "zz"], &mut found).unwrap();
+        assert_eq!(n, 4);
+        let d = found[0].unwrap();
+        assert_eq!(d.value.raw, "[1]");
+        assert_eq!(&doc[d.key_start..d.key_start + 3], br#""d""#);
+        let a = found[1].unwrap();
+        assert_eq!((a.key_start, a.value.raw), (2, "1"));
+        assert!(found[2].is_none());
+        assert!(find_members(b"{\"a\":}", &["a"], &mut found).is_err());
+    }
+
+    #[test]
+    fn removes_members_with_their_commas() {
+        let cases: [(&[u8], &[&str], &[u8]); 6] = [
+            (br#"{"a":1,"b":2,"c":3}"#, &["b"], br#"{"a":1,"c":3}"#),
+            (br#"{"a":1,"b":2,"c":3}"#, &["a"], br#"{"b":2,"c":3}"#),
+            (br#"{"a":1,"b":2,"c":3}"#, &["c"], br#"{"a":1,"b":2}"#),
+            (br#"{"a":1,"b":2,"c":3}"#, &["a", "c"], br#"{"b":2}"#),
+            (br#"{"a":1,"b":2,"c":3}"#, &["c", "b", "a"], br#"{}"#),
+            (br#"{ "a" : 1 , "b" : 2 }"#, &["b", "x"], br#"{ "a" : 1 }"#),
+        ];
+        let mut out = Vec::new();
+        for (doc, keys, want) in cases {
+            let mut found = [None; 3];
+            find_members(doc, keys, &mut found).unwrap();
+            remove_members(doc, &mut found[..keys.len()], &mut out);
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(want),
+                "{keys:?}"
+            );
+            serde_json::from_slice::<serde_json::Value>(&out).unwrap();
+        }
     }
 }

@@ -186,10 +186,21 @@ fn parse_template(t: &str) -> Result<Vec<Piece>, String> {
     Ok(pieces)
 }
 
+impl Generator {
+    fn intended_ns(&self, seq: u64) -> Option<u64> {
+        self.rate
+            .map(|rate| self.start_ns + (seq as f64 * 1e9 / rate) as u64)
+    }
+}
+
 impl Source for Generator {
     fn init(&mut self, _info: &StageInfo) -> Result<(), StageError> {
         self.start_ns = now_ns();
         Ok(())
+    }
+
+    fn next_due_ns(&self) -> Option<u64> {
+        self.intended_ns(self.n)
     }
 
     fn pull(&mut self, slot: &mut SlotWriter<'_>) -> Result<Pull, StageError> {
@@ -198,8 +209,7 @@ impl Source for Generator {
         }
         let seq = self.n;
         let mut ingest = 0;
-        if let Some(rate) = self.rate {
-            let intended = self.start_ns + (seq as f64 * 1e9 / rate) as u64;
+        if let Some(intended) = self.intended_ns(seq) {
             if now_ns() < intended {
                 return Ok(Pull::Pending);
             }

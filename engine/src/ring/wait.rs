@@ -78,9 +78,10 @@ impl Parker {
         fence(Ordering::SeqCst);
     }
 
-    /// Sleeps (after a `prepare` and a fruitless round).
-    pub(crate) fn park(&self) {
-        std::thread::park_timeout(PARK_TIMEOUT);
+    /// Sleeps (after a `prepare` and a fruitless round) for at most
+    /// `timeout` (capped at the backstop interval).
+    pub(crate) fn park(&self, timeout: Duration) {
+        std::thread::park_timeout(timeout.min(PARK_TIMEOUT));
         self.sleeping.store(false, Ordering::Relaxed);
     }
 

@@ -63,6 +63,14 @@ impl Pipeline {
         rings + (workers * 2 * batch) as u64 + stages as u64 + 1
     }
 
+    pub(crate) fn nodes(&self) -> &[NodeDecl] {
+        &self.nodes
+    }
+
+    pub(crate) fn edges(&self) -> &[Edge] {
+        &self.edges
+    }
+
     /// The arena's slot count.
     pub fn arena_slots(&self) -> u32 {
         self.slots
@@ -165,6 +173,7 @@ impl Pipeline {
                 neighbours: std::mem::take(&mut neighbours[id]),
             })
             .collect();
+        let mut targets = Vec::new();
         for &i in &self.order {
             let d = decls[i].take().expect("each node once");
             let w = &mut workers[worker_of[i]];
@@ -181,7 +190,11 @@ impl Pipeline {
                 &d.component,
                 d.stage.role(),
                 d.stage.output_ports(),
+                self.settings.stage_metrics,
             );
+            if !d.targets.is_empty() {
+                targets.push((d.name.clone(), d.targets.clone()));
+            }
             w.nodes.push(Node::new(
                 info,
                 d.stage,
@@ -239,7 +252,7 @@ impl Pipeline {
         } else {
             0
         };
-        RunReport::new(
+        let mut report = RunReport::new(
             stages,
             placement,
             elapsed,
@@ -248,6 +261,8 @@ impl Pipeline {
             self.settings.slot_size,
             pinned_all,
             panics,
-        )
+        );
+        report.check_targets(&targets);
+        report
     }
 }

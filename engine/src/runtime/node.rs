@@ -95,6 +95,14 @@ impl Node {
         }
     }
 
+    /// When a waiting source wants to run again (see `Source::next_due_ns`).
+    pub(crate) fn due_ns(&self) -> Option<u64> {
+        match (&self.stage, self.state) {
+            (Stage::Source(s), State::Running) => s.next_due_ns(),
+            _ => None,
+        }
+    }
+
     pub(crate) fn is_done(&self) -> bool {
         self.state == State::Done
     }
@@ -252,6 +260,19 @@ impl Node {
             return true;
         }
         let budget = self.out_budget().min(ctx.batch);
+        let t0 = self.report.service.is_some().then(now_ns);
+        let before = self.seq;
+        let done = self.fill_from_source(ctx, moved, budget);
+        if let (Some(t0), Some(h)) = (t0, self.report.service.as_mut()) {
+            let n = self.seq - before;
+            if let Some(per) = (now_ns() - t0).checked_div(n) {
+                h.saturating_record_n(per.max(1), n);
+            }
+        }
+        done
+    }
+
+    fn fill_from_source(&mut self, ctx: &mut StepCtx<'_>, moved: &mut bool, budget: usize) -> bool {
         let Stage::Source(source) = &mut self.stage else {
             unreachable!("step_source on a source")
         };
@@ -328,6 +349,7 @@ impl Node {
             routable,
             ..
         } = self;
+        let stamp = report.service.is_some().then(now_ns);
         let mut lane = Lane {
             ports,
             report,
@@ -335,6 +357,7 @@ impl Node {
             source: info.index as u16,
             error_port: *error_port,
             routable: *routable,
+            stamp,
         };
         for k in 0..n_inputs {
             if taken == budget || fatal.is_some() {
@@ -385,6 +408,12 @@ impl Node {
         }
         if n_inputs > 0 {
             self.next_input = (self.next_input + 1) % n_inputs;
+        }
+        if let (Some(t0), Some(h)) = (stamp, self.report.service.as_mut()) {
+            if taken > 0 {
+                let per = (now_ns() - t0) / taken as u64;
+                h.saturating_record_n(per.max(1), taken as u64);
+            }
         }
         if taken > 0 {
             *moved = true;
@@ -444,6 +473,8 @@ struct Lane<'a> {
     source: u16,
     error_port: Option<usize>,
     routable: usize,
+    /// With stage metrics: when this batch was dequeued.
+    stamp: Option<u64>,
 }
 
 /// Hands one input element to the stage and moves its handle accordingly.
@@ -458,6 +489,9 @@ fn consume_one(
 ) -> Result<bool, String> {
     let arena = ctx.arena;
     let raw = handle.index();
+    if let (Some(t0), Some(h)) = (lane.stamp, lane.report.arrival.as_mut()) {
+        h.saturating_record(t0.saturating_sub(arena.meta(&handle).ingest_ns));
+    }
     match stage {
         Stage::Processor(p) => {
             let verdict = {

@@ -3,13 +3,19 @@
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crossbeam_utils::Backoff;
 
 use crate::arena::{Arena, LocalPool};
+use crate::clock::now_ns;
 use crate::metrics::StageReport;
-use crate::ring::wait::{wake_all, Parker, WaitStrategy};
+use crate::ring::wait::{wake_all, Parker, WaitStrategy, PARK_TIMEOUT};
 use crate::runtime::node::{Node, StepCtx};
+
+/// Below this, waiting for a due source yields rather than parks: a timed
+/// park wakes up to the kernel's timer slack (50 us) late.
+const SPIN_BELOW: Duration = Duration::from_micros(60);
 
 pub(crate) struct Worker {
     pub(crate) id: usize,
@@ -78,8 +84,22 @@ impl Worker {
                         wake_all(self.neighbours.iter().map(|&w| &shared.parkers[w]));
                         continue;
                     }
-                    me.park();
-                    backoff.reset();
+                    match self.due_in() {
+                        // Due very soon: a park would overshoot (timer
+                        // slack); keep yielding instead.
+                        Some(d) if d < SPIN_BELOW => {
+                            me.cancel();
+                            std::thread::yield_now();
+                        }
+                        Some(d) => {
+                            me.park(d);
+                            backoff.reset();
+                        }
+                        None => {
+                            me.park(PARK_TIMEOUT);
+                            backoff.reset();
+                        }
+                    }
                 }
             }
         }
@@ -98,6 +118,12 @@ impl Worker {
             })
             .collect();
         WorkerResult { reports, pinned }
+    }
+
+    /// Time until the earliest due source on this worker, if any says.
+    fn due_in(&self) -> Option<Duration> {
+        let due = self.nodes.iter().filter_map(Node::due_ns).min()?;
+        Some(Duration::from_nanos(due.saturating_sub(now_ns())))
     }
 
     /// One batch for every node; returns (anything moved, all done).

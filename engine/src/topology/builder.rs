@@ -5,6 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use crate::arena::{DEFAULT_SLOTS, DEFAULT_SLOT_SIZE};
+use crate::metrics::targets::Target;
 use crate::ring::wait::WaitStrategy;
 use crate::ring::DEFAULT_CAPACITY;
 use crate::runtime::placement;
@@ -34,6 +35,9 @@ pub struct Settings {
     /// Restrict the engine to these core ids (default: every core this
     /// process may run on).
     pub cores: Option<Vec<usize>>,
+    /// Record per-stage service time and arrival age (costs two clock reads
+    /// per batch and one metadata read per element; off by default).
+    pub stage_metrics: bool,
 }
 
 impl Default for Settings {
@@ -46,6 +50,7 @@ impl Default for Settings {
             wait: WaitStrategy::default(),
             pin: true,
             cores: None,
+            stage_metrics: false,
         }
     }
 }
@@ -56,6 +61,7 @@ pub(crate) struct NodeDecl {
     pub(crate) stage: Stage,
     pub(crate) core: Option<usize>,
     pub(crate) origin: String,
+    pub(crate) targets: Vec<Target>,
 }
 
 pub(crate) struct EdgeDecl {
@@ -143,7 +149,21 @@ impl PipelineBuilder {
             stage,
             core,
             origin,
+            targets: Vec::new(),
         });
+        self
+    }
+
+    /// Sets latency targets on sink `sink` (checked when the run ends; see
+    /// [`RunReport::targets_met`](crate::RunReport::targets_met)).
+    pub fn targets(&mut self, sink: &str, targets: Vec<Target>) -> &mut Self {
+        match self.nodes.iter_mut().find(|n| n.name == sink) {
+            Some(n) => n.targets = targets,
+            None => self.errors.push(ConfigError::new(
+                "",
+                format!("latency targets for unknown node '{sink}'"),
+            )),
+        }
         self
     }
 
@@ -234,6 +254,16 @@ impl PipelineBuilder {
                 errors.push(ConfigError::new(
                     &n.origin,
                     format!("duplicate node name '{}'{also}; node names must be unique across all flows", n.name),
+                ));
+            }
+            if !n.targets.is_empty() && n.stage.role() != Role::Sink {
+                errors.push(ConfigError::new(
+                    &n.origin,
+                    format!(
+                        "node '{}' is a {}; latency targets belong on sinks",
+                        n.name,
+                        n.stage.role()
+                    ),
                 ));
             }
             if let Stage::Router(_, ports) = &n.stage {

@@ -19,6 +19,9 @@
 //! from = { node = "source", port = "output" }
 //! to = { node = "sink", port = "input" }
 //! capacity = 256                 # optional
+//!
+//! [flow.main.targets]            # optional latency targets for every sink
+//! p99 = "50us"
 //! ```
 
 use std::collections::BTreeMap;
@@ -27,13 +30,14 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::metrics::targets;
 use crate::operators::Registry;
 use crate::ring::wait::WaitStrategy;
 use crate::topology::builder::{PipelineBuilder, Settings};
 use crate::topology::error::{ConfigError, ConfigErrors};
 
 /// Keys of a node table that belong to the engine, not the component.
-const NODE_KEYS: [&str; 3] = ["component", "core", "description"];
+const NODE_KEYS: [&str; 4] = ["component", "core", "description", "targets"];
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -54,6 +58,7 @@ struct RawEngine {
     wait: Option<Spanned<String>>,
     pin: Option<bool>,
     cores: Option<Vec<usize>>,
+    stage_metrics: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -70,6 +75,8 @@ struct RawFlow {
     #[allow(dead_code)]
     description: Option<String>,
     ring_capacity: Option<usize>,
+    /// Latency targets for every sink of the flow.
+    targets: Option<Spanned<toml::Table>>,
     #[serde(default)]
     nodes: indexmap::IndexMap<String, Spanned<toml::Table>>,
     #[serde(default)]
@@ -189,6 +196,7 @@ pub fn load_str(
         settings.pin = p;
     }
     settings.cores = eng.cores;
+    settings.stage_metrics = eng.stage_metrics.unwrap_or(false);
     let default_capacity = settings.ring_capacity;
     b.settings(settings);
 
@@ -224,6 +232,22 @@ pub fn load_str(
                 format!("flow '{flow_name}' has no nodes (expected [flow.{flow_name}.nodes.NAME] tables)"),
             ));
         }
+        let flow_targets = match &f.targets {
+            None => Vec::new(),
+            Some(t) => match targets::parse_targets(t.get_ref()) {
+                Ok(t) => t,
+                Err(errs) => {
+                    let at = locate(file, text, t.span().start);
+                    for e in errs {
+                        b.error(ConfigError::new(
+                            &at,
+                            format!("flow '{flow_name}' targets: {e}"),
+                        ));
+                    }
+                    Vec::new()
+                }
+            },
+        };
         for (name, node) in &f.nodes {
             let origin = locate(file, text, node.span().start);
             let table = node.get_ref();
@@ -261,9 +285,40 @@ pub fn load_str(
             for k in NODE_KEYS {
                 params.remove(k);
             }
+            let node_targets = match table.get("targets") {
+                None => Vec::new(),
+                Some(toml::Value::Table(t)) => match targets::parse_targets(t) {
+                    Ok(t) => t,
+                    Err(errs) => {
+                        for e in errs {
+                            b.error(ConfigError::new(
+                                &origin,
+                                format!("node '{name}' targets: {e}"),
+                            ));
+                        }
+                        Vec::new()
+                    }
+                },
+                Some(other) => {
+                    b.error(ConfigError::new(
+                        &origin,
+                        format!("node '{name}': targets must be a table like {{ p99 = \"50us\" }}, not {other}"),
+                    ));
+                    Vec::new()
+                }
+            };
             match registry.build(&component, &params) {
                 Ok(stage) => {
+                    let is_sink = stage.role() == crate::stage::Role::Sink;
                     b.add_at(name, &component, stage, core, origin);
+                    let merged = if is_sink {
+                        targets::merge(&flow_targets, &node_targets)
+                    } else {
+                        node_targets
+                    };
+                    if !merged.is_empty() {
+                        b.targets(name, merged);
+                    }
                 }
                 Err(msg) => {
                     b.error(ConfigError::new(

@@ -3,6 +3,7 @@
 pub(crate) mod builder;
 pub mod config;
 mod error;
+pub mod graph;
 
 pub use builder::{PipelineBuilder, Settings, DEFAULT_BATCH};
 pub use error::{ConfigError, ConfigErrors};
