@@ -1,0 +1,198 @@
+//! The engine, built with [`PipelineBuilder`] from built-in stages:
+//! `Generator` sources, `Forward` processors, a broadcasting router for
+//! fan-out, and a measuring sink that does no more than `Discard` on the
+//! hot path (a count and, at two points, an allocation snapshot). Latency
+//! comes from the engine's own per-sink histograms in the [`RunReport`].
+//!
+//! [`RunReport`]: dataplane::RunReport
+
+use std::sync::{Arc, Mutex};
+
+use core_affinity::CoreId;
+use dataplane::operators::{Forward, Generator};
+use dataplane::stage::PortMask;
+use dataplane::{
+    Element, Pipeline, PipelineBuilder, Role, Router, Settings, Sink, Stage, StageError,
+};
+
+use crate::measure::{latency_histogram, now_ns, RunOutcome, SinkOutcome, Snapshots, TEMPLATE};
+use crate::scenario::{Graph, Kind, Workload};
+
+/// A router that sends every element to all of its ports (one slot, the
+/// refcount raised, no copy).
+pub struct Broadcast(pub usize);
+
+impl Router for Broadcast {
+    #[inline]
+    fn route(&mut self, _element: &Element<'_>, ports: &mut PortMask) -> Result<(), StageError> {
+        *ports = PortMask::all(self.0);
+        Ok(())
+    }
+}
+
+type Slot = Arc<Mutex<Option<SinkOutcome>>>;
+
+/// A sink that counts like `Discard` and notes what throughput and the
+/// allocation figure need, without per-element clock reads (the engine
+/// already reads the clock per element for the latency histogram).
+struct Probe {
+    received: u64,
+    first_stamp: u64,
+    last_ns: u64,
+    snaps: Option<Snapshots>,
+    out: Slot,
+}
+
+impl Sink for Probe {
+    #[inline]
+    fn push(&mut self, element: &Element<'_>) -> Result<(), StageError> {
+        if self.received == 0 {
+            self.first_stamp = element.meta().ingest_ns;
+        }
+        self.received += 1;
+        if let Some(s) = self.snaps.as_mut() {
+            s.check(self.received);
+        }
+        Ok(())
+    }
+
+    fn end_batch(&mut self) -> Result<(), StageError> {
+        self.last_ns = now_ns();
+        Ok(())
+    }
+
+    fn teardown(&mut self) {
+        let outcome = SinkOutcome {
+            latency: None,
+            received: self.received,
+            first_stamp: self.first_stamp,
+            last_ns: self.last_ns,
+            allocs: self.snaps.and_then(|s| s.between()),
+        };
+        *self.out.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+    }
+}
+
+/// Arena slot size for payloads of `size` bytes: what a user would set.
+pub fn slot_size(size: usize) -> usize {
+    size.max(64).next_power_of_two()
+}
+
+fn port_name(kind: Kind, port: usize) -> String {
+    match kind {
+        Kind::Broadcast(_) => format!("out{port}"),
+        _ => "output".to_string(),
+    }
+}
+
+/// Builds the engine pipeline for `graph`; `probes` receive the sinks'
+/// outcomes (one per sink, in graph order).
+fn build(w: &Workload, graph: &Graph, probes: &[Slot]) -> Result<Pipeline, String> {
+    let mut b = PipelineBuilder::new();
+    b.settings(Settings {
+        slot_size: slot_size(w.size),
+        ring_capacity: w.capacity,
+        ..Settings::default()
+    });
+    let mut sink_no = 0;
+    for (i, node) in graph.nodes.iter().enumerate() {
+        let (component, stage) = match node.kind {
+            Kind::Source { count } => {
+                let mut g = Generator::new(TEMPLATE, Some(count))?.size(w.size);
+                if let Some(rate) = w.rate {
+                    g = g.rate(rate * count as f64 / w.count.max(1) as f64);
+                }
+                ("generator", Stage::Source(Box::new(g)))
+            }
+            Kind::Forward => ("forward", Stage::Processor(Box::new(Forward))),
+            Kind::Broadcast(n) => (
+                "broadcast",
+                Stage::Router(
+                    Box::new(Broadcast(n)),
+                    (0..n).map(|p| port_name(node.kind, p)).collect(),
+                ),
+            ),
+            Kind::Sink => {
+                let snaps = (sink_no == 0).then(|| {
+                    let per = graph.deliveries_per_element(i);
+                    Snapshots::new((w.count as f64 * per) as u64)
+                });
+                let out = probes
+                    .get(sink_no)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(Mutex::new(None)));
+                sink_no += 1;
+                let probe = Probe {
+                    received: 0,
+                    first_stamp: 0,
+                    last_ns: 0,
+                    snaps,
+                    out,
+                };
+                ("probe", Stage::Sink(Box::new(probe)))
+            }
+        };
+        b.add(&node.name, component, stage);
+    }
+    for e in &graph.edges {
+        let from = &graph.nodes[e.from];
+        b.connect(
+            (&from.name, &port_name(from.kind, e.port)),
+            (&graph.nodes[e.to].name, "input"),
+        );
+    }
+    b.build().map_err(|e| e.to_string())
+}
+
+/// Where the engine puts each node of `graph` (in graph order). Call from
+/// the main thread: building reads the usable cores from its affinity.
+pub fn placement(w: &Workload, graph: &Graph) -> Result<Vec<CoreId>, String> {
+    let pipeline = build(w, graph, &[])?;
+    let entries = pipeline.placement();
+    graph
+        .nodes
+        .iter()
+        .map(|n| {
+            entries
+                .iter()
+                .find(|p| p.stage == n.name)
+                .map(|p| CoreId { id: p.core })
+                .ok_or_else(|| format!("the engine did not place stage '{}'", n.name))
+        })
+        .collect()
+}
+
+/// Runs the workload through the engine once.
+pub fn run(w: &Workload, graph: &Graph) -> Result<RunOutcome, String> {
+    let sinks = graph.sinks();
+    let probes: Vec<Slot> = sinks.iter().map(|_| Arc::new(Mutex::new(None))).collect();
+    let pipeline = build(w, graph, &probes)?;
+    let report = pipeline.run();
+    if !report.is_success() {
+        return Err(format!("the engine run failed:\n{report}"));
+    }
+    let mut latency = latency_histogram();
+    for s in report.stages.iter().filter(|s| s.role == Role::Sink) {
+        if let Some(h) = &s.latency {
+            latency.add(h).map_err(|e| e.to_string())?;
+        }
+    }
+    let outcomes = probes
+        .iter()
+        .map(|p| {
+            p.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .ok_or_else(|| "a sink reported nothing".to_string())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let factor = sinks
+        .first()
+        .map_or(1.0, |&s| graph.deliveries_per_element(s));
+    Ok(RunOutcome::from_sinks(
+        report.produced(),
+        outcomes,
+        factor,
+        Some(latency),
+    ))
+}
