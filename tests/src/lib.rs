@@ -492,3 +492,155 @@ to = { node = "out" }
         })
         .clone()
 }
+
+/// A loopback port that was free a moment ago (bound to port 0, then
+/// released): good enough for tests that start a server on it right away.
+pub fn free_port(udp: bool) -> u16 {
+    if udp {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("a free UDP port on 127.0.0.1")
+            .port()
+    } else {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("a free TCP port on 127.0.0.1")
+            .port()
+    }
+}
+
+/// A shipped config (`configs/<name>`) with each `(from, to)` replacement
+/// applied, written into `dir`; panics if a `from` does not occur, so a test
+/// notices when the config it adapts changes.
+pub fn adapt_config(dir: &TempDir, name: &str, replacements: &[(&str, &str)]) -> PathBuf {
+    let path = repo_root().join("configs").join(name);
+    let mut text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    for (from, to) in replacements {
+        assert!(
+            text.contains(from),
+            "{} does not contain {from:?}",
+            path.display()
+        );
+        text = text.replace(from, to);
+    }
+    dir.write(name, &text)
+}
+
+/// Starts the binary with `args` and `input` on its stdin (written by a
+/// thread, then closed).
+pub fn start_with_stdin<S: AsRef<std::ffi::OsStr>>(args: &[S], input: Vec<u8>) -> Running {
+    let mut child = Command::new(binary())
+        .args(args)
+        .current_dir(repo_root())
+        .env_remove("DATAPLANE_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary().display()));
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let _ = stdin.write_all(&input);
+    });
+    let mut out = child.stdout.take().expect("stdout is piped");
+    let stdout = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = out.read_to_end(&mut buf);
+        buf
+    });
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let mut err = child.stderr.take().expect("stderr is piped");
+    let sink = Arc::clone(&stderr);
+    let stderr_reader = std::thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = err.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .expect("stderr buffer")
+                .extend_from_slice(&chunk[..n]);
+        }
+    });
+    Running {
+        child,
+        stdout: Some(stdout),
+        stderr,
+        stderr_reader: Some(stderr_reader),
+    }
+}
+
+/// A Python 3 helper process (test clients and servers for the network
+/// operators: a real peer, not the engine talking to itself).
+pub struct Python {
+    child: Child,
+    stdout: Option<JoinHandle<Vec<u8>>>,
+}
+
+impl Python {
+    /// Runs `script` with `python3 -c`, passing `args`; its stdout is
+    /// collected (see [`Python::wait`]), its stderr inherited.
+    pub fn start(script: &str, args: &[&str]) -> Python {
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start python3: {e}"));
+        let mut out = child.stdout.take().expect("stdout is piped");
+        let stdout = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = out.read_to_end(&mut buf);
+            buf
+        });
+        Python {
+            child,
+            stdout: Some(stdout),
+        }
+    }
+
+    /// Waits (at most `timeout`) for the script to exit successfully and
+    /// returns its stdout.
+    pub fn wait(mut self, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    let out = self
+                        .stdout
+                        .take()
+                        .and_then(|h| h.join().ok())
+                        .unwrap_or_default();
+                    let out = String::from_utf8_lossy(&out).into_owned();
+                    assert!(
+                        status.success(),
+                        "python3 failed ({status}); stdout:\n{out}"
+                    );
+                    return out;
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Ok(None) => {
+                    let _ = self.child.kill();
+                    panic!("python3 did not finish within {timeout:?}");
+                }
+                Err(e) => panic!("cannot wait for python3: {e}"),
+            }
+        }
+    }
+}
+
+impl Drop for Python {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -151,7 +151,7 @@ fn load(registry: &Registry, args: &ConfigArgs) -> Result<(Pipeline, PathBuf), E
 fn print_placement(p: &Pipeline, prefix: &str) {
     for e in &p.placement() {
         eprintln!(
-            "{prefix}  {:<16} {:<15} {:<9} core {} (worker {})",
+            "{prefix}   {:<16} {:<15} {:<9} core {} (worker {})",
             e.stage, e.component, e.role, e.core, e.worker
         );
     }

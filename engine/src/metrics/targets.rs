@@ -179,7 +179,7 @@ mod tests {
         }
         let v = Verdict {
             sink: "s".into(),
-            target: t("p99", 99_000),
+            target: t("p99", 99_100),
             measured_ns: Some(Statistic::Percentile(99.0).measure(&h)),
         };
         assert!(v.met(), "{v:?}");

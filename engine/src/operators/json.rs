@@ -257,6 +257,18 @@ pub fn remove_members(payload: &[u8], remove: &mut [Option<Member<'_>>], out: &m
                 while s > copied && payload[s - 1].is_ascii_whitespace() {
                     s -= 1;
                 }
+            } else if s == copied {
+                // The previous cut took the comma after the member before
+                // this one; the comma before *that* one is already in `out`.
+                while out.last().is_some_and(u8::is_ascii_whitespace) {
+                    out.pop();
+                }
+                if out.last() == Some(&b',') {
+                    out.pop();
+                    while out.last().is_some_and(u8::is_ascii_whitespace) {
+                        out.pop();
+                    }
+                }
             }
             (s, end)
         };
@@ -371,7 +383,14 @@ mod tests {
 
     #[test]
     fn removes_members_with_their_commas() {
-        let cases: [(&[u8], &[&str], &[u8]); 6] = [
+        let cases: [(&[u8], &[&str], &[u8]); 9] = [
+            (br#"{"a":1,"b":2,"c":3}"#, &["b", "c"], br#"{"a":1}"#),
+            (br#"{"a":1,"b":2,"c":3}"#, &["a", "b"], br#"{"c":3}"#),
+            (
+                br#"{ "a" : 1 , "b" : 2 , "c" : 3 }"#,
+                &["c", "b"],
+                br#"{ "a" : 1 }"#,
+            ),
             (br#"{"a":1,"b":2,"c":3}"#, &["b"], br#"{"a":1,"c":3}"#),
             (br#"{"a":1,"b":2,"c":3}"#, &["a"], br#"{"b":2,"c":3}"#),
             (br#"{"a":1,"b":2,"c":3}"#, &["c"], br#"{"a":1,"b":2}"#),
@@ -390,6 +409,43 @@ mod tests {
                 "{keys:?}"
             );
             serde_json::from_slice::<serde_json::Value>(&out).unwrap();
+        }
+    }
+
+    proptest::proptest! {
+        /// Removing any subset of members, from objects written with any
+        /// spacing, leaves exactly the other members, as valid JSON.
+        #[test]
+        fn removal_keeps_the_rest(
+            n in 0usize..6,
+            remove in proptest::collection::vec(proptest::bool::ANY, 6),
+            spaces in proptest::collection::vec(0usize..3, 24),
+        ) {
+            let ws = |i: usize| " ".repeat(spaces[i % spaces.len()]);
+            let mut doc = format!("{}{{", ws(0));
+            for i in 0..n {
+                if i > 0 {
+                    doc += &format!("{},{}", ws(4 * i), ws(4 * i + 1));
+                }
+                doc += &format!("{}\"k{i}\"{}:{}{i}", ws(4 * i + 2), ws(4 * i + 3), ws(i));
+            }
+            doc += &format!("{}}}{}", ws(23), ws(22));
+            let names: Vec<String> = (0..6).map(|i| format!("k{i}")).collect();
+            let keys: Vec<&str> = names
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| remove[*i])
+                .map(|(_, k)| k.as_str())
+                .collect();
+            let mut found = [None; 6];
+            find_members(doc.as_bytes(), &keys, &mut found[..keys.len()]).unwrap();
+            let mut out = Vec::new();
+            remove_members(doc.as_bytes(), &mut found[..keys.len()], &mut out);
+            let got: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)));
+            let want: Vec<String> = (0..n).filter(|i| !remove[*i]).map(|i| format!("k{i}")).collect();
+            let got_keys: Vec<String> = got.keys().cloned().collect();
+            proptest::prop_assert_eq!(got_keys, want);
         }
     }
 }

@@ -5,16 +5,48 @@
 //! factory that checks the parameters (unknown ones are errors) and builds
 //! the [`Stage`]. Library users register their own components the same way.
 
+mod catalog;
+mod dedupe;
+mod fields;
+mod file_sink;
+mod file_source;
+mod filter;
+pub mod format;
 pub mod json;
+mod lines;
 mod processors;
+mod rate_limit;
 mod route_by_field;
+mod routers;
+mod sample;
 mod sinks;
 mod sources;
+mod tcp_sink;
+mod tcp_source;
+#[cfg(test)]
+mod testing;
+mod ticker;
+mod udp;
+pub mod util;
+mod window;
 
+pub use dedupe::Dedupe;
+pub use fields::{RemoveField, RenameField};
+pub use file_sink::FileSink;
+pub use file_source::{FileSource, StdinSource};
+pub use filter::{Cond, Filter, Literal, Op};
 pub use processors::{Forward, SetField};
+pub use rate_limit::{Mode as RateLimitMode, RateLimit};
 pub use route_by_field::RouteByField;
+pub use routers::{Broadcast, RoundRobin, RouteByHash};
+pub use sample::Sample;
 pub use sinks::{Console, Discard};
 pub use sources::{Generator, ListSource};
+pub use tcp_sink::TcpSink;
+pub use tcp_source::TcpSource;
+pub use ticker::Ticker;
+pub use udp::{UdpSink, UdpSource};
+pub use window::{Aggregates, Basis as WindowBasis, Window};
 
 use std::collections::BTreeMap;
 
@@ -56,94 +88,13 @@ impl Registry {
         }
     }
 
-    /// Every built-in component.
+    /// Every built-in component (the catalog is in `catalog.rs`).
     pub fn builtin() -> Registry {
         let mut r = Registry::empty();
-        r.register(
-            "list",
-            Role::Source,
-            "emits a fixed list of payloads, in order",
-            &[
-                (
-                    "payloads",
-                    "array of strings (sent as is) or tables (sent as compact JSON)",
-                ),
-                ("repeat", "times to emit the list (default 1)"),
-            ],
-            |t| Ok(Stage::Source(Box::new(sources::build_list(params(t)?)?))),
-        );
-        r.register(
-            "generator",
-            Role::Source,
-            "generates payloads from a template: a count of them or until stopped",
-            &[
-                ("template", "payload with {seq}, {ts}, {pick:a|b|c} placeholders (default {\"seq\":{seq}})"),
-                ("count", "elements to emit (default: until stopped)"),
-                ("size", "pad each payload with spaces to this many bytes"),
-                ("rate", "elements per second, stamped with their intended send time (default: as fast as possible)"),
-            ],
-            |t| Ok(Stage::Source(Box::new(sources::build_generator(params(t)?)?))),
-        );
-        r.register(
-            "route-by-field",
-            Role::Router,
-            "routes JSON elements by a top-level field's value; one element to several ports shares one slot",
-            &[
-                ("field", "top-level field to route on"),
-                ("routes", "table: value = port or [ports]"),
-                ("unmatched", "ports for other values, \"broadcast\" (default) or \"drop\""),
-                ("missing", "ports when the field is absent (default: as unmatched)"),
-                ("ports", "extra output ports to declare"),
-            ],
-            |t| {
-                let (router, ports) = route_by_field::build(params(t)?)?;
-                Ok(Stage::Router(Box::new(router), ports))
-            },
-        );
-        r.register(
-            "set-field",
-            Role::Processor,
-            "sets a top-level JSON field to a value (in place unless the element is shared)",
-            &[
-                ("field", "field name"),
-                ("value", "any TOML value, written as JSON"),
-            ],
-            |t| {
-                Ok(Stage::Processor(Box::new(processors::build_set_field(
-                    params(t)?,
-                )?)))
-            },
-        );
-        r.register(
-            "forward",
-            Role::Processor,
-            "passes elements through unchanged",
-            &[],
-            |t| {
-                params::<NoParams>(t)?;
-                Ok(Stage::Processor(Box::new(Forward)))
-            },
-        );
-        r.register(
-            "console",
-            Role::Sink,
-            "prints each payload on a line of stdout after a prefix",
-            &[
-                ("prefix", "text before each payload (default none)"),
-                ("on_complete", "line printed when the stream completes"),
-            ],
-            |t| Ok(Stage::Sink(Box::new(sinks::build_console(params(t)?)))),
-        );
-        r.register(
-            "discard",
-            Role::Sink,
-            "counts elements, nothing else",
-            &[],
-            |t| {
-                params::<NoParams>(t)?;
-                Ok(Stage::Sink(Box::new(Discard)))
-            },
-        );
+        catalog::register_sources(&mut r);
+        catalog::register_routers(&mut r);
+        catalog::register_processors(&mut r);
+        catalog::register_sinks(&mut r);
         r
     }
 
@@ -188,6 +139,7 @@ impl Registry {
     }
 }
 
+/// Parameters of components that take none.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NoParams {}
+pub(crate) struct NoParams {}

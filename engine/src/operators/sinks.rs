@@ -4,13 +4,15 @@ use std::io::Write;
 
 use serde::Deserialize;
 
-use crate::stage::{Element, Sink, StageError};
+use crate::operators::format::{Format, LineFormat};
+use crate::stage::{Element, Sink, StageError, StageInfo};
 
-/// Prints each payload on its own line of stdout, after a prefix. Lines of
-/// one batch are written with one locked write, so sinks on different cores
-/// never interleave within a line.
+/// Prints each element on its own line of stdout: after a prefix (the
+/// default), raw, or as a JSON record with its metadata. Lines of one batch
+/// are written with one locked write, so sinks on different cores never
+/// interleave within a line.
 pub struct Console {
-    prefix: Vec<u8>,
+    format: LineFormat,
     on_complete: Option<String>,
     buf: Vec<u8>,
 }
@@ -18,8 +20,13 @@ pub struct Console {
 impl Console {
     /// Prints `prefix` then the payload, per element.
     pub fn new(prefix: &str) -> Console {
+        Console::with_format(LineFormat::new(Format::Prefix, prefix).expect("prefix format"))
+    }
+
+    /// Prints each element in `format`.
+    pub fn with_format(format: LineFormat) -> Console {
         Console {
-            prefix: prefix.as_bytes().to_vec(),
+            format,
             on_complete: None,
             buf: Vec::with_capacity(64 * 1024),
         }
@@ -43,10 +50,13 @@ impl Console {
 }
 
 impl Sink for Console {
+    fn init(&mut self, info: &StageInfo) -> Result<(), StageError> {
+        self.format.set_node(&info.name);
+        Ok(())
+    }
+
     fn push(&mut self, element: &Element<'_>) -> Result<(), StageError> {
-        self.buf.extend_from_slice(&self.prefix);
-        self.buf.extend_from_slice(element.payload());
-        self.buf.push(b'\n');
+        self.format.write(element, &mut self.buf);
         Ok(())
     }
 
@@ -68,16 +78,18 @@ impl Sink for Console {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConsoleParams {
     #[serde(default)]
+    format: Format,
+    #[serde(default)]
     prefix: String,
     on_complete: Option<String>,
 }
 
-pub(crate) fn build_console(p: ConsoleParams) -> Console {
-    let c = Console::new(&p.prefix);
-    match p.on_complete {
+pub(crate) fn build_console(p: ConsoleParams) -> Result<Console, String> {
+    let c = Console::with_format(LineFormat::new(p.format, &p.prefix)?);
+    Ok(match p.on_complete {
         Some(line) => c.on_complete(&line),
         None => c,
-    }
+    })
 }
 
 /// Counts elements and does nothing else (the runtime counts them).

@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use crate::arena::ContentType;
 use crate::clock::now_ns;
+use crate::operators::util::SplitMix64;
 use crate::stage::{Pull, SlotWriter, Source, StageError, StageInfo};
 
 /// Emits a fixed list of payloads, optionally repeated.
@@ -93,19 +94,27 @@ enum Piece {
     Seq,
     Timestamp,
     Pick(Vec<Vec<u8>>),
+    /// A uniform random integer in `0..n`.
+    Rand(u64),
+    /// A uniformly random choice.
+    Choose(Vec<Vec<u8>>),
 }
 
 /// Generates payloads from a template, as fast as possible or at a fixed
 /// rate, a fixed count of them or until stopped.
 ///
 /// Template placeholders: `{seq}` (sequence number), `{ts}` (ingest time in
-/// ns), `{pick:a|b|c}` (cycles through the choices by sequence number).
-/// `size` pads every payload with trailing spaces (valid JSON whitespace) to
-/// exactly that many bytes.
+/// ns), `{pick:a|b|c}` (cycles through the choices by sequence number),
+/// `{rand:N}` (a random integer in `0..N`) and `{choose:a|b|c}` (a random
+/// choice). Random values come from a seeded SplitMix64, so a seed gives
+/// the same stream on every run. `size` pads every payload with trailing
+/// spaces (valid JSON whitespace) to exactly that many bytes; several sizes
+/// are used in turn.
 pub struct Generator {
     pieces: Vec<Piece>,
     count: Option<u64>,
-    size: Option<usize>,
+    sizes: Vec<usize>,
+    rng: SplitMix64,
     rate: Option<f64>,
     json: bool,
     n: u64,
@@ -118,7 +127,8 @@ impl Generator {
         Ok(Generator {
             pieces: parse_template(template)?,
             count,
-            size: None,
+            sizes: Vec::new(),
+            rng: SplitMix64::new(0),
             rate: None,
             json: template.trim_start().starts_with('{'),
             n: 0,
@@ -128,7 +138,19 @@ impl Generator {
 
     /// Pads each payload to exactly `size` bytes.
     pub fn size(mut self, size: usize) -> Generator {
-        self.size = Some(size);
+        self.sizes = vec![size];
+        self
+    }
+
+    /// Pads payload `i` to `sizes[i % sizes.len()]` bytes.
+    pub fn sizes(mut self, sizes: Vec<usize>) -> Generator {
+        self.sizes = sizes;
+        self
+    }
+
+    /// Seeds the random placeholders (default 0).
+    pub fn seed(mut self, seed: u64) -> Generator {
+        self.rng = SplitMix64::new(seed);
         self
     }
 
@@ -161,6 +183,24 @@ fn parse_template(t: &str) -> Result<Vec<Piece>, String> {
                 }
                 Some(Piece::Pick(choices))
             }
+            Some(n) if n.starts_with("choose:") => {
+                let choices: Vec<Vec<u8>> =
+                    n[7..].split('|').map(|c| c.as_bytes().to_vec()).collect();
+                if choices.iter().any(Vec::is_empty) {
+                    return Err(format!(
+                        "template placeholder '{{{n}}}' has an empty choice"
+                    ));
+                }
+                Some(Piece::Choose(choices))
+            }
+            Some(n) if n.starts_with("rand:") => match n[5..].parse::<u64>() {
+                Ok(bound) if bound > 0 => Some(Piece::Rand(bound)),
+                _ => {
+                    return Err(format!(
+                    "template placeholder '{{{n}}}': expected {{rand:N}} with N a positive integer"
+                ))
+                }
+            },
             _ => None,
         };
         match piece {
@@ -229,11 +269,16 @@ impl Source for Generator {
                     w.write_all(itoa::Buffer::new().format(ts).as_bytes())
                 }
                 Piece::Pick(c) => w.write_all(&c[(seq % c.len() as u64) as usize]),
+                Piece::Rand(n) => {
+                    w.write_all(itoa::Buffer::new().format(self.rng.below(*n)).as_bytes())
+                }
+                Piece::Choose(c) => w.write_all(&c[self.rng.below(c.len() as u64) as usize]),
             };
             overflow |= r.is_err();
         }
         let mut len = capacity - w.len();
-        if let Some(size) = self.size {
+        if !self.sizes.is_empty() {
+            let size = self.sizes[(seq % self.sizes.len() as u64) as usize];
             if size > capacity {
                 overflow = true;
             } else if len < size {
@@ -263,8 +308,18 @@ pub(crate) struct GeneratorParams {
     #[serde(default = "default_template")]
     template: String,
     count: Option<u64>,
-    size: Option<usize>,
+    size: Option<Sizes>,
     rate: Option<f64>,
+    #[serde(default)]
+    seed: u64,
+}
+
+/// One payload size, or several used in turn.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Sizes {
+    One(usize),
+    Many(Vec<usize>),
 }
 
 fn default_template() -> String {
@@ -272,9 +327,14 @@ fn default_template() -> String {
 }
 
 pub(crate) fn build_generator(p: GeneratorParams) -> Result<Generator, String> {
-    let mut g = Generator::new(&p.template, p.count)?;
-    if let Some(s) = p.size {
-        g = g.size(s);
+    let mut g = Generator::new(&p.template, p.count)?.seed(p.seed);
+    match p.size {
+        None => {}
+        Some(Sizes::One(s)) => g = g.size(s),
+        Some(Sizes::Many(v)) if v.is_empty() => {
+            return Err("size: give a size or a non-empty list of sizes".to_string())
+        }
+        Some(Sizes::Many(v)) => g = g.sizes(v),
     }
     if let Some(r) = p.rate {
         if !(r.is_finite() && r > 0.0) {
@@ -290,6 +350,7 @@ pub(crate) fn build_generator(p: GeneratorParams) -> Result<Generator, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::operators::testing::Harness;
 
     #[test]
     fn templates() {
@@ -305,5 +366,37 @@ mod tests {
             ]
         );
         assert!(parse_template("{pick:a|}").is_err());
+        assert!(parse_template("{rand:0}").is_err());
+        assert!(parse_template("{rand:x}").is_err());
+        assert_eq!(
+            parse_template("{rand:10}{choose:x|y}").unwrap(),
+            vec![
+                Piece::Rand(10),
+                Piece::Choose(vec![b"x".to_vec(), b"y".to_vec()])
+            ]
+        );
+    }
+
+    #[test]
+    fn random_fields_are_seeded_and_sizes_cycle() {
+        let run = |seed| {
+            let mut g = Generator::new(r#"{"r":{rand:100},"c":"{choose:a|b}"}"#, Some(50))
+                .unwrap()
+                .seed(seed)
+                .sizes(vec![40, 60]);
+            let mut h = Harness::new(128);
+            g.init(&h.info()).unwrap();
+            h.pull_all(&mut g, 100, 0).0
+        };
+        let a = run(1);
+        assert_eq!(a.len(), 50);
+        assert_eq!(a, run(1));
+        assert_ne!(a, run(2));
+        for (i, p) in a.iter().enumerate() {
+            assert_eq!(p.len(), [40, 60][i % 2]);
+            let v: serde_json::Value = serde_json::from_slice(p).unwrap();
+            assert!(v["r"].as_u64().unwrap() < 100);
+            assert!(["a", "b"].contains(&v["c"].as_str().unwrap()));
+        }
     }
 }

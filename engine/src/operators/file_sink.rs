@@ -1,0 +1,176 @@
+//! `file-out`: appends each element as a line to a file.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::operators::format::{Format, LineFormat};
+use crate::stage::{Element, Sink, StageError, StageInfo};
+
+/// Writes each element as a line (raw by default, or prefixed, or a JSON
+/// record) to a file, appending (or truncating it first). Lines are
+/// gathered per batch and written with one `write` call; the file is
+/// flushed (and optionally synced) when the stream completes.
+pub struct FileSink {
+    path: PathBuf,
+    append: bool,
+    fsync: bool,
+    format: LineFormat,
+    file: Option<File>,
+    buf: Vec<u8>,
+}
+
+impl FileSink {
+    /// Writes to `path` in `format`; `append = false` truncates it first.
+    pub fn new(path: impl Into<PathBuf>, format: LineFormat, append: bool) -> FileSink {
+        FileSink {
+            path: path.into(),
+            append,
+            fsync: false,
+            format,
+            file: None,
+            buf: Vec::with_capacity(64 * 1024),
+        }
+    }
+
+    /// Syncs the file to disk on completion.
+    pub fn fsync(mut self, on: bool) -> FileSink {
+        self.fsync = on;
+        self
+    }
+
+    fn write_out(&mut self) -> Result<(), StageError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| StageError::Fatal("file not open".to_string()))?;
+        let r = file.write_all(&self.buf);
+        self.buf.clear();
+        r.map_err(|e| StageError::Fatal(format!("cannot write {}: {e}", self.path.display())))
+    }
+}
+
+impl Sink for FileSink {
+    fn init(&mut self, info: &StageInfo) -> Result<(), StageError> {
+        self.format.set_node(&info.name);
+        let mut opts = OpenOptions::new();
+        opts.create(true);
+        if self.append {
+            opts.append(true);
+        } else {
+            opts.write(true).truncate(true);
+        }
+        let file = opts
+            .open(&self.path)
+            .map_err(|e| StageError::Fatal(format!("cannot open {}: {e}", self.path.display())))?;
+        self.file = Some(file);
+        Ok(())
+    }
+
+    fn push(&mut self, element: &Element<'_>) -> Result<(), StageError> {
+        self.format.write(element, &mut self.buf);
+        Ok(())
+    }
+
+    fn end_batch(&mut self) -> Result<(), StageError> {
+        self.write_out()
+    }
+
+    fn complete(&mut self) -> Result<(), StageError> {
+        self.write_out()?;
+        if let Some(f) = &mut self.file {
+            let synced = f
+                .flush()
+                .and_then(|()| if self.fsync { f.sync_data() } else { Ok(()) });
+            synced.map_err(|e| {
+                StageError::Fatal(format!("cannot flush {}: {e}", self.path.display()))
+            })?;
+        }
+        Ok(())
+    }
+
+    fn teardown(&mut self) {
+        self.file = None;
+    }
+}
+
+/// Parameters of `file-out`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileSinkParams {
+    path: PathBuf,
+    #[serde(default = "raw")]
+    format: Format,
+    #[serde(default)]
+    prefix: String,
+    #[serde(default = "yes")]
+    append: bool,
+    #[serde(default)]
+    fsync: bool,
+}
+
+fn raw() -> Format {
+    Format::Raw
+}
+
+fn yes() -> bool {
+    true
+}
+
+pub(crate) fn build(p: FileSinkParams) -> Result<FileSink, String> {
+    let format = LineFormat::new(p.format, &p.prefix)?;
+    // Catch a wrong directory now, as a config error; the file itself is
+    // opened when the stage starts.
+    let dir = match p.path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(format!("path: directory {} does not exist", dir.display()));
+    }
+    Ok(FileSink::new(p.path, format, p.append).fsync(p.fsync))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operators::testing::Harness;
+
+    #[test]
+    fn appends_lines_and_flushes_on_complete() {
+        let dir = std::env::temp_dir().join(format!("dp-file-sink-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("out.txt");
+        std::fs::write(&path, "old\n").unwrap();
+        let mut h = Harness::new(64);
+        let mut s = FileSink::new(&path, LineFormat::new(Format::Raw, "").unwrap(), true);
+        s.init(&h.info()).unwrap();
+        h.push(&mut s, b"a", None).unwrap();
+        s.end_batch().unwrap();
+        h.push(&mut s, b"b", None).unwrap();
+        s.complete().unwrap();
+        s.teardown();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old\na\nb\n");
+
+        let mut s = FileSink::new(&path, LineFormat::new(Format::Raw, "").unwrap(), false);
+        s.init(&h.info()).unwrap();
+        h.push(&mut s, b"c", None).unwrap();
+        s.complete().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "c\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        let bad = FileSinkParams {
+            path: "/no/such/dir/x".into(),
+            format: Format::Raw,
+            prefix: String::new(),
+            append: true,
+            fsync: false,
+        };
+        assert!(build(bad).err().unwrap().contains("does not exist"));
+    }
+}

@@ -1,0 +1,244 @@
+//! Test helpers: run one operator on payloads without a pipeline, through a
+//! small private arena, the way the runtime calls it.
+
+use crate::arena::{Arena, ContentType, Handle, LocalPool, Meta};
+use crate::stage::{
+    Element, Emitter, Outlet, PortMask, Processor, Pull, Router, Sink, SlotWriter, Source,
+    StageError, StageInfo, Verdict,
+};
+
+/// A private arena and pool for driving one operator.
+pub(crate) struct Harness {
+    arena: Arena,
+    pool: LocalPool,
+    seq: u64,
+}
+
+/// What one `process` call did.
+pub(crate) struct Processed {
+    pub(crate) verdict: Result<Verdict, StageError>,
+    /// The input element's payload afterwards.
+    pub(crate) payload: Vec<u8>,
+    /// Payloads of new elements, in order.
+    pub(crate) emitted: Vec<Vec<u8>>,
+}
+
+impl Harness {
+    pub(crate) fn new(slot_size: usize) -> Harness {
+        Harness {
+            arena: Arena::new(64, slot_size),
+            pool: LocalPool::new(8),
+            seq: 0,
+        }
+    }
+
+    pub(crate) fn info(&self) -> StageInfo {
+        StageInfo {
+            name: "test.node".to_string(),
+            index: 0,
+            slot_size: self.arena.slot_size(),
+        }
+    }
+
+    fn element(&mut self, payload: &[u8], ingest_ns: u64) -> Handle {
+        let mut h = self.arena.alloc(&mut self.pool).expect("a free slot");
+        self.arena
+            .write_payload(&mut h, payload, &mut self.pool)
+            .expect("payload fits");
+        self.arena.set_meta(
+            &mut h,
+            Meta {
+                seq: self.seq,
+                ingest_ns,
+                content_type: ContentType::Json,
+                ..Meta::default()
+            },
+        );
+        self.seq += 1;
+        h
+    }
+
+    fn drain(&mut self, handles: Vec<Handle>) -> Vec<Vec<u8>> {
+        handles
+            .into_iter()
+            .map(|h| {
+                let p = self.arena.payload(&h).to_vec();
+                self.arena.release(h, &mut self.pool);
+                p
+            })
+            .collect()
+    }
+
+    /// Runs `process` on a new element with `payload` and ingest time
+    /// `ingest_ns`.
+    pub(crate) fn process_at(
+        &mut self,
+        p: &mut dyn Processor,
+        payload: &[u8],
+        ingest_ns: u64,
+    ) -> Processed {
+        let mut handle = self.element(payload, ingest_ns);
+        let mut out = Vec::new();
+        let mut seq = 0;
+        let verdict = {
+            let mut push = |h: Handle| out.push(h);
+            p.process(&mut Element {
+                arena: &self.arena,
+                handle: &mut handle,
+                pool: &mut self.pool,
+                outlet: Some(Outlet {
+                    out: &mut push,
+                    source: 0,
+                    seq: &mut seq,
+                }),
+            })
+        };
+        let after = self.arena.payload(&handle).to_vec();
+        self.arena.release(handle, &mut self.pool);
+        Processed {
+            verdict,
+            payload: after,
+            emitted: self.drain(out),
+        }
+    }
+
+    /// Runs `process` with the current time as ingest time.
+    pub(crate) fn process(&mut self, p: &mut dyn Processor, payload: &[u8]) -> Processed {
+        self.process_at(p, payload, crate::clock::now_ns())
+    }
+
+    fn emitter_call(
+        &mut self,
+        f: impl FnOnce(&mut Emitter<'_>) -> Result<(), StageError>,
+    ) -> (Result<(), StageError>, Vec<Vec<u8>>) {
+        let mut out = Vec::new();
+        let mut seq = 0;
+        let r = {
+            let mut push = |h: Handle| out.push(h);
+            let mut e = Emitter {
+                arena: &self.arena,
+                pool: &mut self.pool,
+                out: &mut push,
+                source: 0,
+                seq: &mut seq,
+            };
+            f(&mut e)
+        };
+        (r, self.drain(out))
+    }
+
+    /// Runs `tick(now_ns)`; returns the emitted payloads.
+    pub(crate) fn tick(&mut self, p: &mut dyn Processor, now_ns: u64) -> Vec<Vec<u8>> {
+        let (r, out) = self.emitter_call(|e| p.tick(now_ns, e));
+        r.expect("tick succeeds");
+        out
+    }
+
+    /// Runs `finish`; returns the emitted payloads.
+    pub(crate) fn finish(&mut self, p: &mut dyn Processor) -> Vec<Vec<u8>> {
+        let (r, out) = self.emitter_call(|e| p.finish(e));
+        r.expect("finish succeeds");
+        out
+    }
+
+    /// Routes an element with `payload`.
+    pub(crate) fn route(
+        &mut self,
+        r: &mut dyn Router,
+        payload: &[u8],
+    ) -> Result<PortMask, StageError> {
+        let mut handle = self.element(payload, 1);
+        let mut mask = PortMask::default();
+        let res = r.route(
+            &Element {
+                arena: &self.arena,
+                handle: &mut handle,
+                pool: &mut self.pool,
+                outlet: None,
+            },
+            &mut mask,
+        );
+        self.arena.release(handle, &mut self.pool);
+        res.map(|()| mask)
+    }
+
+    /// Pushes an element with `payload` (and `reason` in its metadata).
+    pub(crate) fn push(
+        &mut self,
+        s: &mut dyn Sink,
+        payload: &[u8],
+        reason: Option<&'static str>,
+    ) -> Result<(), StageError> {
+        let mut handle = self.element(payload, 1);
+        let mut meta = self.arena.meta(&handle);
+        meta.reason = reason;
+        self.arena.set_meta(&mut handle, meta);
+        let r = s.push(&Element {
+            arena: &self.arena,
+            handle: &mut handle,
+            pool: &mut self.pool,
+            outlet: None,
+        });
+        self.arena.release(handle, &mut self.pool);
+        r
+    }
+
+    /// Pulls once from a source: the outcome and, when ready, the payload.
+    pub(crate) fn pull(&mut self, s: &mut dyn Source) -> (Result<Pull, StageError>, Vec<u8>) {
+        let mut handle = self.arena.alloc(&mut self.pool).expect("a free slot");
+        let r = s.pull(&mut SlotWriter {
+            arena: &self.arena,
+            handle: &mut handle,
+            ingest_ns: 0,
+            content_type: ContentType::Bytes,
+        });
+        let payload = self.arena.payload(&handle).to_vec();
+        self.arena.release(handle, &mut self.pool);
+        (r, payload)
+    }
+
+    /// Pulls until `Done`, an error or `limit` elements; `Pending` is
+    /// retried up to `patience` times in a row (with a short sleep).
+    pub(crate) fn pull_all(
+        &mut self,
+        s: &mut dyn Source,
+        limit: usize,
+        patience: usize,
+    ) -> (Vec<Vec<u8>>, Vec<StageError>) {
+        let mut got = Vec::new();
+        let mut errors = Vec::new();
+        let mut idle = 0;
+        while got.len() < limit {
+            match self.pull(s) {
+                (Ok(Pull::Ready), p) => {
+                    idle = 0;
+                    got.push(p);
+                }
+                (Ok(Pull::Pending), _) => {
+                    idle += 1;
+                    if idle > patience {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                (Ok(Pull::Done), _) => break,
+                (Err(e), _) => {
+                    let fatal = matches!(e, StageError::Fatal(_));
+                    errors.push(e);
+                    if fatal {
+                        break;
+                    }
+                }
+            }
+        }
+        (got, errors)
+    }
+}
+
+/// `payloads` as UTF-8 strings, for readable assertions.
+pub(crate) fn strings(payloads: &[Vec<u8>]) -> Vec<String> {
+    payloads
+        .iter()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect()
+}

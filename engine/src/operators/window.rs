@@ -1,0 +1,719 @@
+//! `window`: count- and time-based, tumbling and sliding windows that
+//! aggregate a field per key and emit one element per key per window.
+//!
+//! A window is cut into *panes* of `slide` (elements or time); a tumbling
+//! window is one pane, a sliding one `size / slide` panes. Each key keeps a
+//! ring of pane aggregates; when a pane closes, the panes of the window that
+//! ends there are merged and emitted, and the oldest pane is reset for
+//! reuse. So memory is (keys x panes), whatever the rate, and nothing is
+//! allocated per element (only for a key's first appearance).
+//!
+//! * Count windows count the elements of the whole stream: window `i`
+//!   covers elements `[i*slide, i*slide + size)` (0-based, in arrival
+//!   order), whatever their key; `start`/`end` in the output are those
+//!   element indices. A window closes in `process`, on its last element.
+//! * Time windows use processing time (when an element reaches the
+//!   window), aligned on the Unix epoch: window `[t, t + size)` with `t` a
+//!   multiple of `slide`; `start`/`end` are Unix milliseconds. Windows
+//!   close on `tick`, so also when no input arrives.
+//! * At end of stream (`finish`) the windows still open are emitted with
+//!   what they hold.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+use crate::arena::ContentType;
+use crate::clock::now_ns;
+use crate::operators::json::find_members;
+use crate::operators::util::{write_json_f64, FnvBuild};
+use crate::stage::{Element, Emitter, Processor, Reason, StageError, Verdict};
+
+/// Where a window's output goes: `Element::emit` in `process`,
+/// `Emitter::emit` in `tick` and `finish`.
+type Emit<'a> = dyn FnMut(&[u8], u64) -> Result<(), StageError> + 'a;
+
+/// What a window's length is measured in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Basis {
+    /// Elements.
+    Count,
+    /// Nanoseconds of processing time.
+    Time,
+}
+
+/// Which aggregates to emit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Aggregates {
+    /// Number of elements.
+    pub count: bool,
+    /// Sum of the field.
+    pub sum: bool,
+    /// Minimum of the field.
+    pub min: bool,
+    /// Maximum of the field.
+    pub max: bool,
+    /// Mean of the field.
+    pub avg: bool,
+}
+
+impl Aggregates {
+    fn needs_field(self) -> bool {
+        self.sum || self.min || self.max || self.avg
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Agg {
+    count: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Agg {
+    const EMPTY: Agg = Agg {
+        count: 0,
+        sum: 0.0,
+        min: f64::INFINITY,
+        max: f64::NEG_INFINITY,
+    };
+
+    fn add(&mut self, v: f64) {
+        self.count += 1;
+        self.sum += v;
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
+    }
+
+    fn merge(&mut self, o: &Agg) {
+        self.count += o.count;
+        self.sum += o.sum;
+        self.min = self.min.min(o.min);
+        self.max = self.max.max(o.max);
+    }
+}
+
+/// A windowed aggregation (see the module docs).
+pub struct Window {
+    basis: Basis,
+    size: u64,
+    slide: u64,
+    panes: u64,
+    key: Option<String>,
+    key_json: Vec<u8>,
+    field: Option<String>,
+    aggregates: Aggregates,
+    max_keys: usize,
+    /// Raw key JSON (empty without a key) -> pane ring.
+    groups: IndexMap<Box<[u8]>, Vec<Agg>, FnvBuild>,
+    /// Elements per pane slot, all keys together.
+    pane_counts: Vec<u64>,
+    /// Elements seen (count windows).
+    seen: u64,
+    /// The open pane (time windows: `None` before the first element).
+    current: Option<u64>,
+    /// Unix ns minus monotonic ns, for aligning time windows.
+    wall_offset: u64,
+    last_ingest: u64,
+    scratch: Vec<u8>,
+    key_buf: Vec<u8>,
+    now: fn() -> u64,
+}
+
+impl Window {
+    /// A window of `size` (elements or ns) advancing by `slide` (equal to
+    /// `size` for tumbling; must divide it).
+    pub fn new(basis: Basis, size: u64, slide: u64) -> Result<Window, String> {
+        if size == 0 || slide == 0 {
+            return Err("window size and slide must be positive".to_string());
+        }
+        if slide > size || size % slide != 0 {
+            return Err(format!(
+                "slide ({slide}) must divide the window size ({size})"
+            ));
+        }
+        let panes = size / slide;
+        if panes > 10_000 {
+            return Err(format!(
+                "size / slide is {panes}; at most 10000 panes per window"
+            ));
+        }
+        Ok(Window {
+            basis,
+            size,
+            slide,
+            panes,
+            key: None,
+            key_json: Vec::new(),
+            field: None,
+            aggregates: Aggregates {
+                count: true,
+                ..Aggregates::default()
+            },
+            max_keys: 10_000,
+            groups: IndexMap::default(),
+            pane_counts: vec![0; panes as usize],
+            seen: 0,
+            current: None,
+            wall_offset: wall_offset(),
+            last_ingest: 0,
+            scratch: Vec::with_capacity(256),
+            key_buf: Vec::with_capacity(64),
+            now: now_ns,
+        })
+    }
+
+    /// Groups by top-level field `key` (the output carries it under the
+    /// same name), at most `max_keys` keys at a time.
+    pub fn key(mut self, key: &str, max_keys: usize) -> Window {
+        self.key_json = serde_json::to_vec(key).expect("a string serializes");
+        self.key = Some(key.to_string());
+        self.max_keys = max_keys.max(1);
+        self
+    }
+
+    /// Aggregates top-level numeric field `field`.
+    pub fn field(mut self, field: &str) -> Window {
+        self.field = Some(field.to_string());
+        self
+    }
+
+    /// Chooses the aggregates (sum, min, max and avg need a field).
+    pub fn aggregates(mut self, a: Aggregates) -> Result<Window, String> {
+        if a.needs_field() && self.field.is_none() {
+            return Err("sum, min, max and avg need a 'field'".to_string());
+        }
+        if a == Aggregates::default() {
+            return Err("choose at least one aggregate".to_string());
+        }
+        self.aggregates = a;
+        Ok(self)
+    }
+
+    fn slot(&self, pane: u64) -> usize {
+        (pane % self.panes) as usize
+    }
+
+    /// Wall-clock pane of monotonic time `mono`.
+    fn time_pane(&self, mono: u64) -> u64 {
+        mono.wrapping_add(self.wall_offset) / self.slide
+    }
+
+    /// Closes pane `p`: emits the window ending with it, then resets the
+    /// slot of its oldest pane (the next pane's slot).
+    fn close_pane(&mut self, p: u64, emit: &mut Emit<'_>) -> Result<(), StageError> {
+        let first = p as i128 - self.panes as i128 + 1;
+        let mut result = Ok(());
+        // Count windows that would start before element 0 do not exist.
+        if first >= 0 || self.basis == Basis::Time {
+            result = self.emit_window(first.max(0) as u64, p, emit);
+        }
+        let reuse = self.slot(p + 1);
+        self.pane_counts[reuse] = 0;
+        for ring in self.groups.values_mut() {
+            ring[reuse] = Agg::EMPTY;
+        }
+        if self.groups.len() > self.max_keys / 2 {
+            // Forget keys with nothing left in any pane.
+            self.groups
+                .retain(|_, ring| ring.iter().any(|a| a.count > 0));
+        }
+        result
+    }
+
+    /// Emits, per key, window `[first pane, last pane]` merged from the
+    /// ring (keys without elements in it emit nothing).
+    fn emit_window(
+        &mut self,
+        first: u64,
+        last: u64,
+        emit: &mut Emit<'_>,
+    ) -> Result<(), StageError> {
+        let (start, end) = match self.basis {
+            Basis::Count => (first * self.slide, first * self.slide + self.size),
+            Basis::Time => (
+                first * self.slide / 1_000_000,
+                (first * self.slide + self.size) / 1_000_000,
+            ),
+        };
+        let mut result = Ok(());
+        for (key, ring) in &self.groups {
+            let mut total = Agg::EMPTY;
+            for pane in first..=last {
+                total.merge(&ring[(pane % self.panes) as usize]);
+            }
+            if total.count == 0 {
+                continue;
+            }
+            let out = &mut self.scratch;
+            out.clear();
+            out.push(b'{');
+            if self.key.is_some() {
+                out.extend_from_slice(&self.key_json);
+                out.push(b':');
+                out.extend_from_slice(key);
+                out.push(b',');
+            }
+            let mut int = itoa::Buffer::new();
+            out.extend_from_slice(b"\"start\":");
+            out.extend_from_slice(int.format(start).as_bytes());
+            out.extend_from_slice(b",\"end\":");
+            out.extend_from_slice(int.format(end).as_bytes());
+            let a = self.aggregates;
+            if a.count {
+                out.extend_from_slice(b",\"count\":");
+                out.extend_from_slice(int.format(total.count).as_bytes());
+            }
+            for (on, name, v) in [
+                (a.sum, &b",\"sum\":"[..], total.sum),
+                (a.min, b",\"min\":", total.min),
+                (a.max, b",\"max\":", total.max),
+                (a.avg, b",\"avg\":", total.sum / total.count as f64),
+            ] {
+                if on {
+                    out.extend_from_slice(name);
+                    write_json_f64(out, v);
+                }
+            }
+            out.push(b'}');
+            if let Err(e) = emit(out, self.last_ingest) {
+                result = Err(e);
+            }
+        }
+        result
+    }
+
+    /// Time windows: closes every pane before `pane`.
+    fn advance_to(&mut self, pane: u64, emit: &mut Emit<'_>) -> Result<(), StageError> {
+        let mut result = Ok(());
+        while let Some(cur) = self.current.filter(|&c| c < pane) {
+            if let Err(e) = self.close_pane(cur, emit) {
+                result = Err(e);
+            }
+            // After `panes` empty closes nothing is left to emit: jump.
+            let next = if self.pane_counts.iter().all(|&c| c == 0) {
+                pane
+            } else {
+                cur + 1
+            };
+            self.current = Some(next);
+        }
+        result
+    }
+
+    /// Reads the key and value of one element.
+    fn extract<'p>(&self, payload: &'p [u8]) -> Result<(&'p [u8], f64), StageError> {
+        if self.key.is_none() && self.field.is_none() {
+            return Ok((&[], 0.0));
+        }
+        let keys = [
+            self.key.as_deref().unwrap_or(""),
+            self.field.as_deref().unwrap_or(""),
+        ];
+        let mut found = [None; 2];
+        find_members(payload, &keys, &mut found)
+            .map_err(|e| StageError::Rejected(Reason::new("invalid JSON", e.to_string())))?;
+        let missing = |name: &str| StageError::Rejected(Reason::new("missing field", name));
+        let key: &[u8] = match &self.key {
+            None => &[],
+            Some(k) => found[0].ok_or_else(|| missing(k))?.value.raw.as_bytes(),
+        };
+        let value = match &self.field {
+            None => 0.0,
+            Some(f) => {
+                let field = found[1].ok_or_else(|| missing(f))?.value;
+                field
+                    .as_f64()
+                    .filter(|v| v.is_finite())
+                    .ok_or_else(|| StageError::Rejected(Reason::new("not a number", f.clone())))?
+            }
+        };
+        Ok((key, value))
+    }
+
+    fn add(&mut self, key: &[u8], value: f64, slot: usize) -> Result<(), StageError> {
+        let ring = match self.groups.get_mut(key) {
+            Some(ring) => ring,
+            None => {
+                if self.groups.len() >= self.max_keys {
+                    return Err(StageError::Rejected(Reason::new(
+                        "too many keys",
+                        format!("more than max_keys = {} keys in a window", self.max_keys),
+                    )));
+                }
+                self.groups
+                    .entry(key.into())
+                    .or_insert_with(|| vec![Agg::EMPTY; self.panes as usize])
+            }
+        };
+        ring[slot].add(value);
+        self.pane_counts[slot] += 1;
+        Ok(())
+    }
+
+    /// Adds one element's value to its key's open pane, closing panes as
+    /// due (their windows go out through `element`).
+    fn absorb(
+        &mut self,
+        element: &mut Element<'_>,
+        key: &[u8],
+        value: f64,
+        ingest: u64,
+    ) -> Result<(), StageError> {
+        let mut emit = |bytes: &[u8], ingest: u64| element.emit(bytes, ContentType::Json, ingest);
+        match self.basis {
+            Basis::Count => {
+                let pane = self.seen / self.slide;
+                self.add(key, value, self.slot(pane))?;
+                self.last_ingest = self.last_ingest.max(ingest);
+                self.seen += 1;
+                if self.seen % self.slide == 0 {
+                    self.close_pane(pane, &mut emit)?;
+                }
+            }
+            Basis::Time => {
+                let pane = self.time_pane((self.now)());
+                let cur = *self.current.get_or_insert(pane);
+                if pane > cur {
+                    self.advance_to(pane, &mut emit)?;
+                }
+                // A clock step back never reopens a closed pane.
+                let pane = pane.max(self.current.unwrap_or(pane));
+                self.add(key, value, self.slot(pane))?;
+                self.last_ingest = self.last_ingest.max(ingest);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn wall_offset() -> u64 {
+    let unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    unix.wrapping_sub(now_ns())
+}
+
+impl Processor for Window {
+    fn process(&mut self, element: &mut Element<'_>) -> Result<Verdict, StageError> {
+        let ingest = element.meta().ingest_ns;
+        let payload = element.payload();
+        let (key, value) = self.extract(payload)?;
+        // The key borrows the payload, which `emit` needs mutably: copy it
+        // into a buffer the window keeps (no allocation once warm).
+        let mut key_buf = std::mem::take(&mut self.key_buf);
+        key_buf.clear();
+        key_buf.extend_from_slice(key);
+        let result = self.absorb(element, &key_buf, value, ingest);
+        self.key_buf = key_buf;
+        result.map(|()| Verdict::Drop)
+    }
+
+    fn tick_interval(&self) -> Option<u64> {
+        // Close time windows within a few percent of the slide (1..100 ms).
+        (self.basis == Basis::Time).then(|| (self.slide / 20).clamp(1_000_000, 100_000_000))
+    }
+
+    fn tick(&mut self, now_ns: u64, out: &mut Emitter<'_>) -> Result<(), StageError> {
+        if self.basis != Basis::Time || self.current.is_none() {
+            return Ok(());
+        }
+        let pane = self.time_pane(now_ns);
+        let mut emit = |bytes: &[u8], ingest: u64| out.emit(bytes, ContentType::Json, ingest);
+        self.advance_to(pane, &mut emit)
+    }
+
+    fn finish(&mut self, out: &mut Emitter<'_>) -> Result<(), StageError> {
+        let cur = match self.basis {
+            Basis::Count => self.seen / self.slide,
+            Basis::Time => match self.current {
+                Some(c) => c,
+                None => return Ok(()),
+            },
+        };
+        let mut emit = |bytes: &[u8], ingest: u64| out.emit(bytes, ContentType::Json, ingest);
+        // Every window that contains the open pane, oldest first.
+        let oldest = (cur + 1).saturating_sub(self.panes);
+        let mut result = Ok(());
+        for first in oldest..=cur {
+            if let Err(e) = self.emit_window(first, cur, &mut emit) {
+                result = Err(e);
+            }
+        }
+        self.groups.clear();
+        result
+    }
+}
+
+/// Parameters of `window`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WindowParams {
+    #[serde(default = "tumbling")]
+    kind: String,
+    size: Option<u64>,
+    size_ms: Option<u64>,
+    slide: Option<u64>,
+    slide_ms: Option<u64>,
+    key: Option<String>,
+    field: Option<String>,
+    aggregates: Option<Vec<String>>,
+    #[serde(default = "default_max_keys")]
+    max_keys: usize,
+}
+
+fn tumbling() -> String {
+    "tumbling".to_string()
+}
+
+fn default_max_keys() -> usize {
+    10_000
+}
+
+pub(crate) fn build(p: WindowParams) -> Result<Window, String> {
+    const MS: u64 = 1_000_000;
+    let (basis, size, slide) = match (p.size, p.size_ms, p.slide, p.slide_ms) {
+        (Some(n), None, s, None) => (Basis::Count, n, s),
+        (None, Some(ms), None, s) => (
+            Basis::Time,
+            ms.saturating_mul(MS),
+            s.map(|s| s.saturating_mul(MS)),
+        ),
+        (Some(_), Some(_), ..) | (None, None, ..) => {
+            return Err("give exactly one of size (elements) or size_ms (time)".to_string())
+        }
+        (Some(_), None, _, Some(_)) => {
+            return Err("count windows take slide, not slide_ms".to_string())
+        }
+        (None, Some(_), Some(_), _) => {
+            return Err("time windows take slide_ms, not slide".to_string())
+        }
+    };
+    let slide = match (p.kind.as_str(), slide) {
+        ("tumbling", None) => size,
+        ("tumbling", Some(_)) => return Err("a tumbling window takes no slide".to_string()),
+        ("sliding", Some(s)) => s,
+        ("sliding", None) => return Err("a sliding window needs slide (or slide_ms)".to_string()),
+        (other, _) => {
+            return Err(format!(
+                "kind must be \"tumbling\" or \"sliding\", not \"{other}\""
+            ))
+        }
+    };
+    let mut w = Window::new(basis, size, slide)?;
+    if let Some(k) = &p.key {
+        w = w.key(k, p.max_keys);
+    }
+    if let Some(f) = &p.field {
+        w = w.field(f);
+    }
+    let aggregates = match p.aggregates {
+        Some(names) => {
+            let mut a = Aggregates::default();
+            for n in &names {
+                match n.as_str() {
+                    "count" => a.count = true,
+                    "sum" => a.sum = true,
+                    "min" => a.min = true,
+                    "max" => a.max = true,
+                    "avg" => a.avg = true,
+                    other => {
+                        return Err(format!(
+                            "aggregates: unknown '{other}' (known: count, sum, min, max, avg)"
+                        ))
+                    }
+                }
+            }
+            a
+        }
+        None if p.field.is_some() => Aggregates {
+            count: true,
+            sum: true,
+            min: true,
+            max: true,
+            avg: true,
+        },
+        None => Aggregates {
+            count: true,
+            ..Aggregates::default()
+        },
+    };
+    w.aggregates(aggregates)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+    use crate::operators::testing::{strings, Harness};
+
+    fn window(spec: &str) -> Window {
+        let t: toml::Table = toml::from_str(spec).unwrap();
+        build(crate::operators::params(&t).unwrap()).unwrap()
+    }
+
+    fn feed(h: &mut Harness, w: &mut Window, docs: &[String]) -> Vec<String> {
+        let mut out = Vec::new();
+        for d in docs {
+            let r = h.process(w, d.as_bytes());
+            assert_eq!(r.verdict, Ok(Verdict::Drop), "{d}");
+            out.extend(strings(&r.emitted));
+        }
+        out
+    }
+
+    fn docs(n: u64) -> Vec<String> {
+        (0..n)
+            .map(|i| format!(r#"{{"k":"{}","v":{i}}}"#, ["a", "b"][(i % 2) as usize]))
+            .collect()
+    }
+
+    #[test]
+    fn tumbling_count_per_key() {
+        let mut w = window(
+            r#"size = 4
+key = "k"
+field = "v""#,
+        );
+        let mut h = Harness::new(256);
+        let out = feed(&mut h, &mut w, &docs(10));
+        assert_eq!(
+            out,
+            [
+                r#"{"k":"a","start":0,"end":4,"count":2,"sum":2,"min":0,"max":2,"avg":1}"#,
+                r#"{"k":"b","start":0,"end":4,"count":2,"sum":4,"min":1,"max":3,"avg":2}"#,
+                r#"{"k":"a","start":4,"end":8,"count":2,"sum":10,"min":4,"max":6,"avg":5}"#,
+                r#"{"k":"b","start":4,"end":8,"count":2,"sum":12,"min":5,"max":7,"avg":6}"#,
+            ]
+        );
+        let rest = strings(&h.finish(&mut w));
+        assert_eq!(
+            rest,
+            [
+                r#"{"k":"a","start":8,"end":12,"count":1,"sum":8,"min":8,"max":8,"avg":8}"#,
+                r#"{"k":"b","start":8,"end":12,"count":1,"sum":9,"min":9,"max":9,"avg":9}"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn sliding_count_without_key() {
+        let mut w = window(
+            r#"kind = "sliding"
+size = 4
+slide = 2
+field = "v"
+aggregates = ["sum", "count"]"#,
+        );
+        let mut h = Harness::new(256);
+        let out = feed(&mut h, &mut w, &docs(7));
+        // Windows [0,4) at element 3 and [2,6) at element 5.
+        assert_eq!(
+            out,
+            [
+                r#"{"start":0,"end":4,"count":4,"sum":6}"#,
+                r#"{"start":2,"end":6,"count":4,"sum":14}"#,
+            ]
+        );
+        // Open: [4,8) holds 4,5,6 and [6,10) holds 6.
+        assert_eq!(
+            strings(&h.finish(&mut w)),
+            [
+                r#"{"start":4,"end":8,"count":3,"sum":15}"#,
+                r#"{"start":6,"end":10,"count":1,"sum":6}"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_elements_are_rejected_and_not_counted() {
+        let mut w = window("size = 2\nfield = \"v\"");
+        let mut h = Harness::new(256);
+        for bad in [&b"nope"[..], br#"{"x":1}"#, br#"{"v":"high"}"#] {
+            assert!(matches!(
+                h.process(&mut w, bad).verdict,
+                Err(StageError::Rejected(_))
+            ));
+        }
+        let out = feed(
+            &mut h,
+            &mut w,
+            &[r#"{"v":1}"#.into(), r#"{"v":2.5}"#.into()],
+        );
+        assert_eq!(
+            out,
+            [r#"{"start":0,"end":2,"count":2,"sum":3.5,"min":1,"max":2.5,"avg":1.75}"#]
+        );
+        assert!(h.finish(&mut w).is_empty());
+    }
+
+    thread_local! {
+        static NOW: Cell<u64> = const { Cell::new(1) };
+    }
+
+    fn fake_now() -> u64 {
+        NOW.with(Cell::get)
+    }
+
+    #[test]
+    fn time_windows_close_on_ticks() {
+        const MS: u64 = 1_000_000;
+        let mut w = window("kind = \"sliding\"\nsize_ms = 100\nslide_ms = 50\nkey = \"k\"");
+        w.now = fake_now;
+        w.wall_offset = 0; // the fake clock is "Unix time"
+        assert_eq!(w.tick_interval(), Some(2_500_000));
+        let mut h = Harness::new(256);
+        let at = |ms: u64| NOW.with(|n| n.set(ms * MS));
+        at(1_000_010);
+        feed(
+            &mut h,
+            &mut w,
+            &[r#"{"k":"a"}"#.into(), r#"{"k":"b"}"#.into()],
+        );
+        at(1_000_060);
+        // The first pane closed when this element arrived: the window
+        // [999_950, 1_000_050) that ends with it is emitted then.
+        assert_eq!(
+            feed(&mut h, &mut w, &[r#"{"k":"a"}"#.into()]),
+            [
+                r#"{"k":"a","start":999950,"end":1000050,"count":1}"#,
+                r#"{"k":"b","start":999950,"end":1000050,"count":1}"#,
+            ]
+        );
+        at(1_000_120);
+        let ticked = strings(&h.tick(&mut w, fake_now()));
+        assert_eq!(
+            ticked,
+            [
+                r#"{"k":"a","start":1000000,"end":1000100,"count":2}"#,
+                r#"{"k":"b","start":1000000,"end":1000100,"count":1}"#,
+            ]
+        );
+        // Long silence: one more window holds the last pane, then nothing.
+        at(1_009_000);
+        assert_eq!(
+            strings(&h.tick(&mut w, fake_now())),
+            [r#"{"k":"a","start":1000050,"end":1000150,"count":1}"#]
+        );
+        at(1_009_500);
+        assert!(h.tick(&mut w, fake_now()).is_empty());
+        assert!(h.finish(&mut w).is_empty());
+    }
+
+    #[test]
+    fn config_errors() {
+        let err = |spec: &str| {
+            let t: toml::Table = toml::from_str(spec).unwrap();
+            build(crate::operators::params(&t).unwrap()).err().unwrap()
+        };
+        assert!(err("size = 10\nsize_ms = 5").contains("exactly one"));
+        assert!(err("kind = \"sliding\"\nsize = 10\nslide = 3").contains("divide"));
+        assert!(err("kind = \"sliding\"\nsize = 10").contains("needs slide"));
+        assert!(err("size = 10\naggregates = [\"sum\"]").contains("need a 'field'"));
+        assert!(err("size = 10\naggregates = [\"median\"]").contains("unknown 'median'"));
+        assert!(err("kind = \"hopping\"\nsize = 10").contains("kind must be"));
+    }
+}
