@@ -366,6 +366,12 @@ pub trait Processor: Send {
     /// Handles one element: return `Emit` to send it on (possibly
     /// modified), `Drop` to consume it; [`Element::emit`] sends new ones.
     fn process(&mut self, element: &mut Element<'_>) -> Result<Verdict, StageError>;
+    /// How the run summary names the elements this processor consumed with
+    /// [`Verdict::Drop`] (default `"filtered"`; a window says it absorbed
+    /// them, a rate limiter that it limited them).
+    fn drop_reason(&self) -> &'static str {
+        "filtered"
+    }
     /// How often [`tick`](Processor::tick) should run, in nanoseconds
     /// (`None`, the default: never). Time windows close on ticks.
     fn tick_interval(&self) -> Option<u64> {

@@ -66,6 +66,10 @@ impl Dedupe {
 }
 
 impl Processor for Dedupe {
+    fn drop_reason(&self) -> &'static str {
+        "duplicate"
+    }
+
     fn process(&mut self, element: &mut Element<'_>) -> Result<Verdict, StageError> {
         let payload = element.payload();
         let key = match &self.field {

@@ -134,6 +134,10 @@ impl RateLimit {
 }
 
 impl Processor for RateLimit {
+    fn drop_reason(&self) -> &'static str {
+        "rate limited"
+    }
+
     fn process(&mut self, element: &mut Element<'_>) -> Result<Verdict, StageError> {
         let key = match &self.key {
             None => None,

@@ -36,6 +36,10 @@ impl Sample {
 }
 
 impl Processor for Sample {
+    fn drop_reason(&self) -> &'static str {
+        "sampled out"
+    }
+
     #[inline]
     fn process(&mut self, _element: &mut Element<'_>) -> Result<Verdict, StageError> {
         let keep = match &mut self.rng {

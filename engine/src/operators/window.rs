@@ -397,6 +397,10 @@ fn wall_offset() -> u64 {
 }
 
 impl Processor for Window {
+    fn drop_reason(&self) -> &'static str {
+        "absorbed into window"
+    }
+
     fn process(&mut self, element: &mut Element<'_>) -> Result<Verdict, StageError> {
         let ingest = element.meta().ingest_ns;
         let payload = element.payload();

@@ -525,7 +525,7 @@ fn consume_one(
                     Ok(true)
                 }
                 Ok(Verdict::Drop) | Ok(Verdict::Defer) => {
-                    lane.report.drop_static("filtered");
+                    lane.report.drop_static(p.drop_reason());
                     arena.release(handle, ctx.pool);
                     Ok(true)
                 }
