@@ -196,19 +196,8 @@ impl Node {
             ctx.arena.release(h, ctx.pool);
         }
         let failed = self.state == State::Failed;
-        if let (Stage::Processor(p), false) = (&mut self.stage, failed) {
-            let (ports, report) = (&mut self.ports, &mut self.report);
-            let mut out = |h: Handle| emit_port(ports, report, 0, h, ctx.arena);
-            let mut emitter = Emitter {
-                arena: ctx.arena,
-                pool: ctx.pool,
-                out: &mut out,
-                source: self.info.index as u16,
-                seq: &mut self.seq,
-            };
-            if let Err(e) = p.finish(&mut emitter) {
-                note_error(&mut self.report, e);
-            }
+        if !failed {
+            self.with_emitter(ctx, |p, out| p.finish(out));
         }
         match &mut self.stage {
             Stage::Source(s) => s.teardown(),
@@ -239,19 +228,35 @@ impl Node {
             return false;
         }
         self.next_tick = now + interval.max(1);
-        let (ports, report) = (&mut self.ports, &mut self.report);
-        let mut out = |h: Handle| emit_port(ports, report, 0, h, ctx.arena);
-        let mut emitter = Emitter {
-            arena: ctx.arena,
-            pool: ctx.pool,
-            out: &mut out,
-            source: self.info.index as u16,
-            seq: &mut self.seq,
+        self.with_emitter(ctx, |p, out| p.tick(now, out));
+        true
+    }
+
+    /// Calls `f` with a processor stage and an [`Emitter`] onto its `output`
+    /// port, counting what it returns as an error of the stage.
+    fn with_emitter(
+        &mut self,
+        ctx: &mut StepCtx<'_>,
+        f: impl FnOnce(&mut dyn crate::stage::Processor, &mut Emitter<'_>) -> Result<(), StageError>,
+    ) {
+        let Stage::Processor(p) = &mut self.stage else {
+            return;
         };
-        if let Err(e) = p.tick(now, &mut emitter) {
+        let result = {
+            let (ports, report) = (&mut self.ports, &mut self.report);
+            let mut out = |h: Handle| emit_port(ports, report, 0, h, ctx.arena);
+            let mut emitter = Emitter {
+                arena: ctx.arena,
+                pool: ctx.pool,
+                out: &mut out,
+                source: self.info.index as u16,
+                seq: &mut self.seq,
+            };
+            f(p.as_mut(), &mut emitter)
+        };
+        if let Err(e) = result {
             note_error(&mut self.report, e);
         }
-        true
     }
 
     /// Fills slots from the source; returns true when it is exhausted.
