@@ -190,3 +190,33 @@ fn stdout_is_data_only() {
         .lines()
         .all(|l| l.starts_with("[metric-sink] ") || l.starts_with("[log-sink] ")));
 }
+
+/// `validate` and `graph` check a pipeline without taking the ports of a
+/// running instance of it (they bind an ephemeral port of the same address).
+#[test]
+fn validate_does_not_steal_a_running_pipelines_port() {
+    use dataplane_tests::{adapt_config, free_port, start};
+    use std::time::Duration;
+
+    let dir = TempDir::new("validate-port");
+    let port = free_port(true).to_string();
+    let config = adapt_config(&dir, "udp.toml", &[("9000", &port)]);
+    let config = config.to_str().unwrap();
+    let mut running = start(&["--config", config]);
+    running.wait_for_stderr("[dataplane] running", Duration::from_secs(60));
+
+    // The port really is held: a second run cannot bind it.
+    run(&["--config", config])
+        .assert_code(EXIT_CONFIG)
+        .assert_stderr_contains("cannot bind 127.0.0.1:");
+
+    let out = run(&["validate", "--config", config]);
+    out.assert_code(EXIT_OK).assert_no_panic();
+    assert!(out.stdout.contains("valid ("), "{}", out.dump());
+    run(&["graph", "--config", config]).assert_code(EXIT_OK);
+
+    running.signal("INT");
+    running
+        .wait_timeout(Duration::from_secs(60))
+        .assert_code(EXIT_OK);
+}

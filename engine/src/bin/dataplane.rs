@@ -122,8 +122,11 @@ fn main() -> ExitCode {
     match cli.command {
         None => run(&registry, cli.run),
         Some(Command::Run(args)) => run(&registry, args),
-        Some(Command::Validate(args)) => validate(&registry, &args),
-        Some(Command::Graph { config, format }) => graph(&registry, &config, format),
+        // Checking a config must not take the ports of a running instance.
+        Some(Command::Validate(args)) => validate(&Registry::builtin().dry(), &args),
+        Some(Command::Graph { config, format }) => {
+            graph(&Registry::builtin().dry(), &config, format)
+        }
         Some(Command::List) => list(&registry),
     }
 }

@@ -72,6 +72,20 @@ pub struct Component {
 /// Component name -> factory.
 pub struct Registry {
     components: BTreeMap<String, Component>,
+    dry: bool,
+}
+
+thread_local! {
+    /// Set while a dry registry builds a component (see [`Registry::dry`]).
+    static DRY_BUILD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the component being built is only being checked
+/// (`dataplane validate` / `graph`): components that claim outside
+/// resources must check them without holding them (a network source binds an
+/// ephemeral port of the same address, so a running instance is unaffected).
+pub fn is_dry_build() -> bool {
+    DRY_BUILD.with(std::cell::Cell::get)
 }
 
 /// Deserializes a node's parameters into `T`, with a readable message.
@@ -85,6 +99,7 @@ impl Registry {
     pub fn empty() -> Registry {
         Registry {
             components: BTreeMap::new(),
+            dry: false,
         }
     }
 
@@ -135,7 +150,17 @@ impl Registry {
             let names: Vec<&str> = self.components.keys().map(String::as_str).collect();
             format!("unknown component '{name}' (known: {})", names.join(", "))
         })?;
-        (c.factory)(table)
+        DRY_BUILD.with(|d| d.set(self.dry));
+        let built = (c.factory)(table);
+        DRY_BUILD.with(|d| d.set(false));
+        built
+    }
+
+    /// Makes this registry build components for checking only (see
+    /// [`is_dry_build`]).
+    pub fn dry(mut self) -> Registry {
+        self.dry = true;
+        self
     }
 }
 

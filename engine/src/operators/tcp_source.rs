@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::clock::now_ns;
 use crate::operators::lines::{too_long, write_line, LineBuffer, Next, READ_BUFFER};
-use crate::operators::udp::resolve;
+use crate::operators::udp::listen_address;
 use crate::stage::{Pull, Reason, SlotWriter, Source, StageError, StageInfo};
 
 const MS: u64 = 1_000_000;
@@ -45,7 +45,7 @@ pub struct TcpSource {
 impl TcpSource {
     /// Binds `address` (non-blocking).
     pub fn bind(address: &str) -> Result<TcpSource, String> {
-        let addr = resolve(address)?;
+        let addr = listen_address(address)?;
         let listener = TcpListener::bind(addr).map_err(|e| format!("cannot bind {addr}: {e}"))?;
         listener
             .set_nonblocking(true)

@@ -26,6 +26,18 @@ pub(crate) fn resolve(address: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("address '{address}' resolves to nothing"))
 }
 
+/// Resolves the local address a source listens on. When the pipeline is
+/// only being checked (`validate`, `graph`), the port becomes 0: binding an
+/// ephemeral port still proves the address is local and usable, without
+/// colliding with an instance of the pipeline that is running.
+pub(crate) fn listen_address(address: &str) -> Result<SocketAddr, String> {
+    let mut addr = resolve(address)?;
+    if crate::operators::is_dry_build() {
+        addr.set_port(0);
+    }
+    Ok(addr)
+}
+
 /// Asks for a socket receive buffer of `bytes` (the kernel may cap it).
 fn set_recv_buffer(socket: &UdpSocket, bytes: usize) {
     let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
@@ -92,7 +104,7 @@ impl UdpSource {
     /// Binds `address` (non-blocking), asking for a `recv_buffer`-byte
     /// socket buffer.
     pub fn bind(address: &str, recv_buffer: usize) -> Result<UdpSource, String> {
-        let addr = resolve(address)?;
+        let addr = listen_address(address)?;
         let socket = UdpSocket::bind(addr).map_err(|e| format!("cannot bind {addr}: {e}"))?;
         socket
             .set_nonblocking(true)
