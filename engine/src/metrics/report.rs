@@ -29,7 +29,8 @@ pub struct RunReport {
     pub stages: Vec<StageReport>,
     /// Where each stage ran.
     pub placement: Vec<PlacementEntry>,
-    /// Wall time from start to the last worker's exit.
+    /// Wall time from the workers' start to the last worker's exit (set-up,
+    /// such as pre-faulting the arena, is not included).
     pub elapsed: Duration,
     /// Arena slots not returned at shutdown (0 unless there is a bug).
     pub leaked_slots: usize,
