@@ -1,15 +1,20 @@
-//! Zero-allocation access to one top-level field of a JSON object.
+//! Zero-allocation access to top-level fields of a JSON object.
 //!
 //! Operators route on, test and rewrite single fields. Parsing a whole
-//! document into a tree would allocate per element; instead a serde_json
-//! seed walks the object once, validates all of it, and returns the chosen
-//! field's raw text and byte span (borrowed from the payload).
+//! document into a tree would allocate per element; instead a hand-written
+//! scanner ([`scan`]) walks the object once, validates all of it exactly as
+//! serde_json would, and returns the chosen fields' raw text and byte spans
+//! (borrowed from the payload). It replaced a serde_json `DeserializeSeed`
+//! walk that did the same at about six times the cost; the differential
+//! test in `engine/tests/json_differential.rs` keeps that walk as the
+//! reference.
 
 use std::borrow::Cow;
-use std::fmt;
 
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
-use serde_json::value::RawValue;
+mod scan;
+
+pub use scan::JsonError;
+use scan::{scan_object, Key, Members, Mode};
 
 /// A top-level field found in a payload.
 #[derive(Clone, Copy, Debug)]
@@ -26,7 +31,8 @@ impl<'a> Field<'a> {
         let raw = self.raw;
         if raw.len() >= 2 && raw.starts_with('"') {
             let inner = &raw[1..raw.len() - 1];
-            if !inner.contains('\\') {
+            // A plain loop: values are short, and memchr's setup costs more.
+            if !inner.bytes().any(|b| b == b'\\') {
                 return Cow::Borrowed(inner);
             }
             if let Ok(s) = serde_json::from_str::<String>(raw) {
@@ -56,80 +62,36 @@ pub struct Lookup<'a> {
     pub members: usize,
 }
 
-/// Why a payload could not be used.
-#[derive(Debug)]
-pub struct JsonError(serde_json::Error);
-
-impl fmt::Display for JsonError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
 /// Validates `payload` as one JSON object and finds top-level `key` in it.
 pub fn find_field<'a>(payload: &'a [u8], key: &str) -> Result<Lookup<'a>, JsonError> {
-    let mut de = serde_json::Deserializer::from_slice(payload);
-    let seek = Seek { key, base: payload };
-    let found = seek.deserialize(&mut de).map_err(JsonError)?;
-    de.end().map_err(JsonError)?;
-    Ok(found)
+    let mut seek = Seek { key, field: None };
+    let members = scan_object(payload, &mut seek)?;
+    Ok(Lookup {
+        field: seek.field,
+        members,
+    })
 }
 
+/// The first member named `key` is taken as a raw value; every other value
+/// is only checked, as serde_json checks an `IgnoredAny`.
 struct Seek<'k, 'a> {
     key: &'k str,
-    base: &'a [u8],
+    field: Option<Field<'a>>,
 }
 
-impl<'de, 'k> DeserializeSeed<'de> for Seek<'k, 'de> {
-    type Value = Lookup<'de>;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de, 'k> Visitor<'de> for Seek<'k, 'de> {
-    type Value = Lookup<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut field = None;
-        let mut members = 0;
-        while let Some(is_key) = map.next_key_seed(KeyIs(self.key))? {
-            members += 1;
-            if is_key && field.is_none() {
-                let raw: &'de RawValue = map.next_value()?;
-                let text = raw.get();
-                let start = text.as_ptr() as usize - self.base.as_ptr() as usize;
-                field = Some(Field { raw: text, start });
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
+impl<'a> Members<'a> for Seek<'_, 'a> {
+    #[inline]
+    fn key(&mut self, key: Key<'_>, _key_start: usize) -> Mode {
+        if self.field.is_none() && key.is(self.key) {
+            Mode::Raw
+        } else {
+            Mode::Skip
         }
-        Ok(Lookup { field, members })
     }
-}
 
-/// Deserializes a key into "is it the one we look for", without allocating
-/// (escaped keys are compared after unescaping by serde_json's scratch).
-struct KeyIs<'k>(&'k str);
-
-impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
-    type Value = bool;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeyIs<'_> {
-    type Value = bool;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a key")
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
-        Ok(v == self.0)
+    #[inline]
+    fn raw_value(&mut self, raw: &'a str, start: usize) {
+        self.field = Some(Field { raw, start });
     }
 }
 
@@ -154,82 +116,43 @@ pub fn find_members<'a>(
 ) -> Result<usize, JsonError> {
     debug_assert!(found.len() >= keys.len());
     found.iter_mut().for_each(|f| *f = None);
-    let mut de = serde_json::Deserializer::from_slice(payload);
-    let seek = SeekMany {
+    let mut seek = SeekMany {
         keys,
         found,
-        base: payload,
+        pending: None,
     };
-    let members = seek.deserialize(&mut de).map_err(JsonError)?;
-    de.end().map_err(JsonError)?;
-    Ok(members)
+    scan_object(payload, &mut seek)
 }
 
+/// Every value is taken as a raw value (as serde_json's `RawValue`); the
+/// first one under each wanted key is recorded.
 struct SeekMany<'k, 'f, 'a> {
     keys: &'k [&'k str],
     found: &'f mut [Option<Member<'a>>],
-    base: &'a [u8],
+    /// The slot and key offset for the value being scanned.
+    pending: Option<(usize, usize)>,
 }
 
-impl<'de> DeserializeSeed<'de> for SeekMany<'_, '_, 'de> {
-    type Value = usize;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for SeekMany<'_, '_, 'de> {
-    type Value = usize;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
+impl<'a> Members<'a> for SeekMany<'_, '_, 'a> {
+    #[inline]
+    fn key(&mut self, key: Key<'_>, key_start: usize) -> Mode {
+        self.pending = self
+            .keys
+            .iter()
+            .position(|k| key.is(k))
+            .filter(|&i| self.found[i].is_none())
+            .map(|i| (i, key_start));
+        Mode::Raw
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<usize, A::Error> {
-        // Between one value's end (or the opening brace) and the next key
-        // there is only whitespace and a comma, so the next '"' after the
-        // cursor is where the next key starts.
-        let base = self.base;
-        let mut cursor = base.iter().position(|&b| b == b'{').map_or(0, |p| p + 1);
-        let mut members = 0;
-        while let Some(which) = map.next_key_seed(KeyIn(self.keys))? {
-            members += 1;
-            let raw: &'de RawValue = map.next_value()?;
-            let text = raw.get();
-            let start = text.as_ptr() as usize - base.as_ptr() as usize;
-            if let Some(i) = which.filter(|&i| self.found[i].is_none()) {
-                let key_start = base[cursor..start]
-                    .iter()
-                    .position(|&b| b == b'"')
-                    .map_or(cursor, |p| cursor + p);
-                self.found[i] = Some(Member {
-                    key_start,
-                    value: Field { raw: text, start },
-                });
-            }
-            cursor = start + text.len();
+    #[inline]
+    fn raw_value(&mut self, raw: &'a str, start: usize) {
+        if let Some((i, key_start)) = self.pending.take() {
+            self.found[i] = Some(Member {
+                key_start,
+                value: Field { raw, start },
+            });
         }
-        Ok(members)
-    }
-}
-
-/// Deserializes a key into its index in a list of wanted keys.
-struct KeyIn<'k>(&'k [&'k str]);
-
-impl<'de> DeserializeSeed<'de> for KeyIn<'_> {
-    type Value = Option<usize>;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeyIn<'_> {
-    type Value = Option<usize>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a key")
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<usize>, E> {
-        Ok(self.0.iter().position(|k| *k == v))
     }
 }
 
@@ -353,6 +276,33 @@ mod tests {
         for bad in [&b"{"[..], b"[1,2]", b"42", b"{\"a\":1} x", b"\xff", b""] {
             assert!(find_field(bad, "a").is_err(), "{:?}", bad);
         }
+    }
+
+    #[test]
+    fn deep_nesting_is_walked_without_recursion() {
+        // serde_json's `ignore_value` has no depth limit, so neither does
+        // the scanner; it must not overflow the stack either.
+        let depth = 100_000;
+        let doc = format!(
+            r#"{{"a":{}1{},"type":2}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        let l = find_field(doc.as_bytes(), "a").unwrap();
+        assert_eq!(l.field.unwrap().raw.len(), 2 * depth + 1);
+        assert_eq!(find_field(doc.as_bytes(), "type").unwrap().members, 2);
+        let open = format!(r#"{{"a":{}"#, "[{\"k\":".repeat(depth));
+        assert!(find_field(open.as_bytes(), "type").is_err());
+    }
+
+    #[test]
+    fn errors_say_what_and_where() {
+        let e = find_field(b"{\"a\" 1}", "a").unwrap_err().to_string();
+        assert_eq!(e, "expected `:` at line 1 column 6");
+        let e = find_field(b"{\n\"\\ud800\":1}", "a")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2"), "{e}");
     }
 
     #[test]
