@@ -10,9 +10,38 @@ use crate::stage::{Element, PortMask, Reason, Router, StageError};
 /// Routes by a field's value through a table built once: value -> ports.
 pub struct RouteByField {
     field: String,
-    table: HashMap<String, PortMask>,
+    table: Table,
     unmatched: PortMask,
     missing: PortMask,
+}
+
+/// Value -> ports. Route tables are usually a handful of entries, where
+/// comparing the bytes of each (length first) is cheaper than hashing the
+/// value with SipHash; large tables use a hash map.
+enum Table {
+    Few(Vec<(String, PortMask)>),
+    Many(HashMap<String, PortMask>),
+}
+
+/// Above this many routes, the table hashes.
+const LINEAR_MAX: usize = 16;
+
+impl Table {
+    fn new(entries: Vec<(String, PortMask)>) -> Table {
+        if entries.len() <= LINEAR_MAX {
+            Table::Few(entries)
+        } else {
+            Table::Many(entries.into_iter().collect())
+        }
+    }
+
+    #[inline]
+    fn get(&self, value: &str) -> Option<PortMask> {
+        match self {
+            Table::Few(entries) => entries.iter().find(|(v, _)| v == value).map(|(_, m)| *m),
+            Table::Many(map) => map.get(value).copied(),
+        }
+    }
 }
 
 impl Router for RouteByField {
@@ -23,7 +52,6 @@ impl Router for RouteByField {
             Some(f) => self
                 .table
                 .get(f.as_text().as_ref())
-                .copied()
                 .unwrap_or(self.unmatched),
             None => self.missing,
         };
@@ -115,10 +143,12 @@ pub(crate) fn build(p: RouteParams) -> Result<(RouteByField, Vec<String>), Strin
         }
         m
     };
-    let table = routes
-        .iter()
-        .map(|(v, t)| (v.clone(), mask_of(t)))
-        .collect();
+    let table = Table::new(
+        routes
+            .iter()
+            .map(|(v, t)| (v.clone(), mask_of(t)))
+            .collect(),
+    );
     let unmatched = p
         .unmatched
         .as_ref()
@@ -133,4 +163,26 @@ pub(crate) fn build(p: RouteParams) -> Result<(RouteByField, Vec<String>), Strin
         },
         ports,
     ))
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+
+    /// Small tables scan, large ones hash: both give the same answers.
+    #[test]
+    fn few_and_many_routes_agree() {
+        for n in [1usize, 3, LINEAR_MAX, LINEAR_MAX + 1, 40] {
+            let entries: Vec<(String, PortMask)> = (0..n)
+                .map(|i| (format!("v{i}"), PortMask(1 << (i % 64))))
+                .collect();
+            let table = Table::new(entries.clone());
+            assert_eq!(matches!(table, Table::Few(_)), n <= LINEAR_MAX);
+            for (v, m) in &entries {
+                assert_eq!(table.get(v), Some(*m), "n={n} {v}");
+            }
+            assert_eq!(table.get("absent"), None);
+            assert_eq!(table.get(""), None);
+        }
+    }
 }
