@@ -363,7 +363,9 @@ impl Node {
             error_port: *error_port,
             routable: *routable,
             stamp,
+            now: 0,
         };
+        let is_sink = matches!(stage, Stage::Sink(_));
         for k in 0..n_inputs {
             if taken == budget || fatal.is_some() {
                 break;
@@ -377,6 +379,13 @@ impl Node {
             let chunk = consumer
                 .read_chunk(n)
                 .expect("n is at most the filled slots");
+            // One clock read per dequeued batch: every element of it reached
+            // the sink now (the error is at most the batch's own processing
+            // time, microseconds), and a read per element would cost a sink
+            // as much as the rest of its work.
+            if is_sink {
+                lane.now = stamp.unwrap_or_else(now_ns);
+            }
             let (a, b) = chunk.as_slices();
             let mut consumed = 0;
             for &raw in a.iter().chain(b) {
@@ -480,6 +489,8 @@ struct Lane<'a> {
     routable: usize,
     /// With stage metrics: when this batch was dequeued.
     stamp: Option<u64>,
+    /// A sink's clock for this batch (latency = dequeue time - ingest).
+    now: u64,
 }
 
 /// Hands one input element to the stage and moves its handle accordingly.
@@ -574,7 +585,7 @@ fn consume_one(
                 outlet: None,
             });
             if let Some(h) = lane.report.latency.as_mut() {
-                h.saturating_record(now_ns().saturating_sub(ingest));
+                h.saturating_record(lane.now.saturating_sub(ingest));
             }
             match pushed {
                 Ok(()) => {
