@@ -250,15 +250,31 @@ pub struct Running {
 
 /// Starts the binary with `args`, run from the workspace root.
 pub fn start<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Running {
+    spawn(args, None)
+}
+
+/// Starts the binary; with `input`, a thread writes it to stdin and closes it.
+fn spawn<S: AsRef<std::ffi::OsStr>>(args: &[S], input: Option<Vec<u8>>) -> Running {
     let mut child = Command::new(binary())
         .args(args)
         .current_dir(repo_root())
         .env_remove("DATAPLANE_LOG")
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary().display()));
+    if let Some(input) = input {
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(&input);
+        });
+    }
     let mut out = child.stdout.take().expect("stdout is piped");
     let stdout = std::thread::spawn(move || {
         let mut buf = Vec::new();
@@ -530,46 +546,7 @@ pub fn adapt_config(dir: &TempDir, name: &str, replacements: &[(&str, &str)]) ->
 /// Starts the binary with `args` and `input` on its stdin (written by a
 /// thread, then closed).
 pub fn start_with_stdin<S: AsRef<std::ffi::OsStr>>(args: &[S], input: Vec<u8>) -> Running {
-    let mut child = Command::new(binary())
-        .args(args)
-        .current_dir(repo_root())
-        .env_remove("DATAPLANE_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary().display()));
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    std::thread::spawn(move || {
-        use std::io::Write;
-        let _ = stdin.write_all(&input);
-    });
-    let mut out = child.stdout.take().expect("stdout is piped");
-    let stdout = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = out.read_to_end(&mut buf);
-        buf
-    });
-    let stderr = Arc::new(Mutex::new(Vec::new()));
-    let mut err = child.stderr.take().expect("stderr is piped");
-    let sink = Arc::clone(&stderr);
-    let stderr_reader = std::thread::spawn(move || {
-        let mut chunk = [0u8; 4096];
-        while let Ok(n) = err.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            sink.lock()
-                .expect("stderr buffer")
-                .extend_from_slice(&chunk[..n]);
-        }
-    });
-    Running {
-        child,
-        stdout: Some(stdout),
-        stderr,
-        stderr_reader: Some(stderr_reader),
-    }
+    spawn(args, Some(input))
 }
 
 /// A Python 3 helper process (test clients and servers for the network
