@@ -212,6 +212,11 @@ impl SystemResult {
 /// The figures a perf gate compares, `null` when their scenario did not run.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Gates {
+    /// chain-1 (gen -> sink): engine throughput / limit throughput (the
+    /// bare hop), median of per-rep ratios; the gated figure.
+    pub chain1_engine_over_limit_throughput: Option<f64>,
+    /// fanout-2: engine throughput / limit throughput; gated.
+    pub fanout2_engine_over_limit_throughput: Option<f64>,
     /// chain-1 (gen -> sink): engine throughput / crossbeam throughput,
     /// median of per-rep ratios.
     pub chain1_engine_over_crossbeam_throughput: Option<f64>,
@@ -267,6 +272,8 @@ impl Gates {
         };
         let eps = |scenario: &str| get(scenario, "engine").and_then(|s| s.throughput_eps);
         Gates {
+            chain1_engine_over_limit_throughput: inverse("chain-1", "limit"),
+            fanout2_engine_over_limit_throughput: inverse("fanout-2", "limit"),
             chain1_engine_over_crossbeam_throughput: inverse("chain-1", "crossbeam"),
             chain1_engine_over_mpsc_throughput: inverse("chain-1", "std-mpsc"),
             chain1_engine_over_disruptor_throughput: inverse("chain-1", "disruptor"),

@@ -116,6 +116,14 @@ pub fn gates(g: &Gates) -> String {
     let mut out = String::new();
     let lines = [
         (
+            "chain-1 throughput, engine / limit",
+            x(g.chain1_engine_over_limit_throughput),
+        ),
+        (
+            "fanout-2 throughput, engine / limit",
+            x(g.fanout2_engine_over_limit_throughput),
+        ),
+        (
             "chain-1 throughput, engine / crossbeam",
             x(g.chain1_engine_over_crossbeam_throughput),
         ),

@@ -11,6 +11,7 @@
 
 pub mod channels;
 pub mod engine;
+pub mod limit;
 pub mod lmax;
 pub mod pingpong;
 
@@ -33,12 +34,16 @@ pub enum System {
     Disruptor,
     /// Two threads bouncing one cache line: the floor of one hop.
     PingPong,
+    /// The engine's design with nothing else: slots, `u32` indices over
+    /// `rtrb` rings, a return ring (the ceiling the engine is gated on).
+    Limit,
 }
 
 impl System {
     /// Every system, in report order (the engine first: ratios refer to it).
-    pub const ALL: [System; 5] = [
+    pub const ALL: [System; 6] = [
         System::Engine,
+        System::Limit,
         System::Crossbeam,
         System::Mpsc,
         System::Disruptor,
@@ -53,6 +58,7 @@ impl System {
             System::Mpsc => "std-mpsc",
             System::Disruptor => "disruptor",
             System::PingPong => "pingpong",
+            System::Limit => "limit",
         }
     }
 
@@ -150,6 +156,26 @@ pub fn plan(system: System, scenario: &Scenario, graph: &Graph, placement: &Plac
                 }
             }
         }
+        System::Limit => match limit::supports(scenario.topology, &placement.node_cores) {
+            Ok(()) => {
+                let mut sink_cores: Vec<usize> = graph
+                    .sinks()
+                    .iter()
+                    .map(|&s| placement.node_cores[s].id)
+                    .collect();
+                sink_cores.sort_unstable();
+                sink_cores.dedup();
+                let consumers = sink_cores.len();
+                Plan::Run {
+                    threads: 1 + consumers,
+                    threading: format!(
+                        "bare hop: producer on the source's core, one consumer per sink core, spinning then yielding; batch {}",
+                        limit::batch()
+                    ),
+                }
+            }
+            Err(reason) => Plan::Skip(reason),
+        },
         System::PingPong => {
             if scenario.topology != Topology::Chain(1)
                 || scenario.load != Load::Saturating
@@ -185,6 +211,7 @@ pub fn run(
         }
         System::Mpsc => channels::run::<channels::StdMpsc>(workload, graph, &placement.node_cores),
         System::Disruptor => lmax::run(workload, &placement.node_cores),
+        System::Limit => limit::run(workload, graph, &placement.node_cores),
         System::PingPong => Ok(pingpong::run(
             pingpong::rounds(workload.count),
             placement.cores[0],
