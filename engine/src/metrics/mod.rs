@@ -101,6 +101,13 @@ impl StageReport {
     }
 
     /// Counts one dropped element under `reason`.
+    /// Counts `n` elements sent on output port `port`.
+    #[inline]
+    pub(crate) fn count_sent(&mut self, port: usize, n: u64) {
+        self.sent += n;
+        self.ports[port].1 += n;
+    }
+
     pub(crate) fn drop_with(&mut self, reason: Reason) {
         self.dropped += 1;
         self.tally(reason, false);

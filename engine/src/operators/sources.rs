@@ -112,6 +112,8 @@ enum Piece {
 /// are used in turn.
 pub struct Generator {
     pieces: Vec<Piece>,
+    /// Prepared renderings when the template allows them (see [`Frames`]).
+    frames: Option<Frames>,
     count: Option<u64>,
     sizes: Vec<usize>,
     rng: SplitMix64,
@@ -124,8 +126,10 @@ pub struct Generator {
 impl Generator {
     /// A generator of `count` elements (`None`: unbounded) from `template`.
     pub fn new(template: &str, count: Option<u64>) -> Result<Generator, String> {
+        let pieces = parse_template(template)?;
         Ok(Generator {
-            pieces: parse_template(template)?,
+            frames: Frames::for_template(&pieces, &[]),
+            pieces,
             count,
             sizes: Vec::new(),
             rng: SplitMix64::new(0),
@@ -137,13 +141,13 @@ impl Generator {
     }
 
     /// Pads each payload to exactly `size` bytes.
-    pub fn size(mut self, size: usize) -> Generator {
-        self.sizes = vec![size];
-        self
+    pub fn size(self, size: usize) -> Generator {
+        self.sizes(vec![size])
     }
 
     /// Pads payload `i` to `sizes[i % sizes.len()]` bytes.
     pub fn sizes(mut self, sizes: Vec<usize>) -> Generator {
+        self.frames = Frames::for_template(&self.pieces, &sizes);
         self.sizes = sizes;
         self
     }
@@ -257,6 +261,19 @@ impl Source for Generator {
             slot.set_ingest_ns(intended);
         }
         let capacity = slot.capacity();
+        if let Some(frames) = self.frames.as_mut() {
+            let buf = slot.buffer();
+            let len = frames.render(seq, buf);
+            self.n += 1;
+            let Some(len) = len else {
+                return Err(too_large(capacity));
+            };
+            slot.set_len(len)?;
+            if self.json {
+                slot.set_content_type(ContentType::Json);
+            }
+            return Ok(Pull::Ready);
+        }
         let buf = slot.buffer();
         let mut w = &mut buf[..];
         let mut overflow = false;
@@ -288,16 +305,171 @@ impl Source for Generator {
         }
         self.n += 1;
         if overflow {
-            return Err(StageError::Rejected(crate::stage::Reason::new(
-                "payload too large",
-                format!("generated payload exceeds the arena slot size of {capacity} bytes"),
-            )));
+            return Err(too_large(capacity));
         }
         slot.set_len(len)?;
         if self.json {
             slot.set_content_type(ContentType::Json);
         }
         Ok(Pull::Ready)
+    }
+}
+
+fn too_large(capacity: usize) -> StageError {
+    StageError::Rejected(crate::stage::Reason::new(
+        "payload too large",
+        format!("generated payload exceeds the arena slot size of {capacity} bytes"),
+    ))
+}
+
+/// Prepared renderings of a template whose only placeholders are `{seq}`
+/// and `{pick:..}`: one frame per combination of pick choices and payload
+/// size, rendered once with the sequence number's digit count. An element is
+/// then one copy of its frame into the slot (whole 64-byte blocks, no call)
+/// and its digits patched in place, instead of formatting every piece; a
+/// frame is rendered again only when the digit count grows (10, 100, ...).
+/// The bytes are exactly what the general renderer writes.
+#[derive(Debug)]
+struct Frames {
+    pieces: Vec<Piece>,
+    sizes: Vec<usize>,
+    /// Choice counts of the pick pieces, then the number of sizes.
+    radices: Vec<u64>,
+    frames: Vec<Frame>,
+    /// Digits of the current sequence number, and the first number with
+    /// one more.
+    digits: usize,
+    next_bound: u64,
+}
+
+#[derive(Debug, Default)]
+struct Frame {
+    /// The rendered payload, zero-padded to whole 64-byte blocks.
+    bytes: Vec<u8>,
+    /// Payload length.
+    len: usize,
+    /// Digit count it was rendered with (0: not rendered yet).
+    digits: usize,
+    /// Where each `{seq}` starts.
+    seq_at: Vec<usize>,
+}
+
+/// Most frames prepared for one template.
+const MAX_FRAMES: u64 = 256;
+const BLOCK: usize = 64;
+
+impl Frames {
+    fn for_template(pieces: &[Piece], sizes: &[usize]) -> Option<Frames> {
+        let mut radices = Vec::new();
+        for p in pieces {
+            match p {
+                Piece::Text(_) | Piece::Seq => {}
+                Piece::Pick(c) => radices.push(c.len() as u64),
+                Piece::Timestamp | Piece::Rand(_) | Piece::Choose(_) => return None,
+            }
+        }
+        radices.push(sizes.len().max(1) as u64);
+        let count = radices.iter().try_fold(1u64, |acc, &r| {
+            acc.checked_mul(r).filter(|&n| n <= MAX_FRAMES)
+        })?;
+        Some(Frames {
+            pieces: pieces.to_vec(),
+            sizes: sizes.to_vec(),
+            radices,
+            frames: (0..count).map(|_| Frame::default()).collect(),
+            digits: 1,
+            next_bound: 10,
+        })
+    }
+
+    /// Writes element `seq` into `buf`; its length, or `None` if it does not
+    /// fit.
+    #[inline]
+    fn render(&mut self, seq: u64, buf: &mut [u8]) -> Option<usize> {
+        while seq >= self.next_bound {
+            self.digits += 1;
+            self.next_bound = self.next_bound.saturating_mul(10);
+        }
+        let mut key = 0u64;
+        for &r in &self.radices {
+            key = key * r + seq % r;
+        }
+        let frame = &mut self.frames[key as usize];
+        if frame.digits != self.digits {
+            Self::prepare(frame, &self.pieces, &self.sizes, seq, self.digits);
+        }
+        let len = frame.len;
+        let blocks = frame.bytes.len();
+        if blocks <= buf.len() {
+            for (d, s) in buf[..blocks]
+                .chunks_exact_mut(BLOCK)
+                .zip(frame.bytes.chunks_exact(BLOCK))
+            {
+                d.copy_from_slice(s);
+            }
+        } else if len <= buf.len() {
+            buf[..len].copy_from_slice(&frame.bytes[..len]);
+        } else {
+            return None;
+        }
+        for &at in &frame.seq_at {
+            write_digits(&mut buf[at..at + self.digits], seq);
+        }
+        Some(len)
+    }
+
+    /// Renders `frame` for element `seq` (which has `digits` digits).
+    #[cold]
+    fn prepare(frame: &mut Frame, pieces: &[Piece], sizes: &[usize], seq: u64, digits: usize) {
+        let out = &mut frame.bytes;
+        out.clear();
+        frame.seq_at.clear();
+        for piece in pieces {
+            match piece {
+                Piece::Text(t) => out.extend_from_slice(t),
+                Piece::Seq => {
+                    frame.seq_at.push(out.len());
+                    out.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
+                }
+                Piece::Pick(c) => out.extend_from_slice(&c[(seq % c.len() as u64) as usize]),
+                Piece::Timestamp | Piece::Rand(_) | Piece::Choose(_) => {
+                    unreachable!("not a frame template")
+                }
+            }
+        }
+        if !sizes.is_empty() {
+            let size = sizes[(seq % sizes.len() as u64) as usize];
+            if out.len() < size {
+                out.resize(size, b' ');
+            }
+        }
+        frame.len = out.len();
+        out.resize(frame.len.div_ceil(BLOCK) * BLOCK, 0);
+        frame.digits = digits;
+    }
+}
+
+/// Writes `n`'s decimal digits right-aligned into `out` (exactly its
+/// width).
+#[inline]
+fn write_digits(out: &mut [u8], mut n: u64) {
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+    let mut i = out.len();
+    while n >= 100 && i >= 2 {
+        let d = (n % 100) as usize * 2;
+        n /= 100;
+        out[i - 2..i].copy_from_slice(&PAIRS[d..d + 2]);
+        i -= 2;
+    }
+    if n >= 10 && i >= 2 {
+        let d = n as usize * 2;
+        out[i - 2..i].copy_from_slice(&PAIRS[d..d + 2]);
+    } else if i >= 1 {
+        out[i - 1] = b'0' + n as u8;
     }
 }
 
@@ -375,6 +547,73 @@ mod tests {
                 Piece::Choose(vec![b"x".to_vec(), b"y".to_vec()])
             ]
         );
+    }
+
+    /// The prepared frames write exactly what the general renderer writes,
+    /// across digit-count changes, picks, several sizes and overflow.
+    #[test]
+    fn frames_match_the_general_renderer() {
+        let cases: &[(&str, Vec<usize>, usize)] = &[
+            (r#"{"seq":{seq}}"#, vec![], 64),
+            (r#"{"seq":{seq}}"#, vec![64], 64),
+            (r#"{"seq":{seq}}"#, vec![100, 7, 130], 256),
+            (
+                r#"{"a":{seq},"t":"{pick:x|yy|zzz}","b":{seq}}"#,
+                vec![40, 70],
+                128,
+            ),
+            (
+                r#"{"type":"{pick:metric|log|trace}","host":"web-1","seq":0}"#,
+                vec![64],
+                256,
+            ),
+            ("{seq}", vec![], 8),
+            // Overflow: payloads outgrow the slot as the digits grow.
+            (r#"{"seq":{seq},"pad":"xxxxxxxx"}"#, vec![], 28),
+            ("{seq}", vec![200], 128),
+        ];
+        for (template, sizes, slot) in cases {
+            let count = 12_000;
+            let run = |frames: bool| {
+                let mut g = Generator::new(template, Some(count))
+                    .unwrap()
+                    .sizes(sizes.clone());
+                if !frames {
+                    g.frames = None;
+                } else {
+                    assert!(g.frames.is_some(), "{template} should use frames");
+                }
+                let mut h = Harness::new(*slot);
+                g.init(&h.info()).unwrap();
+                h.pull_all(&mut g, count as usize + 1, 0)
+            };
+            let (fast, fast_errors) = run(true);
+            let (slow, slow_errors) = run(false);
+            assert_eq!(fast.len(), slow.len(), "{template}");
+            assert_eq!(fast_errors, slow_errors, "{template}");
+            for (i, (a, b)) in fast.iter().zip(&slow).enumerate() {
+                assert_eq!(
+                    String::from_utf8_lossy(a),
+                    String::from_utf8_lossy(b),
+                    "{template}, element {i}"
+                );
+            }
+        }
+        // Placeholders that change per element another way use the general
+        // renderer.
+        for t in ["{ts}", "{rand:9}", "{choose:a|b}"] {
+            assert!(Generator::new(t, None).unwrap().frames.is_none());
+        }
+    }
+
+    #[test]
+    fn digits_are_written_right_aligned() {
+        for n in [0u64, 5, 9, 10, 42, 99, 100, 12345, 999_999, u64::MAX] {
+            let text = n.to_string();
+            let mut out = vec![b'#'; text.len()];
+            write_digits(&mut out, n);
+            assert_eq!(String::from_utf8(out).unwrap(), text);
+        }
     }
 
     #[test]

@@ -244,7 +244,10 @@ impl Node {
         };
         let result = {
             let (ports, report) = (&mut self.ports, &mut self.report);
-            let mut out = |h: Handle| emit_port(ports, report, 0, h, ctx.arena);
+            let mut out = |h: Handle| {
+                emit_port(ports, 0, h, ctx.arena);
+                report.count_sent(0, 1);
+            };
             let mut emitter = Emitter {
                 arena: ctx.arena,
                 pool: ctx.pool,
@@ -281,6 +284,12 @@ impl Node {
         let Stage::Source(source) = &mut self.stage else {
             unreachable!("step_source on a source")
         };
+        // One clock read per batch, on the first element that has no stamp
+        // of its own: every element of the batch is stamped with it (they
+        // were all accepted within this batch, microseconds).
+        let mut batch_ns = 0;
+        let mut sent = 0;
+        let mut done = false;
         for _ in 0..budget {
             if self.pending.is_none() {
                 match ctx.arena.alloc(ctx.pool) {
@@ -298,13 +307,17 @@ impl Node {
             };
             match source.pull(&mut writer) {
                 Ok(Pull::Ready) => {
+                    let ingest_ns = if writer.ingest_ns != 0 {
+                        writer.ingest_ns
+                    } else {
+                        if batch_ns == 0 {
+                            batch_ns = now_ns();
+                        }
+                        batch_ns
+                    };
                     let meta = Meta {
                         seq: self.seq,
-                        ingest_ns: if writer.ingest_ns == 0 {
-                            now_ns()
-                        } else {
-                            writer.ingest_ns
-                        },
+                        ingest_ns,
                         source: self.info.index as u16,
                         content_type: writer.content_type,
                         reason: None,
@@ -312,11 +325,14 @@ impl Node {
                     self.seq += 1;
                     let mut h = self.pending.take().expect("pending slot");
                     ctx.arena.set_meta(&mut h, meta);
-                    emit_port(&mut self.ports, &mut self.report, 0, h, ctx.arena);
-                    *moved = true;
+                    emit_port(&mut self.ports, 0, h, ctx.arena);
+                    sent += 1;
                 }
                 Ok(Pull::Pending) => break,
-                Ok(Pull::Done) => return true,
+                Ok(Pull::Done) => {
+                    done = true;
+                    break;
+                }
                 Err(StageError::Rejected(reason)) => {
                     // Nothing was sent; the slot is reused for the next pull.
                     self.report.drop_with(reason);
@@ -324,11 +340,16 @@ impl Node {
                 }
                 Err(StageError::Fatal(m)) => {
                     self.fail(m);
-                    return true;
+                    done = true;
+                    break;
                 }
             }
         }
-        false
+        if sent > 0 {
+            self.report.count_sent(0, sent);
+            *moved = true;
+        }
+        done
     }
 
     /// Processes one batch of input (fairly over fan-in edges); returns true
@@ -364,6 +385,8 @@ impl Node {
             routable: *routable,
             stamp,
             now: 0,
+            run_ingest: 0,
+            run_len: 0,
         };
         let is_sink = matches!(stage, Stage::Sink(_));
         for k in 0..n_inputs {
@@ -384,6 +407,7 @@ impl Node {
             // time, microseconds), and a read per element would cost a sink
             // as much as the rest of its work.
             if is_sink {
+                lane.flush_latency();
                 lane.now = stamp.unwrap_or_else(now_ns);
             }
             let (a, b) = chunk.as_slices();
@@ -420,6 +444,7 @@ impl Node {
                 break;
             }
         }
+        lane.flush_latency();
         if n_inputs > 0 {
             self.next_input = (self.next_input + 1) % n_inputs;
         }
@@ -491,6 +516,36 @@ struct Lane<'a> {
     stamp: Option<u64>,
     /// A sink's clock for this batch (latency = dequeue time - ingest).
     now: u64,
+    /// A sink's current run of elements with equal ingest stamps (a
+    /// source stamps a whole batch with one clock read): they have the
+    /// same latency, recorded once with their count.
+    run_ingest: u64,
+    run_len: u64,
+}
+
+impl Lane<'_> {
+    /// Counts one more sink delivery of an element ingested at `ingest`.
+    #[inline]
+    fn note_latency(&mut self, ingest: u64) {
+        if ingest == self.run_ingest {
+            self.run_len += 1;
+        } else {
+            self.flush_latency();
+            self.run_ingest = ingest;
+            self.run_len = 1;
+        }
+    }
+
+    /// Records the current run (before `now` changes, and at batch end).
+    #[inline]
+    fn flush_latency(&mut self) {
+        if self.run_len > 0 {
+            if let Some(h) = self.report.latency.as_mut() {
+                h.saturating_record_n(self.now.saturating_sub(self.run_ingest), self.run_len);
+            }
+            self.run_len = 0;
+        }
+    }
 }
 
 /// Hands one input element to the stage and moves its handle accordingly.
@@ -512,7 +567,10 @@ fn consume_one(
         Stage::Processor(p) => {
             let verdict = {
                 let (ports, report) = (&mut *lane.ports, &mut *lane.report);
-                let mut out = |h: Handle| emit_port(ports, report, 0, h, arena);
+                let mut out = |h: Handle| {
+                    emit_port(ports, 0, h, arena);
+                    report.count_sent(0, 1);
+                };
                 p.process(&mut Element {
                     arena,
                     handle: &mut handle,
@@ -537,7 +595,8 @@ fn consume_one(
             lane.report.received += 1;
             match verdict {
                 Ok(Verdict::Emit) => {
-                    emit_port(lane.ports, lane.report, 0, handle, arena);
+                    emit_port(lane.ports, 0, handle, arena);
+                    lane.report.count_sent(0, 1);
                     Ok(true)
                 }
                 Ok(Verdict::Drop) | Ok(Verdict::Defer) => {
@@ -584,9 +643,7 @@ fn consume_one(
                 pool: ctx.pool,
                 outlet: None,
             });
-            if let Some(h) = lane.report.latency.as_mut() {
-                h.saturating_record(lane.now.saturating_sub(ingest));
-            }
+            lane.note_latency(ingest);
             match pushed {
                 Ok(()) => {
                     arena.release(handle, ctx.pool);
@@ -620,7 +677,8 @@ fn reject(
                 meta.reason = Some(reason.kind);
                 arena.set_meta(&mut handle, meta);
                 lane.report.divert(reason);
-                emit_port(lane.ports, lane.report, port, handle, arena);
+                emit_port(lane.ports, port, handle, arena);
+                lane.report.count_sent(port, 1);
             } else {
                 arena.release(handle, ctx.pool);
                 lane.report.drop_with(reason);
@@ -638,21 +696,13 @@ fn reject(
 
 /// Queues `handle` on every edge of `port` (refcount += edges - 1).
 #[inline]
-fn emit_port(
-    ports: &mut [Vec<EdgeOut>],
-    report: &mut StageReport,
-    port: usize,
-    handle: Handle,
-    arena: &Arena,
-) {
+fn emit_port(ports: &mut [Vec<EdgeOut>], port: usize, handle: Handle, arena: &Arena) {
     let edges = &mut ports[port];
     arena.add_refs(&handle, edges.len() as u32 - 1);
     let raw = handle.into_raw();
     for edge in edges.iter_mut() {
         edge.outbox.push(raw);
     }
-    report.sent += 1;
-    report.ports[port].1 += 1;
 }
 
 /// Queues `handle` on every edge of every port in `mask`: one slot, one
@@ -672,7 +722,6 @@ fn emit_mask(
         for edge in ports[p].iter_mut() {
             edge.outbox.push(raw);
         }
-        report.sent += 1;
-        report.ports[p].1 += 1;
+        report.count_sent(p, 1);
     }
 }
