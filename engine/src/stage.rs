@@ -318,6 +318,12 @@ impl PortMask {
         PortMask(if n >= 64 { u64::MAX } else { (1u64 << n) - 1 })
     }
 
+    /// Whether port `i` is set.
+    #[inline]
+    pub fn contains(self, i: usize) -> bool {
+        i < Self::MAX_PORTS && self.0 >> i & 1 == 1
+    }
+
     /// Whether no port is set.
     pub fn is_empty(self) -> bool {
         self.0 == 0

@@ -67,35 +67,53 @@ pub enum ContentType {
 /// Move-only: owning a `Handle` means owning one unit of the slot's refcount.
 /// Give it back with [`Arena::release`]; dropping it without releasing leaks
 /// the slot, which the engine reports at shutdown.
+///
+/// A handle is branded with the arena that made it: every arena method
+/// checks the brand (one compare) and panics on a handle of another arena,
+/// so a handle can never give access to a slot it does not own.
+///
+/// ```should_panic
+/// use dataplane::{Arena, LocalPool};
+/// let (a, b) = (Arena::new(4, 16), Arena::new(4, 16));
+/// let (mut pa, mut pb) = (LocalPool::new(1), LocalPool::new(1));
+/// let h = a.alloc(&mut pa).unwrap();
+/// let _live = b.alloc(&mut pb).unwrap(); // slot 0 of `b`, in use
+/// // `h` is slot 0 of `a`: with `b` it would alias `_live`. Refused:
+/// let _ = b.payload_mut(&mut { h });
+/// ```
 #[derive(PartialEq, Eq)]
 #[must_use = "a Handle owns a slot reference; release it or pass it on"]
-pub struct Handle(u32);
+pub struct Handle {
+    index: u32,
+    arena: u32,
+}
 
 impl Handle {
     /// The slot index this handle refers to.
     pub fn index(&self) -> u32 {
-        self.0
+        self.index
     }
 
-    /// Gives up the handle as a raw index (to travel through a ring).
+    /// Gives up the handle as a raw index (to travel through a ring; the
+    /// ring module turns it back with [`Arena::handle_from_raw`]).
     pub(crate) fn into_raw(self) -> u32 {
-        self.0
-    }
-
-    /// Rebuilds a handle from a raw index.
-    ///
-    /// # Safety
-    /// `raw` must come from [`Handle::into_raw`] (or be a reference added with
-    /// [`Arena::add_refs`]) and be turned back into a handle exactly once.
-    pub(crate) unsafe fn from_raw(raw: u32) -> Handle {
-        Handle(raw)
+        self.index
     }
 }
 
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Handle({})", self.0)
+        write!(f, "Handle({})", self.index)
     }
+}
+
+/// Brands for arenas: each arena gets the next one (0 is never used).
+static NEXT_ARENA: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
+#[cold]
+#[inline(never)]
+fn wrong_arena(handle: u32, arena: u32) -> ! {
+    panic!("a Handle of arena #{handle} was used with arena #{arena}: handles belong to the arena that made them")
 }
 
 /// Error returned when a payload does not fit in a slot.
@@ -128,6 +146,8 @@ struct SlotMeta {
 
 /// The preallocated slot arena shared by every stage of a pipeline.
 pub struct Arena {
+    /// This arena's brand (see [`Handle`]).
+    id: u32,
     slot_size: usize,
     slots: u32,
     data: Box<[UnsafeCell<u8>]>,
@@ -165,12 +185,38 @@ impl Arena {
                 meta: UnsafeCell::new(Meta::default()),
             })
             .collect();
+        let id = NEXT_ARENA.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        assert!(id != 0, "more than 2^32 arenas");
         Arena {
+            id,
             slot_size,
             slots,
             data,
             meta,
             free: FreeStack::full(slots),
+        }
+    }
+
+    /// The slot of `handle`, after checking it belongs to this arena.
+    #[inline(always)]
+    fn slot(&self, handle: &Handle) -> &SlotMeta {
+        if handle.arena != self.id {
+            wrong_arena(handle.arena, self.id);
+        }
+        &self.meta[handle.index as usize]
+    }
+
+    /// Rebuilds a handle from a raw index that travelled through a ring.
+    ///
+    /// # Safety
+    /// `raw` must come from [`Handle::into_raw`] on a handle of this arena
+    /// (or be a reference added with [`Arena::add_refs`] for it) and be
+    /// turned back into a handle exactly once.
+    #[inline]
+    pub(crate) unsafe fn handle_from_raw(&self, raw: u32) -> Handle {
+        Handle {
+            index: raw,
+            arena: self.id,
         }
     }
 
@@ -188,7 +234,7 @@ impl Arena {
     /// `None` when the arena is exhausted: the caller waits (backpressure).
     #[inline]
     pub fn alloc(&self, cache: &mut LocalPool) -> Option<Handle> {
-        let index = cache.take(&self.free)?;
+        let index = cache.take(self.id, &self.free)?;
         let slot = &self.meta[index as usize];
         debug_assert_eq!(
             slot.refs.load(Ordering::Relaxed),
@@ -202,14 +248,17 @@ impl Arena {
             *slot.len.get() = 0;
             *slot.meta.get() = Meta::default();
         }
-        Some(Handle(index))
+        Some(Handle {
+            index,
+            arena: self.id,
+        })
     }
 
     /// Gives one reference back; the slot returns to the pool with the last.
     #[inline]
     pub fn release(&self, handle: Handle, cache: &mut LocalPool) {
+        let slot = self.slot(&handle);
         let index = handle.into_raw();
-        let slot = &self.meta[index as usize];
         // Fast path (the common, unshared case): if the count is 1, we hold
         // the only reference, so nobody else can change it and no locked
         // read-modify-write on this (probably remote) cache line is needed.
@@ -217,7 +266,7 @@ impl Arena {
         // fence below does on the slow path.
         if slot.refs.load(Ordering::Acquire) == 1 {
             slot.refs.store(0, Ordering::Relaxed);
-            cache.give(&self.free, index);
+            cache.give(self.id, &self.free, index);
             return;
         }
         // Release: our accesses to the slot happen before the final release.
@@ -227,7 +276,7 @@ impl Arena {
             // Acquire: pairs with every other holder's Release decrement, so
             // their reads finish before the slot is reused.
             fence(Ordering::Acquire);
-            cache.give(&self.free, index);
+            cache.give(self.id, &self.free, index);
         }
     }
 
@@ -238,9 +287,7 @@ impl Arena {
         if extra > 0 {
             // Relaxed is enough, as for `Arc::clone`: the new references are
             // handed to other threads through rings, which synchronize.
-            let prev = self.meta[handle.0 as usize]
-                .refs
-                .fetch_add(extra, Ordering::Relaxed);
+            let prev = self.slot(handle).refs.fetch_add(extra, Ordering::Relaxed);
             debug_assert!(prev > 0, "shared a free slot");
         }
     }
@@ -248,24 +295,27 @@ impl Arena {
     /// A second handle to the same slot.
     pub fn share(&self, handle: &Handle) -> Handle {
         self.add_refs(handle, 1);
-        Handle(handle.0)
+        Handle {
+            index: handle.index,
+            arena: self.id,
+        }
     }
 
     /// Current refcount of the slot (for tests and diagnostics).
     pub fn refcount(&self, handle: &Handle) -> u32 {
-        self.meta[handle.0 as usize].refs.load(Ordering::Acquire)
+        self.slot(handle).refs.load(Ordering::Acquire)
     }
 
     /// The element's payload bytes.
     #[inline]
     pub fn payload<'a>(&'a self, handle: &'a Handle) -> &'a [u8] {
-        let slot = &self.meta[handle.0 as usize];
+        let slot = self.slot(handle);
         // SAFETY: we hold a reference, so the slot is live; writers need the
         // sole reference (see `payload_mut`), which nobody has while
         // `handle` is borrowed here, so `len` and the bytes are stable.
         unsafe {
             let len = *slot.len.get() as usize;
-            std::slice::from_raw_parts(self.slot_ptr(handle.0), len)
+            std::slice::from_raw_parts(self.slot_ptr(handle.index), len)
         }
     }
 
@@ -273,12 +323,12 @@ impl Arena {
     #[inline]
     pub fn meta(&self, handle: &Handle) -> Meta {
         // SAFETY: as in `payload`.
-        unsafe { *self.meta[handle.0 as usize].meta.get() }
+        unsafe { *self.slot(handle).meta.get() }
     }
 
     /// Sets the metadata, if `handle` is the slot's only reference.
     pub fn set_meta(&self, handle: &mut Handle, meta: Meta) -> bool {
-        let slot = &self.meta[handle.0 as usize];
+        let slot = self.slot(handle);
         if slot.refs.load(Ordering::Acquire) != 1 {
             return false;
         }
@@ -292,7 +342,7 @@ impl Arena {
     /// reference. Set the payload length with [`Arena::set_len`] after.
     #[inline]
     pub fn payload_mut<'a>(&'a self, handle: &'a mut Handle) -> Option<&'a mut [u8]> {
-        let slot = &self.meta[handle.0 as usize];
+        let slot = self.slot(handle);
         // Acquire: pairs with the Release decrements of former co-owners, so
         // their reads are done before we write.
         if slot.refs.load(Ordering::Acquire) != 1 {
@@ -301,7 +351,7 @@ impl Arena {
         // SAFETY: sole reference and `handle` mutably borrowed for 'a: no
         // other handle to this slot exists and none can be made from this
         // one while the returned slice lives.
-        Some(unsafe { std::slice::from_raw_parts_mut(self.slot_ptr(handle.0), self.slot_size) })
+        Some(unsafe { std::slice::from_raw_parts_mut(self.slot_ptr(handle.index), self.slot_size) })
     }
 
     /// Sets the payload length, if `handle` is the only reference.
@@ -312,7 +362,7 @@ impl Arena {
                 slot_size: self.slot_size,
             });
         }
-        let slot = &self.meta[handle.0 as usize];
+        let slot = self.slot(handle);
         assert_eq!(
             slot.refs.load(Ordering::Acquire),
             1,
@@ -355,7 +405,7 @@ impl Arena {
     /// is, else copies payload and metadata into a new slot and releases the
     /// shared one. Returns false (nothing changed) if the arena is exhausted.
     pub fn make_mut(&self, handle: &mut Handle, cache: &mut LocalPool) -> bool {
-        if self.meta[handle.0 as usize].refs.load(Ordering::Acquire) == 1 {
+        if self.slot(handle).refs.load(Ordering::Acquire) == 1 {
             return true;
         }
         let Some(mut fresh) = self.alloc(cache) else {
@@ -375,7 +425,7 @@ impl Arena {
 
     /// Returns a worker's cached free slots to the global pool.
     pub fn flush(&self, cache: &mut LocalPool) -> bool {
-        cache.flush(&self.free)
+        cache.flush(self.id, &self.free)
     }
 
     /// Free slots in the global pool. Exact only when no worker is running
@@ -434,6 +484,48 @@ mod tests {
         arena.release(h2, &mut cache);
         arena.flush(&mut cache);
         assert_eq!(arena.leaked_quiescent(), 0);
+    }
+
+    /// A handle only works with the arena that made it: with another one
+    /// it would alias a live slot there, so every method refuses it.
+    #[test]
+    fn handles_of_another_arena_are_refused() {
+        use std::panic::{catch_unwind, AssertUnwindSafe};
+        let (a, b) = (Arena::new(4, 16), Arena::new(4, 16));
+        let (mut pa, mut pb) = (LocalPool::new(1), LocalPool::new(1));
+        let mut ha = a.alloc(&mut pa).unwrap();
+        let hb = b.alloc(&mut pb).unwrap();
+        assert_eq!(ha.index(), hb.index(), "the same slot index in both");
+        let refused = |f: &mut dyn FnMut()| {
+            let err = catch_unwind(AssertUnwindSafe(f)).expect_err("refused");
+            let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+            assert!(msg.contains("was used with arena"), "{msg}");
+        };
+        refused(&mut || {
+            let _ = b.payload(&ha);
+        });
+        refused(&mut || {
+            let _ = b.payload_mut(&mut ha);
+        });
+        refused(&mut || {
+            let _ = b.meta(&ha);
+        });
+        refused(&mut || b.add_refs(&ha, 1));
+        refused(&mut || {
+            let _ = b.write_payload(&mut ha, b"x", &mut pb);
+        });
+        // A pool holding `a`'s slots cannot serve `b`.
+        a.release(ha, &mut pa);
+        refused(&mut || {
+            let h = b.alloc(&mut pa).unwrap();
+            b.release(h, &mut pb);
+        });
+        // Nothing was touched: both arenas are whole.
+        b.release(hb, &mut pb);
+        a.flush(&mut pa);
+        b.flush(&mut pb);
+        assert_eq!(a.leaked_quiescent(), 0);
+        assert_eq!(b.leaked_quiescent(), 0);
     }
 
     #[test]

@@ -137,6 +137,10 @@ impl FreeStack {
 pub struct LocalPool {
     batch: usize,
     cached: Vec<u32>,
+    /// The arena whose slots `cached` holds (0: none yet). A cache holding
+    /// one arena's slots refuses another arena (its indices would name
+    /// live slots there); an empty cache may move to another arena.
+    arena: u32,
 }
 
 impl LocalPool {
@@ -146,17 +150,38 @@ impl LocalPool {
         LocalPool {
             batch,
             cached: Vec::with_capacity(2 * batch),
+            arena: 0,
         }
     }
 
-    pub(crate) fn take(&mut self, stack: &FreeStack) -> Option<u32> {
+    /// Checks (one compare) that this cache holds slots of `arena` or none.
+    #[inline(always)]
+    fn bind(&mut self, arena: u32) {
+        if self.arena != arena {
+            self.rebind(arena);
+        }
+    }
+
+    #[cold]
+    fn rebind(&mut self, arena: u32) {
+        assert!(
+            self.cached.is_empty(),
+            "a LocalPool holding slots of arena #{} was used with arena #{arena}",
+            self.arena
+        );
+        self.arena = arena;
+    }
+
+    pub(crate) fn take(&mut self, arena: u32, stack: &FreeStack) -> Option<u32> {
+        self.bind(arena);
         if self.cached.is_empty() {
             stack.pop_batch(self.batch, &mut self.cached);
         }
         self.cached.pop()
     }
 
-    pub(crate) fn give(&mut self, stack: &FreeStack, index: u32) {
+    pub(crate) fn give(&mut self, arena: u32, stack: &FreeStack, index: u32) {
+        self.bind(arena);
         if self.cached.len() == 2 * self.batch {
             let keep = self.batch;
             stack.push_batch(&self.cached[keep..]);
@@ -167,7 +192,8 @@ impl LocalPool {
 
     /// Returns every cached slot to the global stack (an idle worker does
     /// this so that a starved source elsewhere can make progress).
-    pub(crate) fn flush(&mut self, stack: &FreeStack) -> bool {
+    pub(crate) fn flush(&mut self, arena: u32, stack: &FreeStack) -> bool {
+        self.bind(arena);
         if self.cached.is_empty() {
             return false;
         }
@@ -210,13 +236,13 @@ mod tests {
     fn local_pool_bounds_its_cache() {
         let stack = FreeStack::full(64);
         let mut pool = LocalPool::new(4);
-        let taken: Vec<u32> = (0..20).map(|_| pool.take(&stack).unwrap()).collect();
+        let taken: Vec<u32> = (0..20).map(|_| pool.take(1, &stack).unwrap()).collect();
         assert_eq!(stack.count_quiescent(), 64 - 20);
         for i in taken {
-            pool.give(&stack, i);
+            pool.give(1, &stack, i);
             assert!(pool.len() <= 8);
         }
-        assert!(pool.flush(&stack));
+        assert!(pool.flush(1, &stack));
         assert_eq!(stack.count_quiescent(), 64);
     }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::arena::{Arena, ContentType, Handle, LocalPool, Meta};
 use crate::clock::now_ns;
 use crate::metrics::StageReport;
-use crate::ring::{EdgeIn, EdgeOut};
+use crate::ring::{self, EdgeIn, EdgeOut, Taken};
 use crate::stage::{
     Element, Emitter, Outlet, PortMask, Pull, Reason, SlotWriter, Stage, StageError, StageInfo,
     Verdict, ERROR_PORT,
@@ -126,7 +126,7 @@ impl Node {
     }
 
     fn outboxes_empty(&self) -> bool {
-        self.ports.iter().flatten().all(|e| e.outbox.is_empty())
+        self.ports.iter().flatten().all(EdgeOut::is_flushed)
     }
 
     fn fail(&mut self, message: String) {
@@ -394,14 +394,11 @@ impl Node {
                 break;
             }
             let i = (start + k) % n_inputs;
-            let consumer = &mut inputs[i].consumer;
-            let n = consumer.slots().min(budget - taken);
+            let input = &mut inputs[i];
+            let n = input.available().min(budget - taken);
             if n == 0 {
                 continue;
             }
-            let chunk = consumer
-                .read_chunk(n)
-                .expect("n is at most the filled slots");
             // One clock read per dequeued batch: every element of it reached
             // the sink now (the error is at most the batch's own processing
             // time, microseconds), and a read per element would cost a sink
@@ -410,35 +407,25 @@ impl Node {
                 lane.flush_latency();
                 lane.now = stamp.unwrap_or_else(now_ns);
             }
-            let (a, b) = chunk.as_slices();
-            let mut consumed = 0;
-            for &raw in a.iter().chain(b) {
-                // SAFETY: every index in a ring was put there by
-                // `Handle::into_raw` (or is a reference added by `add_refs`
-                // for this edge). It becomes a handle once per read; a
-                // deferred element gives the handle up again (`into_raw`)
-                // before the index is left in the ring.
-                let handle = unsafe { Handle::from_raw(raw) };
+            let consumed = input.take(ctx.arena, n, |handle| {
                 if fatal.is_some() {
                     lane.report.received += 1;
                     lane.report.drop_static("stage failed");
                     ctx.arena.release(handle, ctx.pool);
-                    consumed += 1;
-                    continue;
+                    return Taken::Yes;
                 }
                 match consume_one(stage, &mut lane, handle, ctx) {
-                    Ok(true) => consumed += 1,
-                    Ok(false) => {
+                    Ok(Taken::Defer(handle)) => {
                         deferred = true;
-                        break;
+                        Taken::Defer(handle)
                     }
+                    Ok(Taken::Yes) => Taken::Yes,
                     Err(m) => {
-                        consumed += 1;
                         fatal = Some(m);
+                        Taken::Yes
                     }
                 }
-            }
-            chunk.commit(consumed);
+            });
             taken += consumed;
             if deferred {
                 break;
@@ -473,9 +460,7 @@ impl Node {
     /// every element as dropped; true once the inputs completed.
     fn drain_failed(&mut self, ctx: &mut StepCtx<'_>, moved: &mut bool) -> bool {
         for input in &mut self.inputs {
-            while let Ok(raw) = input.consumer.pop() {
-                // SAFETY: as in `step_consumer`.
-                let handle = unsafe { Handle::from_raw(raw) };
+            while let Some(handle) = input.pop(ctx.arena) {
                 self.report.received += 1;
                 self.report.drop_static("stage failed");
                 ctx.arena.release(handle, ctx.pool);
@@ -557,7 +542,7 @@ fn consume_one(
     lane: &mut Lane<'_>,
     mut handle: Handle,
     ctx: &mut StepCtx<'_>,
-) -> Result<bool, String> {
+) -> Result<Taken, String> {
     let arena = ctx.arena;
     let raw = handle.index();
     if let (Some(t0), Some(h)) = (lane.stamp, lane.report.arrival.as_mut()) {
@@ -584,9 +569,8 @@ fn consume_one(
             };
             if verdict == Ok(Verdict::Defer) {
                 if handle.index() == raw {
-                    // Still in the ring: give up this read's ownership.
-                    let _ = handle.into_raw();
-                    return Ok(false);
+                    // Still the ring's element: it stays there.
+                    return Ok(Taken::Defer(handle));
                 }
                 lane.report.received += 1;
                 arena.release(handle, ctx.pool);
@@ -597,12 +581,12 @@ fn consume_one(
                 Ok(Verdict::Emit) => {
                     emit_port(lane.ports, 0, handle, arena);
                     lane.report.count_sent(0, 1);
-                    Ok(true)
+                    Ok(Taken::Yes)
                 }
                 Ok(Verdict::Drop) | Ok(Verdict::Defer) => {
                     lane.report.drop_static(p.drop_reason());
                     arena.release(handle, ctx.pool);
-                    Ok(true)
+                    Ok(Taken::Yes)
                 }
                 Err(e) => reject(e, lane, handle, ctx),
             }
@@ -625,11 +609,11 @@ fn consume_one(
                 Ok(()) if mask.is_empty() => {
                     lane.report.drop_static("no route");
                     arena.release(handle, ctx.pool);
-                    Ok(true)
+                    Ok(Taken::Yes)
                 }
                 Ok(()) => {
                     emit_mask(lane.ports, lane.report, mask, handle, arena);
-                    Ok(true)
+                    Ok(Taken::Yes)
                 }
                 Err(e) => reject(e, lane, handle, ctx),
             }
@@ -647,7 +631,7 @@ fn consume_one(
             match pushed {
                 Ok(()) => {
                     arena.release(handle, ctx.pool);
-                    Ok(true)
+                    Ok(Taken::Yes)
                 }
                 Err(e) => reject(e, lane, handle, ctx),
             }
@@ -664,7 +648,7 @@ fn reject(
     lane: &mut Lane<'_>,
     mut handle: Handle,
     ctx: &mut StepCtx<'_>,
-) -> Result<bool, String> {
+) -> Result<Taken, String> {
     let arena = ctx.arena;
     match e {
         StageError::Rejected(reason) => {
@@ -683,7 +667,7 @@ fn reject(
                 arena.release(handle, ctx.pool);
                 lane.report.drop_with(reason);
             }
-            Ok(true)
+            Ok(Taken::Yes)
         }
         StageError::Fatal(m) => {
             arena.release(handle, ctx.pool);
@@ -698,11 +682,7 @@ fn reject(
 #[inline]
 fn emit_port(ports: &mut [Vec<EdgeOut>], port: usize, handle: Handle, arena: &Arena) {
     let edges = &mut ports[port];
-    arena.add_refs(&handle, edges.len() as u32 - 1);
-    let raw = handle.into_raw();
-    for edge in edges.iter_mut() {
-        edge.outbox.push(raw);
-    }
+    ring::fan_out(arena, handle, edges.len(), edges.iter_mut());
 }
 
 /// Queues `handle` on every edge of every port in `mask`: one slot, one
@@ -716,12 +696,13 @@ fn emit_mask(
     arena: &Arena,
 ) {
     let total: usize = mask.iter().map(|p| ports[p].len()).sum();
-    arena.add_refs(&handle, total as u32 - 1);
-    let raw = handle.into_raw();
     for p in mask.iter() {
-        for edge in ports[p].iter_mut() {
-            edge.outbox.push(raw);
-        }
         report.count_sent(p, 1);
     }
+    let edges = ports
+        .iter_mut()
+        .enumerate()
+        .filter(|(p, _)| mask.contains(*p))
+        .flat_map(|(_, edges)| edges.iter_mut());
+    ring::fan_out(arena, handle, total, edges);
 }
