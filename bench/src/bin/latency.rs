@@ -295,7 +295,7 @@ fn run_scenario(
         .iter()
         .map(|&system| Entry {
             system,
-            plan: systems::plan(system, sc, &graph, &placement),
+            plan: systems::plan(system, sc, &workload, &graph, &placement),
             reps: Vec::new(),
             errors: Vec::new(),
         })

@@ -14,6 +14,7 @@ pub mod engine;
 pub mod limit;
 pub mod lmax;
 pub mod pingpong;
+pub mod timely_df;
 
 use core_affinity::CoreId;
 
@@ -37,13 +38,17 @@ pub enum System {
     /// The engine's design with nothing else: slots, `u32` indices over
     /// `rtrb` rings, a return ring (the ceiling the engine is gated on).
     Limit,
+    /// timely-dataflow: two pinned workers, worker 0 produces, an exchange
+    /// moves every record to worker 1, which runs the sinks.
+    Timely,
 }
 
 impl System {
     /// Every system, in report order (the engine first: ratios refer to it).
-    pub const ALL: [System; 6] = [
+    pub const ALL: [System; 7] = [
         System::Engine,
         System::Limit,
+        System::Timely,
         System::Crossbeam,
         System::Mpsc,
         System::Disruptor,
@@ -59,6 +64,7 @@ impl System {
             System::Disruptor => "disruptor",
             System::PingPong => "pingpong",
             System::Limit => "limit",
+            System::Timely => "timely",
         }
     }
 
@@ -113,8 +119,15 @@ fn busy_threads(t: Topology) -> usize {
     }
 }
 
-/// How `system` would run `scenario` on `graph` placed by `placement`.
-pub fn plan(system: System, scenario: &Scenario, graph: &Graph, placement: &Placement) -> Plan {
+/// How `system` would run `scenario` (as `workload`: its payload size) on
+/// `graph` placed by `placement`.
+pub fn plan(
+    system: System,
+    scenario: &Scenario,
+    workload: &Workload,
+    graph: &Graph,
+    placement: &Placement,
+) -> Plan {
     let stages = graph.nodes.len();
     let per_stage = |what: &str| {
         Plan::Run {
@@ -176,6 +189,25 @@ pub fn plan(system: System, scenario: &Scenario, graph: &Graph, placement: &Plac
             }
             Err(reason) => Plan::Skip(reason),
         },
+        System::Timely => match timely_df::supports(
+            scenario,
+            workload.size,
+            &placement.node_cores,
+            placement.cores.len(),
+        ) {
+            Ok(()) => {
+                let sinks = graph.sinks().len();
+                Plan::Run {
+                    threads: 2,
+                    threading: format!(
+                        "2 timely workers (Config::process(2)), worker 0 on the source's core produces batches of {}, \
+                         exchange(|_| 1) to worker 1 on the first sink's core, which runs {sinks} sink(s); both step, spinning",
+                        timely_df::BATCH
+                    ),
+                }
+            }
+            Err(reason) => Plan::Skip(reason),
+        },
         System::PingPong => {
             if scenario.topology != Topology::Chain(1)
                 || scenario.load != Load::Saturating
@@ -212,6 +244,7 @@ pub fn run(
         System::Mpsc => channels::run::<channels::StdMpsc>(workload, graph, &placement.node_cores),
         System::Disruptor => lmax::run(workload, &placement.node_cores),
         System::Limit => limit::run(workload, graph, &placement.node_cores),
+        System::Timely => timely_df::run(workload, &placement.node_cores),
         System::PingPong => Ok(pingpong::run(
             pingpong::rounds(workload.count),
             placement.cores[0],

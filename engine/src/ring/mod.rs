@@ -52,6 +52,28 @@ pub(crate) fn fan_out<'e>(
     }
 }
 
+/// Queues `handle` on every edge of every port set in `mask` (bit `p`:
+/// `ports[p]`): one slot, one refcount bump for all of them, no copy.
+#[inline]
+pub(crate) fn fan_out_ports(arena: &Arena, handle: Handle, ports: &mut [Vec<EdgeOut>], mask: u64) {
+    let mut total = 0;
+    let mut bits = mask;
+    while bits != 0 {
+        total += ports[bits.trailing_zeros() as usize].len();
+        bits &= bits - 1;
+    }
+    debug_assert!(total > 0, "fan_out_ports to no edge");
+    arena.add_refs(&handle, total as u32 - 1);
+    let raw = handle.into_raw();
+    let mut bits = mask;
+    while bits != 0 {
+        for edge in &mut ports[bits.trailing_zeros() as usize] {
+            edge.outbox.push(raw);
+        }
+        bits &= bits - 1;
+    }
+}
+
 /// The producing end of an edge, with its batch outbox.
 pub(crate) struct EdgeOut {
     producer: Producer<u32>,

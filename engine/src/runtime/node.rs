@@ -695,14 +695,8 @@ fn emit_mask(
     handle: Handle,
     arena: &Arena,
 ) {
-    let total: usize = mask.iter().map(|p| ports[p].len()).sum();
     for p in mask.iter() {
         report.count_sent(p, 1);
     }
-    let edges = ports
-        .iter_mut()
-        .enumerate()
-        .filter(|(p, _)| mask.contains(*p))
-        .flat_map(|(_, edges)| edges.iter_mut());
-    ring::fan_out(arena, handle, total, edges);
+    ring::fan_out_ports(arena, handle, ports, mask.0);
 }
