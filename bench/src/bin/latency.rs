@@ -161,6 +161,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
         "latency = sink time - stamp taken at creation (intended send time under a fixed rate: coordinated-omission safe), HDR histogram, all sinks merged".to_string(),
         "allocs/el = heap allocations (all threads) between 20% and 90% of the first sink's deliveries / elements created in between".to_string(),
         "engine: PipelineBuilder, built-in Generator/Forward, a PortMask::all broadcast router, a counting sink; default settings (wait park, batch 64), arena slot = payload size rounded up to a power of two (min 64 B)".to_string(),
+        "timely 0.32: Config::process(2), worker 0 pinned to the source's core produces [u8; 64] + stamp records in batches of 1024 (send_batch, advance_to, at most 4 epochs in flight by a probe), exchange(|_| 1) to worker 1 pinned to the first sink's core, which runs one inspect sink per sink; chain-1 and fanout-N, 64 B, saturating".to_string(),
         "crossbeam / std-mpsc: one thread per stage, each pinned to the core the engine gives that stage; bounded channels of the same capacity; Vec<u8> per element, cloned per extra fan-out branch; blocking send/recv".to_string(),
         "disruptor 4.4: single producer, preallocated events reused, BusySpinWithSpinLoopHint consumer; only chain-1 runs (others need more busy threads than cores)".to_string(),
         "pingpong: two threads bounce one cache line; half a round trip per sample (includes one clock read); throughput = one-way hops/s, unpipelined".to_string(),
