@@ -105,41 +105,64 @@ pub enum Verdict {
 
 /// A freshly allocated slot for a source to fill.
 pub struct SlotWriter<'a> {
-    pub(crate) arena: &'a Arena,
-    pub(crate) handle: &'a mut Handle,
+    /// The whole slot (checked to be the sole reference once, up front).
+    buf: &'a mut [u8],
+    /// Payload length set by the source.
+    pub(crate) len: usize,
     pub(crate) ingest_ns: u64,
     pub(crate) content_type: ContentType,
 }
 
-impl SlotWriter<'_> {
+impl<'a> SlotWriter<'a> {
+    /// A writer over the slot of `handle`, which must be its only reference
+    /// (a freshly allocated slot).
+    pub(crate) fn new(arena: &'a Arena, handle: &'a mut Handle) -> SlotWriter<'a> {
+        SlotWriter {
+            buf: arena
+                .payload_mut(handle)
+                .expect("a source's slot is never shared"),
+            len: 0,
+            ingest_ns: 0,
+            content_type: ContentType::Bytes,
+        }
+    }
+
     /// Replaces the payload with `bytes`.
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), TooLarge> {
-        let buf = self.buffer();
-        if bytes.len() > buf.len() {
+        if bytes.len() > self.buf.len() {
             return Err(TooLarge {
                 len: bytes.len(),
-                slot_size: buf.len(),
+                slot_size: self.buf.len(),
             });
         }
-        buf[..bytes.len()].copy_from_slice(bytes);
-        self.set_len(bytes.len())
+        self.buf[..bytes.len()].copy_from_slice(bytes);
+        self.len = bytes.len();
+        Ok(())
     }
 
     /// The whole slot, to fill directly; then call [`SlotWriter::set_len`].
+    #[inline]
     pub fn buffer(&mut self) -> &mut [u8] {
-        self.arena
-            .payload_mut(self.handle)
-            .expect("a source's slot is never shared")
+        self.buf
     }
 
     /// Sets the payload length after writing into [`SlotWriter::buffer`].
+    #[inline]
     pub fn set_len(&mut self, len: usize) -> Result<(), TooLarge> {
-        self.arena.set_len(self.handle, len)
+        if len > self.buf.len() {
+            return Err(TooLarge {
+                len,
+                slot_size: self.buf.len(),
+            });
+        }
+        self.len = len;
+        Ok(())
     }
 
     /// Slot capacity in bytes.
+    #[inline]
     pub fn capacity(&self) -> usize {
-        self.arena.slot_size()
+        self.buf.len()
     }
 
     /// Stamps the ingest time explicitly (rate-controlled sources stamp the

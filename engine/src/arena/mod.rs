@@ -354,6 +354,25 @@ impl Arena {
         Some(unsafe { std::slice::from_raw_parts_mut(self.slot_ptr(handle.index), self.slot_size) })
     }
 
+    /// Sets the payload length and the metadata of a slot a source just
+    /// filled (`handle` must be its only reference): one check, then both.
+    ///
+    /// # Panics
+    /// If `len` exceeds the slot size or the slot is shared.
+    #[inline]
+    pub(crate) fn seal(&self, handle: &mut Handle, len: usize, meta: Meta) {
+        let slot = self.slot(handle);
+        assert!(
+            len <= self.slot_size && slot.refs.load(Ordering::Acquire) == 1,
+            "seal: a fresh, unshared slot and a length that fits"
+        );
+        // SAFETY: sole reference, `handle` mutably borrowed.
+        unsafe {
+            *slot.len.get() = len as u32;
+            *slot.meta.get() = meta;
+        }
+    }
+
     /// Sets the payload length, if `handle` is the only reference.
     pub fn set_len(&self, handle: &mut Handle, len: usize) -> Result<(), TooLarge> {
         if len > self.slot_size {

@@ -369,6 +369,8 @@ impl Frames {
             }
         }
         radices.push(sizes.len().max(1) as u64);
+        // A choice of one is no choice (and would cost a division).
+        radices.retain(|&r| r > 1);
         let count = radices.iter().try_fold(1u64, |acc, &r| {
             acc.checked_mul(r).filter(|&n| n <= MAX_FRAMES)
         })?;

@@ -186,12 +186,15 @@ impl Harness {
     /// Pulls once from a source: the outcome and, when ready, the payload.
     pub(crate) fn pull(&mut self, s: &mut dyn Source) -> (Result<Pull, StageError>, Vec<u8>) {
         let mut handle = self.arena.alloc(&mut self.pool).expect("a free slot");
-        let r = s.pull(&mut SlotWriter {
-            arena: &self.arena,
-            handle: &mut handle,
-            ingest_ns: 0,
-            content_type: ContentType::Bytes,
-        });
+        let mut writer = SlotWriter::new(&self.arena, &mut handle);
+        let r = s.pull(&mut writer);
+        let len = writer.len;
+        let meta = Meta {
+            ingest_ns: writer.ingest_ns,
+            content_type: writer.content_type,
+            ..Meta::default()
+        };
+        self.arena.seal(&mut handle, len, meta);
         let payload = self.arena.payload(&handle).to_vec();
         self.arena.release(handle, &mut self.pool);
         (r, payload)

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::arena::{Arena, ContentType, Handle, LocalPool, Meta};
+use crate::arena::{Arena, Handle, LocalPool, Meta};
 use crate::clock::now_ns;
 use crate::metrics::StageReport;
 use crate::ring::{self, EdgeIn, EdgeOut, Taken};
@@ -299,16 +299,13 @@ impl Node {
                 }
             }
             let handle = self.pending.as_mut().expect("just ensured");
-            let mut writer = SlotWriter {
-                arena: ctx.arena,
-                handle,
-                ingest_ns: 0,
-                content_type: ContentType::Bytes,
-            };
-            match source.pull(&mut writer) {
+            let mut writer = SlotWriter::new(ctx.arena, handle);
+            let pulled = source.pull(&mut writer);
+            let (len, stamped, content_type) = (writer.len, writer.ingest_ns, writer.content_type);
+            match pulled {
                 Ok(Pull::Ready) => {
-                    let ingest_ns = if writer.ingest_ns != 0 {
-                        writer.ingest_ns
+                    let ingest_ns = if stamped != 0 {
+                        stamped
                     } else {
                         if batch_ns == 0 {
                             batch_ns = now_ns();
@@ -319,12 +316,12 @@ impl Node {
                         seq: self.seq,
                         ingest_ns,
                         source: self.info.index as u16,
-                        content_type: writer.content_type,
+                        content_type,
                         reason: None,
                     };
                     self.seq += 1;
                     let mut h = self.pending.take().expect("pending slot");
-                    ctx.arena.set_meta(&mut h, meta);
+                    ctx.arena.seal(&mut h, len, meta);
                     emit_port(&mut self.ports, 0, h, ctx.arena);
                     sent += 1;
                 }
