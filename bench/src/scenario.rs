@@ -45,6 +45,10 @@ pub enum Load {
     /// At `--rate` elements/s for `--rate-secs`, each stamped with its
     /// intended send time (coordinated-omission safe).
     Rate,
+    /// At half the engine's saturated throughput on the named saturating
+    /// scenario, measured in the same run (latency below saturation), for
+    /// `--rate-secs`.
+    HalfOf(&'static str),
 }
 
 /// A named benchmark case.
@@ -85,6 +89,15 @@ const fn rate(name: &'static str, topology: Topology) -> Scenario {
     }
 }
 
+const fn half(name: &'static str, topology: Topology, base: &'static str) -> Scenario {
+    Scenario {
+        name,
+        topology,
+        size: None,
+        load: Load::HalfOf(base),
+    }
+}
+
 /// Every scenario, in the order they run.
 pub const ALL: &[Scenario] = &[
     sat("chain-1", Topology::Chain(1), None),
@@ -102,6 +115,8 @@ pub const ALL: &[Scenario] = &[
     rate("chain-4-rate", Topology::Chain(4)),
     rate("fanout-2-rate", Topology::FanOut(2)),
     rate("diamond-rate", Topology::Diamond),
+    half("chain-1-half", Topology::Chain(1), "chain-1"),
+    half("fanout-2-half", Topology::FanOut(2), "fanout-2"),
 ];
 
 /// The scenario called `name`.

@@ -85,6 +85,9 @@ fn main() -> ExitCode {
             let load = match s.load {
                 Load::Saturating => "saturating".to_string(),
                 Load::Rate => format!("--rate ({} elements/s)", args.rate),
+                Load::HalfOf(base) => {
+                    format!("half the engine's saturated rate on {base}, same run")
+                }
             };
             println!("{:<14} {}; {size}; {load}", s.name, s.topology);
         }
@@ -191,7 +194,12 @@ fn run(args: Args) -> Result<ExitCode, String> {
         if let Some(limit) = args.max_background {
             quiet(limit);
         }
-        let mut result = run_scenario(sc, &args, count, rate_secs, reps, &cores, &systems_on)?;
+        let half = match sc.load {
+            Load::HalfOf(base) => Some(0.5 * saturated_rate(base, &results, &args, count, &cores)?),
+            _ => None,
+        };
+        let mut result =
+            run_scenario(sc, &args, count, rate_secs, reps, &cores, &systems_on, half)?;
         if let Some(limit) = args.max_background {
             for attempt in 2..=MAX_ATTEMPTS {
                 if result.background_cpu <= limit {
@@ -203,7 +211,8 @@ fn run(args: Args) -> Result<ExitCode, String> {
                     result.background_cpu * 100.0
                 );
                 quiet(limit);
-                let again = run_scenario(sc, &args, count, rate_secs, reps, &cores, &systems_on)?;
+                let again =
+                    run_scenario(sc, &args, count, rate_secs, reps, &cores, &systems_on, half)?;
                 if again.background_cpu <= result.background_cpu {
                     result = ScenarioResult {
                         attempts: attempt,
@@ -257,6 +266,31 @@ fn run(args: Args) -> Result<ExitCode, String> {
     })
 }
 
+/// The engine's saturated throughput on scenario `base`: from this run's
+/// results if it ran, else measured now (one rep, engine only).
+fn saturated_rate(
+    base: &str,
+    results: &[ScenarioResult],
+    args: &Args,
+    count: u64,
+    cores: &[core_affinity::CoreId],
+) -> Result<f64, String> {
+    let measured = |r: &ScenarioResult| {
+        r.systems
+            .iter()
+            .find(|s| s.system == "engine")
+            .and_then(|s| s.throughput_eps)
+    };
+    if let Some(eps) = results.iter().filter(|r| r.name == base).find_map(measured) {
+        return Ok(eps);
+    }
+    let sc = scenario::find(base).ok_or_else(|| format!("unknown base scenario '{base}'"))?;
+    eprintln!("[bench] measuring the engine's saturated rate on {base} for the half-rate run");
+    let r = run_scenario(&sc, args, count, 1.0, 1, cores, &[System::Engine], None)?;
+    measured(&r).ok_or_else(|| format!("the engine did not finish {base}"))
+}
+
+#[allow(clippy::too_many_arguments)]
 fn run_scenario(
     sc: &Scenario,
     args: &Args,
@@ -265,11 +299,16 @@ fn run_scenario(
     reps: usize,
     cores: &[core_affinity::CoreId],
     systems_on: &[System],
+    half_rate: Option<f64>,
 ) -> Result<ScenarioResult, String> {
     let size = sc.payload(args.size);
-    let (count, rate) = match sc.load {
-        Load::Saturating => (count, None),
-        Load::Rate => (((args.rate * rate_secs) as u64).max(1), Some(args.rate)),
+    let (count, rate) = match (sc.load, half_rate) {
+        (Load::Saturating, _) => (count, None),
+        (Load::Rate, _) => (((args.rate * rate_secs) as u64).max(1), Some(args.rate)),
+        (Load::HalfOf(_), Some(r)) => (((r * rate_secs) as u64).max(1), Some(r)),
+        (Load::HalfOf(base), None) => {
+            return Err(format!("{}: no saturated rate measured on {base}", sc.name))
+        }
     };
     let workload = Workload {
         topology: sc.topology,
@@ -370,6 +409,7 @@ fn run_scenario(
         load: match sc.load {
             Load::Saturating => "saturating",
             Load::Rate => "rate",
+            Load::HalfOf(_) => "half-rate",
         }
         .to_string(),
         payload_bytes: size,
