@@ -109,6 +109,38 @@ impl Recorder {
         }
     }
 
+    /// Records a batch of deliveries, all received at `now` (one clock
+    /// read per batch): latency once per run of equal stamps, with its
+    /// count, as the engine's sinks do.
+    #[inline]
+    pub fn record_batch(&mut self, now: u64, stamps: impl IntoIterator<Item = u64>) {
+        let mut run_stamp = 0;
+        let mut run_len = 0u64;
+        for stamp in stamps {
+            if stamp != run_stamp {
+                if run_len > 0 {
+                    self.hist
+                        .saturating_record_n(now.saturating_sub(run_stamp), run_len);
+                }
+                run_stamp = stamp;
+                run_len = 0;
+            }
+            run_len += 1;
+            if self.received == 0 {
+                self.first_stamp = stamp;
+            }
+            self.received += 1;
+            if let Some(s) = self.snaps.as_mut() {
+                s.check(self.received);
+            }
+        }
+        if run_len > 0 {
+            self.hist
+                .saturating_record_n(now.saturating_sub(run_stamp), run_len);
+            self.last_ns = now;
+        }
+    }
+
     /// The measurements.
     pub fn finish(self) -> SinkOutcome {
         SinkOutcome {
@@ -186,17 +218,38 @@ impl RunOutcome {
     }
 }
 
+/// Longest payload before padding: `{"seq":` + 20 digits + `}`.
+pub const MAX_PAYLOAD_TEXT: usize = 28;
+
 /// Writes the generator's payload for element `seq` into `out`, as the
 /// engine's `Generator` with template `{"seq":{seq}}` and `size` does:
 /// the JSON object, padded with spaces to exactly `size` bytes.
 #[inline]
 pub fn write_payload(out: &mut Vec<u8>, seq: u64, size: usize) {
-    out.extend_from_slice(b"{\"seq\":");
-    out.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
-    out.push(b'}');
-    if out.len() < size {
-        out.resize(size, b' ');
+    let start = out.len();
+    out.resize(start + size.max(MAX_PAYLOAD_TEXT), b' ');
+    let n = write_payload_into(&mut out[start..], seq, size);
+    out.truncate(start + n);
+}
+
+/// [`write_payload`] into a buffer of at least `size.max(MAX_PAYLOAD_TEXT)`
+/// bytes; returns the payload's length.
+#[inline]
+pub fn write_payload_into(buf: &mut [u8], seq: u64, size: usize) -> usize {
+    const HEAD: &[u8] = b"{\"seq\":";
+    let mut itoa = itoa::Buffer::new();
+    let digits = itoa.format(seq).as_bytes();
+    let mut n = HEAD.len();
+    buf[..n].copy_from_slice(HEAD);
+    buf[n..n + digits.len()].copy_from_slice(digits);
+    n += digits.len();
+    buf[n] = b'}';
+    n += 1;
+    if n < size {
+        buf[n..size].fill(b' ');
+        n = size;
     }
+    n
 }
 
 /// The template the engine's generator uses for the same payloads.
@@ -251,6 +304,21 @@ mod tests {
         v.clear();
         write_payload(&mut v, 1234567, 4);
         assert_eq!(v, b"{\"seq\":1234567}");
+    }
+
+    #[test]
+    fn batches_record_each_run_of_stamps_once() {
+        let mut r = Recorder::new(None);
+        r.record_batch(100, [10, 10, 10, 40, 40]);
+        r.record_batch(200, std::iter::empty());
+        r.record_batch(300, [290]);
+        let o = r.finish();
+        let h = o.latency.expect("a histogram");
+        assert_eq!((o.received, o.first_stamp, o.last_ns), (6, 10, 300));
+        assert_eq!(h.len(), 6);
+        assert_eq!(h.count_at(90), 3);
+        assert_eq!(h.count_at(60), 2);
+        assert_eq!(h.count_at(10), 1);
     }
 
     #[test]

@@ -26,10 +26,9 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 
 use core_affinity::CoreId;
-use hdrhistogram::Histogram;
 use rtrb::{Consumer, Producer, RingBuffer};
 
-use crate::measure::{latency_histogram, now_ns, RunOutcome, SinkOutcome, Snapshots};
+use crate::measure::{now_ns, write_payload_into, Recorder, RunOutcome, SinkOutcome, Snapshots};
 use crate::scenario::{Graph, Topology, Workload};
 
 /// Elements per chunk: the engine's default batch.
@@ -96,7 +95,7 @@ impl Slots {
                 self.size,
             )
         };
-        let len = write_payload(buf, seq, payload_len);
+        let len = write_payload_into(buf, seq, payload_len);
         // SAFETY: as above, the producer owns the slot.
         unsafe {
             *m.len.get() = len as u32;
@@ -134,26 +133,6 @@ impl Slots {
     }
 }
 
-/// The generator's payload for `seq` (`{"seq":N}` padded with spaces to
-/// `size`), written into `buf`; returns its length.
-#[inline]
-fn write_payload(buf: &mut [u8], seq: u64, size: usize) -> usize {
-    const HEAD: &[u8] = b"{\"seq\":";
-    let mut itoa = itoa::Buffer::new();
-    let digits = itoa.format(seq).as_bytes();
-    let mut n = HEAD.len();
-    buf[..n].copy_from_slice(HEAD);
-    buf[n..n + digits.len()].copy_from_slice(digits);
-    n += digits.len();
-    buf[n] = b'}';
-    n += 1;
-    if n < size {
-        buf[n..size].fill(b' ');
-        n = size;
-    }
-    n
-}
-
 fn idle(spins: &mut u32) {
     *spins += 1;
     if *spins < SPINS {
@@ -169,22 +148,14 @@ fn idle(spins: &mut u32) {
 /// not a thread here), no sink on the source's core (a bare hop is between
 /// cores).
 pub fn supports(topology: Topology, node_cores: &[CoreId]) -> Result<(), String> {
-    let sinks = match topology {
-        Topology::Chain(1) => &node_cores[1..],
-        Topology::FanOut(_) => &node_cores[2..],
-        _ => return Err("written for chain-1 and fanout-N only".to_string()),
-    };
-    match node_cores.first() {
-        Some(src) if sinks.iter().all(|c| c.id != src.id) => Ok(()),
-        _ => Err("a sink shares the source's core; the bare hop needs its own".to_string()),
-    }
+    super::hop_sink_cores(topology, node_cores).map(|_| ())
 }
 
-/// One consumer thread's share: the rings of the sinks placed on its core.
+/// One consumer thread's share: the rings of the sinks placed on its core,
+/// each with its sink's measurements.
 struct ConsumerPart {
     core: CoreId,
-    rings: Vec<Consumer<u32>>,
-    snaps: Option<Snapshots>,
+    sinks: Vec<(Consumer<u32>, Recorder)>,
     back: Producer<u32>,
 }
 
@@ -210,16 +181,17 @@ pub fn run(w: &Workload, graph: &Graph, cores: &[CoreId]) -> Result<RunOutcome, 
         let core = cores[s];
         let (p, c) = RingBuffer::new(capacity);
         outs.push(p);
-        let snaps = (k == 0).then(|| Snapshots::new(w.count));
+        // The first sink takes the allocation snapshots (one delivery per
+        // element created).
+        let sink = (c, Recorder::new((k == 0).then(|| Snapshots::new(w.count))));
         match parts.iter_mut().find(|p| p.core.id == core.id) {
-            Some(part) => part.rings.push(c),
+            Some(part) => part.sinks.push(sink),
             None => {
                 let (back, ret) = RingBuffer::new(n_slots);
                 returns.push(ret);
                 parts.push(ConsumerPart {
                     core,
-                    rings: vec![c],
-                    snaps,
+                    sinks: vec![sink],
                     back,
                 });
             }
@@ -264,8 +236,6 @@ pub fn run(w: &Workload, graph: &Graph, cores: &[CoreId]) -> Result<RunOutcome, 
                 .map_err(|_| "a limit consumer panicked".to_string())?,
         );
     }
-    // The first sink's outcome carries the allocation snapshots (one
-    // delivery per element created).
     Ok(RunOutcome::from_sinks(count, outcomes, 1.0, None))
 }
 
@@ -340,23 +310,18 @@ fn produce(
 fn consume(part: ConsumerPart, slots: &Slots, batch: usize, barrier: &Barrier) -> Vec<SinkOutcome> {
     core_affinity::set_for_current(part.core);
     let ConsumerPart {
-        mut rings,
-        mut snaps,
+        mut sinks,
         mut back,
         ..
     } = part;
     barrier.wait();
-    let mut hist: Histogram<u64> = latency_histogram();
-    let mut received = vec![0u64; rings.len()];
-    let mut first_stamp = 0;
-    let mut last_ns = 0;
-    let mut freed: Vec<u32> = Vec::with_capacity(batch * rings.len());
+    let mut freed: Vec<u32> = Vec::with_capacity(batch * sinks.len());
     let mut checksum = 0u8;
     let mut spins = 0;
     loop {
         let mut moved = false;
         let mut finished = true;
-        for (k, ring) in rings.iter_mut().enumerate() {
+        for (ring, rec) in &mut sinks {
             let abandoned = ring.is_abandoned();
             let n = ring.slots().min(batch);
             if n == 0 {
@@ -368,37 +333,18 @@ fn consume(part: ConsumerPart, slots: &Slots, batch: usize, barrier: &Barrier) -
             let now = now_ns();
             let chunk = ring.read_chunk(n).expect("n is at most the filled slots");
             let (a, b) = chunk.as_slices();
-            let mut run_stamp = 0;
-            let mut run_len = 0u64;
-            for &i in a.iter().chain(b) {
-                let (stamp, byte) = slots.read(i);
-                checksum ^= byte;
-                if stamp != run_stamp {
-                    if run_len > 0 {
-                        hist.saturating_record_n(now.saturating_sub(run_stamp), run_len);
+            rec.record_batch(
+                now,
+                a.iter().chain(b).map(|&i| {
+                    let (stamp, byte) = slots.read(i);
+                    checksum ^= byte;
+                    if slots.release(i) {
+                        freed.push(i);
                     }
-                    run_stamp = stamp;
-                    run_len = 0;
-                }
-                run_len += 1;
-                if first_stamp == 0 {
-                    first_stamp = stamp;
-                }
-                if slots.release(i) {
-                    freed.push(i);
-                }
-                if k == 0 {
-                    if let Some(s) = snaps.as_mut() {
-                        s.check(received[0] + 1);
-                    }
-                }
-                received[k] += 1;
-            }
-            if run_len > 0 {
-                hist.saturating_record_n(now.saturating_sub(run_stamp), run_len);
-            }
+                    stamp
+                }),
+            );
             chunk.commit_all();
-            last_ns = now;
         }
         if !freed.is_empty() {
             let chunk = back
@@ -416,21 +362,5 @@ fn consume(part: ConsumerPart, slots: &Slots, batch: usize, barrier: &Barrier) -
         }
     }
     std::hint::black_box(checksum);
-    // One outcome per sink: the histogram and the snapshots go with the
-    // first (they cover this thread's sinks together).
-    received
-        .iter()
-        .enumerate()
-        .map(|(k, &r)| SinkOutcome {
-            latency: (k == 0).then(|| hist.clone()),
-            received: r,
-            first_stamp,
-            last_ns,
-            allocs: if k == 0 {
-                snaps.and_then(|s| s.between())
-            } else {
-                None
-            },
-        })
-        .collect()
+    sinks.into_iter().map(|(_, rec)| rec.finish()).collect()
 }

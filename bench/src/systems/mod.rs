@@ -110,6 +110,24 @@ impl Placement {
     }
 }
 
+/// For the one-hop shapes (chain-1, or fanout-N behind its router), placed
+/// on `node_cores` (graph order): the sinks' cores, checked to be off the
+/// source's core (the hop is between cores).
+pub(crate) fn hop_sink_cores(
+    topology: Topology,
+    node_cores: &[CoreId],
+) -> Result<&[CoreId], String> {
+    let sinks = match topology {
+        Topology::Chain(1) => &node_cores[1..],
+        Topology::FanOut(_) => &node_cores[2..],
+        _ => return Err("written for chain-1 and fanout-N only".to_string()),
+    };
+    match node_cores.first() {
+        Some(src) if !sinks.is_empty() && sinks.iter().all(|c| c.id != src.id) => Ok(sinks),
+        _ => Err("a sink shares the source's core; the hop needs its own".to_string()),
+    }
+}
+
 fn busy_threads(t: Topology) -> usize {
     match t {
         Topology::Chain(h) => h + 1,

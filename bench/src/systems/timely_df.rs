@@ -25,7 +25,6 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use core_affinity::CoreId;
-use hdrhistogram::Histogram;
 use serde::de::{Deserializer, Error as _};
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
@@ -33,7 +32,7 @@ use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::{Exchange, Input as _, Inspect, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle};
 
-use crate::measure::{latency_histogram, now_ns, RunOutcome, SinkOutcome, Snapshots};
+use crate::measure::{now_ns, write_payload_into, Recorder, RunOutcome, SinkOutcome, Snapshots};
 use crate::scenario::{Load, Scenario, Topology, Workload};
 
 /// Payload bytes per record (the array's length).
@@ -75,18 +74,11 @@ impl<'de> Deserialize<'de> for Rec {
 
 impl Rec {
     /// Record `seq` stamped `stamp`, its payload written as
-    /// [`crate::measure::write_payload`] writes it for a 64-byte payload.
+    /// [`write_payload_into`] writes it for a 64-byte payload.
     #[inline]
     pub fn new(seq: u64, stamp: u64) -> Rec {
-        const HEAD: &[u8] = b"{\"seq\":";
         let mut payload = [b' '; PAYLOAD];
-        let mut itoa = itoa::Buffer::new();
-        let digits = itoa.format(seq).as_bytes();
-        let mut n = HEAD.len();
-        payload[..n].copy_from_slice(HEAD);
-        payload[n..n + digits.len()].copy_from_slice(digits);
-        n += digits.len();
-        payload[n] = b'}';
+        write_payload_into(&mut payload, seq, PAYLOAD);
         Rec { stamp, payload }
     }
 }
@@ -102,11 +94,7 @@ pub fn supports(
     node_cores: &[CoreId],
     cores: usize,
 ) -> Result<(), String> {
-    let sinks = match scenario.topology {
-        Topology::Chain(1) => &node_cores[1..],
-        Topology::FanOut(_) => &node_cores[2..],
-        _ => return Err("written for chain-1 and fanout-N only".to_string()),
-    };
+    super::hop_sink_cores(scenario.topology, node_cores)?;
     if scenario.load != Load::Saturating {
         return Err("saturating runs only (the source is not paced)".to_string());
     }
@@ -118,30 +106,19 @@ pub fn supports(
     if cores < 2 {
         return Err("needs two cores (one worker per core)".to_string());
     }
-    match node_cores.first() {
-        Some(src) if !sinks.is_empty() && sinks.iter().all(|c| c.id != src.id) => Ok(()),
-        _ => Err("a sink shares the source's core; the hop needs its own".to_string()),
-    }
+    Ok(())
 }
 
 /// One sink's running measurements (shared with its operator).
 struct Sink {
-    hist: Histogram<u64>,
-    received: u64,
-    first_stamp: u64,
-    last_ns: u64,
-    snaps: Option<Snapshots>,
+    rec: Recorder,
     checksum: u8,
 }
 
 impl Sink {
     fn new(snaps: Option<Snapshots>) -> Sink {
         Sink {
-            hist: latency_histogram(),
-            received: 0,
-            first_stamp: 0,
-            last_ns: 0,
-            snaps,
+            rec: Recorder::new(snaps),
             checksum: 0,
         }
     }
@@ -153,44 +130,19 @@ impl Sink {
         if recs.is_empty() {
             return;
         }
-        let now = now_ns();
-        if self.received == 0 {
-            self.first_stamp = recs[0].stamp;
-        }
-        let mut run_stamp = 0;
-        let mut run_len = 0u64;
-        for r in recs {
-            self.checksum ^= r.payload[PAYLOAD - 1];
-            if r.stamp != run_stamp {
-                if run_len > 0 {
-                    self.hist
-                        .saturating_record_n(now.saturating_sub(run_stamp), run_len);
-                }
-                run_stamp = r.stamp;
-                run_len = 0;
-            }
-            run_len += 1;
-            self.received += 1;
-            if let Some(s) = self.snaps.as_mut() {
-                s.check(self.received);
-            }
-        }
-        if run_len > 0 {
-            self.hist
-                .saturating_record_n(now.saturating_sub(run_stamp), run_len);
-        }
-        self.last_ns = now;
+        let checksum = &mut self.checksum;
+        self.rec.record_batch(
+            now_ns(),
+            recs.iter().map(|r| {
+                *checksum ^= r.payload[PAYLOAD - 1];
+                r.stamp
+            }),
+        );
     }
 
     fn finish(self) -> SinkOutcome {
         std::hint::black_box(self.checksum);
-        SinkOutcome {
-            latency: Some(self.hist),
-            received: self.received,
-            first_stamp: self.first_stamp,
-            last_ns: self.last_ns,
-            allocs: self.snaps.and_then(|s| s.between()),
-        }
+        self.rec.finish()
     }
 }
 
