@@ -129,14 +129,8 @@ impl<'a> SlotWriter<'a> {
 
     /// Replaces the payload with `bytes`.
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), TooLarge> {
-        if bytes.len() > self.buf.len() {
-            return Err(TooLarge {
-                len: bytes.len(),
-                slot_size: self.buf.len(),
-            });
-        }
+        self.set_len(bytes.len())?;
         self.buf[..bytes.len()].copy_from_slice(bytes);
-        self.len = bytes.len();
         Ok(())
     }
 
@@ -339,12 +333,6 @@ impl PortMask {
     /// All ports `0..n`.
     pub fn all(n: usize) -> PortMask {
         PortMask(if n >= 64 { u64::MAX } else { (1u64 << n) - 1 })
-    }
-
-    /// Whether port `i` is set.
-    #[inline]
-    pub fn contains(self, i: usize) -> bool {
-        i < Self::MAX_PORTS && self.0 >> i & 1 == 1
     }
 
     /// Whether no port is set.
