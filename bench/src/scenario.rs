@@ -30,7 +30,7 @@ impl fmt::Display for Topology {
             Topology::Chain(h) => {
                 write!(f, "gen -> {} forward -> sink ({h} hops)", h - 1)
             }
-            Topology::FanOut(n) => write!(f, "gen -> broadcast router -> {n} sinks"),
+            Topology::FanOut(n) => write!(f, "gen -> broadcast to {n} sinks"),
             Topology::FanIn(n) => write!(f, "{n} gens -> one sink input"),
             Topology::Diamond => write!(f, "gen -> broadcast router -> 2 forward -> one sink"),
         }

@@ -1,8 +1,15 @@
 //! The engine, built with [`PipelineBuilder`] from built-in stages:
-//! `Generator` sources, `Forward` processors, a broadcasting router for
-//! fan-out, and a measuring sink that does no more than `Discard` on the
-//! hot path (a count and, at two points, an allocation snapshot). Latency
-//! comes from the engine's own per-sink histograms in the [`RunReport`].
+//! `Generator` sources, `Forward` processors and a measuring sink that does
+//! no more than `Discard` on the hot path (a count and, at two points, an
+//! allocation snapshot). Latency comes from the engine's own per-sink
+//! histograms in the [`RunReport`].
+//!
+//! A broadcast node of the scenario graph becomes what a user writes for
+//! "every element to each of these": one output port connected to several
+//! inputs. The engine fans a port out by raising the slot's refcount once
+//! and pushing the handle on each edge, on the producer's core; the
+//! `broadcast` router component would add a ring hop and a second pass over
+//! each batch on that core.
 //!
 //! [`RunReport`]: dataplane::RunReport
 
@@ -10,25 +17,10 @@ use std::sync::{Arc, Mutex};
 
 use core_affinity::CoreId;
 use dataplane::operators::{Forward, Generator};
-use dataplane::stage::PortMask;
-use dataplane::{
-    Element, Pipeline, PipelineBuilder, Role, Router, Settings, Sink, Stage, StageError,
-};
+use dataplane::{Element, Pipeline, PipelineBuilder, Role, Settings, Sink, Stage, StageError};
 
 use crate::measure::{latency_histogram, now_ns, RunOutcome, SinkOutcome, Snapshots, TEMPLATE};
 use crate::scenario::{Graph, Kind, Workload};
-
-/// A router that sends every element to all of its ports (one slot, the
-/// refcount raised, no copy).
-pub struct Broadcast(pub usize);
-
-impl Router for Broadcast {
-    #[inline]
-    fn route(&mut self, _element: &Element<'_>, ports: &mut PortMask) -> Result<(), StageError> {
-        *ports = PortMask::all(self.0);
-        Ok(())
-    }
-}
 
 type Slot = Arc<Mutex<Option<SinkOutcome>>>;
 
@@ -78,11 +70,26 @@ pub fn slot_size(size: usize) -> usize {
     size.max(64).next_power_of_two()
 }
 
-fn port_name(kind: Kind, port: usize) -> String {
-    match kind {
-        Kind::Broadcast(_) => format!("out{port}"),
-        _ => "output".to_string(),
-    }
+/// Where each edge of `graph` starts in the engine: its own source node and
+/// port, or, for an edge out of a broadcast node, the broadcast's producer
+/// (whose port is then connected to every target of the broadcast).
+fn engine_edges(graph: &Graph) -> Vec<(usize, usize, usize)> {
+    let producer = |node: usize| {
+        graph
+            .edges
+            .iter()
+            .find(|e| e.to == node)
+            .map(|e| (e.from, e.port))
+    };
+    graph
+        .edges
+        .iter()
+        .filter(|e| !matches!(graph.nodes[e.to].kind, Kind::Broadcast(_)))
+        .filter_map(|e| match graph.nodes[e.from].kind {
+            Kind::Broadcast(_) => producer(e.from).map(|(from, port)| (from, port, e.to)),
+            _ => Some((e.from, e.port, e.to)),
+        })
+        .collect()
 }
 
 /// Builds the engine pipeline for `graph`; `probes` receive the sinks'
@@ -105,13 +112,8 @@ fn build(w: &Workload, graph: &Graph, probes: &[Slot]) -> Result<Pipeline, Strin
                 ("generator", Stage::Source(Box::new(g)))
             }
             Kind::Forward => ("forward", Stage::Processor(Box::new(Forward))),
-            Kind::Broadcast(n) => (
-                "broadcast",
-                Stage::Router(
-                    Box::new(Broadcast(n)),
-                    (0..n).map(|p| port_name(node.kind, p)).collect(),
-                ),
-            ),
+            // Folded into its producer's port (see `engine_edges`).
+            Kind::Broadcast(_) => continue,
             Kind::Sink => {
                 let snaps = (sink_no == 0).then(|| {
                     let per = graph.deliveries_per_element(i);
@@ -134,12 +136,10 @@ fn build(w: &Workload, graph: &Graph, probes: &[Slot]) -> Result<Pipeline, Strin
         };
         b.add(&node.name, component, stage);
     }
-    for e in &graph.edges {
-        let from = &graph.nodes[e.from];
-        b.connect(
-            (&from.name, &port_name(from.kind, e.port)),
-            (&graph.nodes[e.to].name, "input"),
-        );
+    for (from, port, to) in engine_edges(graph) {
+        let from = &graph.nodes[from];
+        debug_assert_eq!(port, 0, "sources and forwards have one port");
+        b.connect((&from.name, "output"), (&graph.nodes[to].name, "input"));
     }
     b.build().map_err(|e| e.to_string())
 }
@@ -152,7 +152,17 @@ pub fn placement(w: &Workload, graph: &Graph) -> Result<Vec<CoreId>, String> {
     graph
         .nodes
         .iter()
-        .map(|n| {
+        .enumerate()
+        .map(|(i, n)| {
+            // A folded broadcast runs where its producer runs.
+            let n = match n.kind {
+                Kind::Broadcast(_) => graph
+                    .edges
+                    .iter()
+                    .find(|e| e.to == i)
+                    .map_or(n, |e| &graph.nodes[e.from]),
+                _ => n,
+            };
             entries
                 .iter()
                 .find(|p| p.stage == n.name)
