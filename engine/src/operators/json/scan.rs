@@ -160,19 +160,40 @@ pub(super) fn scan_object<'a, M: Members<'a>>(
         .map_err(|code| JsonError::new(payload, code, s.i))
 }
 
-/// Bytes that end the fast run through a string: `"`, `\` and controls,
-/// and, in keys (which must be UTF-8), the non-ASCII bytes.
-static STRING_STOP: [bool; 256] = stop_table(false);
-static KEY_STOP: [bool; 256] = stop_table(true);
+/// Which bytes end the fast run through a string: `"`, `\\` and controls
+/// always; in keys (which must be UTF-8) also the non-ASCII bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stops {
+    String,
+    Key,
+}
 
-const fn stop_table(non_ascii: bool) -> [bool; 256] {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 256 {
-        t[i] = i < 0x20 || i == b'"' as usize || i == b'\\' as usize || (non_ascii && i >= 0x80);
-        i += 1;
+impl Stops {
+    #[inline(always)]
+    fn stops(self, c: u8) -> bool {
+        c < 0x20 || c == b'"' || c == b'\\' || (self == Stops::Key && c >= 0x80)
     }
-    t
+
+    /// The stop bytes of eight bytes at once (SWAR): bit 7 of byte `k` of
+    /// the result is set when byte `k` of `x` (little-endian) stops the run.
+    /// A subtraction that borrows can also mark bytes above the first
+    /// stop, never below it, so the lowest set bit is exact.
+    #[inline(always)]
+    fn in_word(self, x: u64) -> u64 {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGHS: u64 = ONES * 0x80;
+        let quote = x ^ (ONES * u64::from(b'"'));
+        let backslash = x ^ (ONES * u64::from(b'\\'));
+        // (v - 1) sets bit 7 of a zero byte, (x - 0x20) of a byte below
+        // 0x20; `!x` keeps only bytes that were below 0x80 to begin with.
+        let low =
+            (x.wrapping_sub(ONES * 0x20) | quote.wrapping_sub(ONES) | backslash.wrapping_sub(ONES))
+                & !x;
+        match self {
+            Stops::String => low & HIGHS,
+            Stops::Key => (low | x) & HIGHS,
+        }
+    }
 }
 
 /// Open containers inside one value, innermost last (`true`: an object).
@@ -423,11 +444,11 @@ impl<'p> Scanner<'p> {
 
     /// The rest of a string after its opening quote, as serde_json's
     /// `ignore_str` checks it: no controls, known escapes, any bytes else.
-    #[inline]
+    #[inline(always)]
     fn string(&mut self) -> Result<(), Code> {
         let b = self.b;
         loop {
-            let i = plain_run(b, self.i, &STRING_STOP);
+            let i = plain_run(b, self.i, Stops::String);
             match b.get(i) {
                 Some(b'"') => {
                     self.i = i + 1;
@@ -451,14 +472,14 @@ impl<'p> Scanner<'p> {
 
     /// The rest of a top-level key after its opening quote, as serde_json's
     /// `parse_str` checks it: also UTF-8 and paired surrogates.
-    #[inline]
+    #[inline(always)]
     fn key(&mut self) -> Result<Key<'p>, Code> {
         let b: &'p [u8] = self.b;
         let start = self.i;
         let mut escaped = false;
         let mut non_ascii = false;
         loop {
-            let i = plain_run(b, self.i, &KEY_STOP);
+            let i = plain_run(b, self.i, Stops::Key);
             self.i = i + 1;
             match b.get(i) {
                 Some(b'"') => break,
@@ -596,11 +617,19 @@ fn is_ws(c: u8) -> bool {
     matches!(c, b' ' | b'\n' | b'\t' | b'\r')
 }
 
-/// Where the run of bytes not in `stop` that starts at `i` ends.
+/// Where the run of bytes that are not `stops` starting at `i` ends:
+/// eight bytes at a time, then byte by byte.
 #[inline(always)]
-fn plain_run(b: &[u8], mut i: usize, stop: &[bool; 256]) -> usize {
+fn plain_run(b: &[u8], mut i: usize, stops: Stops) -> usize {
+    while let Some(word) = b.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
+        let hits = stops.in_word(u64::from_le_bytes(word));
+        if hits != 0 {
+            return i + (hits.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
     while let Some(&c) = b.get(i) {
-        if stop[usize::from(c)] {
+        if stops.stops(c) {
             break;
         }
         i += 1;
@@ -697,6 +726,50 @@ mod tests {
         assert!(unescaped_eq(br"\ud83d\ude00!", "😀!".as_bytes()));
         assert!(!unescaped_eq(br"t\u0079pe", b"typ"));
         assert!(!unescaped_eq(br"t\u0079p", b"type"));
+    }
+
+    /// The byte-by-byte definition of where a run ends.
+    fn slow_run(b: &[u8], i: usize, stops: Stops) -> usize {
+        b[i..]
+            .iter()
+            .position(|&c| stops.stops(c))
+            .map_or(b.len(), |p| i + p)
+    }
+
+    #[test]
+    fn word_at_a_time_runs_stop_at_every_stop_byte() {
+        // Each byte value at each position of a word, after plain bytes and
+        // before bytes that would also stop (so a borrow could mislead).
+        for stops in [Stops::String, Stops::Key] {
+            for c in 0..=255u8 {
+                for k in 0..12 {
+                    let mut b = vec![b'a'; 12];
+                    b[k] = c;
+                    b[(k + 1)..].iter_mut().for_each(|x| *x = 0);
+                    assert_eq!(
+                        plain_run(&b, 0, stops),
+                        slow_run(&b, 0, stops),
+                        "byte {c:#04x} at {k}"
+                    );
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn word_at_a_time_runs_match_the_definition(
+            b in proptest::collection::vec(proptest::prop_oneof![
+                proptest::prelude::any::<u8>(),
+                proptest::sample::select(vec![b'"', b'\\', 0x1f, 0x20, 0x7f, 0x80, 0xff, b'a']),
+            ], 0..40),
+            start in 0usize..40,
+        ) {
+            let i = start.min(b.len());
+            for stops in [Stops::String, Stops::Key] {
+                proptest::prop_assert_eq!(plain_run(&b, i, stops), slow_run(&b, i, stops));
+            }
+        }
     }
 
     #[test]
