@@ -19,7 +19,7 @@
 #       (engine, limit, engine, limit, ...), and the gate takes the median of
 #       the per-pair ratios, so a CPU that is faster or a neighbour that is
 #       noisier moves both sides of each ratio.
-#   GATE_FANOUT        engine fan-out to 2 / the same router with 1 branch
+#   GATE_FANOUT        engine fan-out to 2 / the same port with 1 edge
 #   allocations        engine heap allocations per element, chain and fan-out
 #   hot path           instructions per element, alloc -> route -> release,
 #                      single worker, under callgrind: at most scripts/hotpath-budget
@@ -30,7 +30,7 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 
 GATE_LIMIT_CHAIN=${GATE_LIMIT_CHAIN:-0.4}
-GATE_LIMIT_FANOUT=${GATE_LIMIT_FANOUT:-0.2}
+GATE_LIMIT_FANOUT=${GATE_LIMIT_FANOUT:-0.35}
 PAIRS=${PAIRS:-7}
 GATE_FANOUT=${GATE_FANOUT:-0.8}
 GATE_ALLOCS=${GATE_ALLOCS:-0.001}
