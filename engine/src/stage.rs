@@ -404,6 +404,13 @@ pub trait Processor: Send {
     fn finish(&mut self, _out: &mut Emitter<'_>) -> Result<(), StageError> {
         Ok(())
     }
+    /// Events the stage counted that are not elements in or out (keys a
+    /// dedupe forgot to stay within `max_keys`, say), as `(name, count)`;
+    /// read once at the end of the run, shown in the summary and the JSON
+    /// report. Default: none.
+    fn counts(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
     /// Called once after the last element.
     fn teardown(&mut self) {}
 }

@@ -10,6 +10,7 @@
 //!   placement: [{ stage, component, role, core, worker }],
 //!   stages: [{ name, component, role, core, worker, received, sent, dropped,
 //!              ports: { port: count }, reasons: [{ kind, count, first_detail, diverted }],
+//!              counts: { name: count },
 //!              failure, latency?, service?, arrival? }],
 //!   targets: [{ sink, statistic, limit_ns, measured_ns, met }] }
 //! ```
@@ -59,6 +60,7 @@ pub fn report_json(r: &RunReport) -> Value {
                 "reasons": s.reasons.iter().map(|x| json!({
                     "kind": x.kind, "count": x.count, "first_detail": x.first_detail, "diverted": x.diverted,
                 })).collect::<Vec<_>>(),
+                "counts": s.counts.iter().map(|(k, n)| ((*k).to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
                 "failure": s.failure,
             });
             for (key, h) in [("latency", &s.latency), ("service", &s.service), ("arrival", &s.arrival)] {

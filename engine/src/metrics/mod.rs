@@ -70,6 +70,9 @@ pub struct StageReport {
     /// upstream's arrival, less the upstream's service time, is the queueing
     /// delay of the hop between them.
     pub arrival: Option<Histogram<u64>>,
+    /// Events the stage counted besides elements (see
+    /// [`Processor::counts`](crate::stage::Processor::counts)).
+    pub counts: Vec<(&'static str, u64)>,
     /// The fatal error that stopped the stage, if any.
     pub failure: Option<String>,
 }
@@ -96,6 +99,7 @@ impl StageReport {
             latency: (role == Role::Sink).then(latency_histogram),
             service: stage_metrics.then(latency_histogram),
             arrival: (stage_metrics && role != Role::Source).then(latency_histogram),
+            counts: Vec::new(),
             failure: None,
         }
     }

@@ -220,6 +220,9 @@ impl fmt::Display for RunReport {
                     )?;
                 }
             }
+            for (name, n) in &s.counts {
+                writeln!(f, "{:<w$}    {n} x {name}", "")?;
+            }
             if let Some(failure) = &s.failure {
                 writeln!(f, "{:<w$}    FAILED: {failure}", "")?;
             }

@@ -201,7 +201,10 @@ impl Node {
         }
         match &mut self.stage {
             Stage::Source(s) => s.teardown(),
-            Stage::Processor(p) => p.teardown(),
+            Stage::Processor(p) => {
+                self.report.counts = p.counts();
+                p.teardown();
+            }
             Stage::Router(r, _) => r.teardown(),
             Stage::Sink(s) => {
                 if !failed {
