@@ -106,7 +106,7 @@ pub(crate) fn register_sources(r: &mut Registry) {
             ("address", "address to bind, e.g. \"127.0.0.1:9000\""),
             (
                 "max_connections",
-                "clients served at once (default 64; more wait)",
+                "clients served at once (default 1024); one more is accepted, closed and counted as dropped (connection refused)",
             ),
             ("max_elements", "finish after this many elements"),
             (

@@ -67,6 +67,13 @@ impl LineBuffer {
         self.end > self.start
     }
 
+    /// Whether the buffer holds nothing of its stream: no bytes, and not in
+    /// the middle of skipping an over-long line. Such a buffer can be lent
+    /// to another stream.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.start == self.end && !self.skipping
+    }
+
     /// The next complete line, if one is buffered. Empty lines are skipped.
     pub(crate) fn next_line(&mut self) -> Next<'_> {
         loop {
