@@ -256,7 +256,7 @@ pub(crate) fn register_processors(r: &mut Registry) {
             ),
             (
                 "max_keys",
-                "keys remembered at most; the oldest is forgotten early (default 100000)",
+                "keys remembered at most; the oldest is forgotten early, counted in the summary as keys evicted (default 100000)",
             ),
         ],
         |t| Ok(Stage::Processor(Box::new(dedupe::build(params(t)?)?))),

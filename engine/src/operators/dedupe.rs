@@ -16,7 +16,9 @@ use crate::stage::{Element, Processor, Reason, StageError, Verdict};
 /// 1 in 2^64 per pair, would drop an element wrongly). Memory is bounded:
 /// at most `max_keys` are remembered, in a table and a FIFO preallocated at
 /// start; when full, the oldest is forgotten early, so one of its repeats
-/// may pass. No allocation per element.
+/// may pass. Those early evictions are counted ([`Processor::counts`]:
+/// "keys evicted (max_keys)"), so a summary shows when `max_keys` is too
+/// small for the window. No allocation per element.
 pub struct Dedupe {
     field: Option<String>,
     window_ns: u64,
@@ -24,6 +26,8 @@ pub struct Dedupe {
     seen: HashMap<u64, u64, PrehashedBuild>,
     order: VecDeque<(u64, u64)>,
     last_ns: u64,
+    /// Keys forgotten before their window ended, to stay within `max_keys`.
+    evicted: u64,
 }
 
 impl Dedupe {
@@ -39,6 +43,7 @@ impl Dedupe {
             seen: HashMap::with_capacity_and_hasher(max_keys, PrehashedBuild::default()),
             order: VecDeque::with_capacity(max_keys),
             last_ns: 0,
+            evicted: 0,
         })
     }
 
@@ -57,6 +62,7 @@ impl Dedupe {
         if self.seen.len() >= self.max_keys {
             if let Some((k, _)) = self.order.pop_front() {
                 self.seen.remove(&k);
+                self.evicted += 1;
             }
         }
         self.seen.insert(key, t);
@@ -68,6 +74,10 @@ impl Dedupe {
 impl Processor for Dedupe {
     fn drop_reason(&self) -> &'static str {
         "duplicate"
+    }
+
+    fn counts(&self) -> Vec<(&'static str, u64)> {
+        vec![("keys evicted (max_keys)", self.evicted)]
     }
 
     fn process(&mut self, element: &mut Element<'_>) -> Result<Verdict, StageError> {
@@ -156,5 +166,25 @@ mod tests {
         assert_eq!(d.seen.len(), 2);
         assert!(d.admit(1, 5), "key 1 was forgotten early");
         assert!(d.seen.capacity() >= 2 && d.order.len() == 2);
+    }
+
+    /// Keys forgotten early are counted; keys that expired are not.
+    #[test]
+    fn counts_evictions() {
+        let mut d = Dedupe::new(Some("id".into()), 100 * MS, 2).unwrap();
+        let mut h = Harness::new(256);
+        let mut at = |h: &mut Harness, id: u32, ms: u64| {
+            let doc = format!(r#"{{"id":{id}}}"#);
+            h.process_at(&mut d, doc.as_bytes(), 1 + ms * MS).verdict
+        };
+        assert_eq!(at(&mut h, 1, 0), Ok(Verdict::Emit));
+        assert_eq!(at(&mut h, 2, 1), Ok(Verdict::Emit));
+        assert_eq!(at(&mut h, 3, 2), Ok(Verdict::Emit), "evicts 1");
+        assert_eq!(at(&mut h, 1, 3), Ok(Verdict::Emit), "evicts 2");
+        assert_eq!(at(&mut h, 3, 4), Ok(Verdict::Drop));
+        // Past the window both keys expire: room without evicting.
+        assert_eq!(at(&mut h, 4, 200), Ok(Verdict::Emit));
+        assert_eq!(at(&mut h, 5, 201), Ok(Verdict::Emit));
+        assert_eq!(d.counts(), [("keys evicted (max_keys)", 2)]);
     }
 }
