@@ -319,7 +319,7 @@ pub(crate) fn register_sinks(r: &mut Registry) {
         Role::Sink,
         "prints each element on a line of stdout",
         &[
-            ("format", "\"prefix\" (default): prefix then payload; \"raw\": payload; \"json\": a JSON record with the metadata (node, seq, source, ingest_ns, content_type, reason) and the payload"),
+            ("format", "\"prefix\" (default): prefix then payload; \"raw\": payload; \"json\": a JSON record with the metadata (node, seq, source, ingest_ns, content_type, reason) and the payload (payload_base64 instead when it is not UTF-8)"),
             ("prefix", "text before each payload (format \"prefix\"; default none)"),
             ("on_complete", "line printed when the stream completes"),
         ],
