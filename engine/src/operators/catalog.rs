@@ -296,7 +296,10 @@ pub(crate) fn register_processors(r: &mut Registry) {
             ("key", "top-level field to group by (default: one group)"),
             ("field", "top-level numeric field to aggregate"),
             ("aggregates", "any of count, sum, min, max, avg (default: all with a field, else count)"),
-            ("max_keys", "keys per window at most; more are rejected (default 10000)"),
+            (
+                "max_keys",
+                "keys per window at most; elements of more keys are rejected, and the keys refused counted in the summary (default 10000)",
+            ),
         ],
         |t| Ok(Stage::Processor(Box::new(window::build(params(t)?)?))),
     );

@@ -18,7 +18,13 @@
 //!   close on `tick`, so also when no input arrives.
 //! * At end of stream (`finish`) the windows still open are emitted with
 //!   what they hold.
+//! * At most `max_keys` keys at a time: an element of one more key is
+//!   rejected ("too many keys", counted per element like any rejection),
+//!   and [`Processor::counts`] reports how many keys were turned away
+//!   ("keys refused (max_keys)": each key once per pane it was refused in),
+//!   which says how far `max_keys` falls short.
 
+use std::collections::HashSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use indexmap::IndexMap;
@@ -27,7 +33,7 @@ use serde::Deserialize;
 use crate::arena::ContentType;
 use crate::clock::now_ns;
 use crate::operators::json::find_members;
-use crate::operators::util::{write_json_f64, FnvBuild};
+use crate::operators::util::{fnv1a64, write_json_f64, FnvBuild, PrehashedBuild};
 use crate::stage::{Element, Emitter, Processor, Reason, StageError, Verdict};
 
 /// Where a window's output goes: `Element::emit` in `process`,
@@ -108,6 +114,11 @@ pub struct Window {
     max_keys: usize,
     /// Raw key JSON (empty without a key) -> pane ring.
     groups: IndexMap<Box<[u8]>, Vec<Agg>, FnvBuild>,
+    /// Hashes of the keys refused in the open pane (at most `max_keys`), so
+    /// that each is counted once per pane.
+    refused: HashSet<u64, PrehashedBuild>,
+    /// Keys refused for want of room (`max_keys`), once per pane each.
+    keys_refused: u64,
     /// Elements per pane slot, all keys together.
     pane_counts: Vec<u64>,
     /// Elements seen (count windows).
@@ -154,6 +165,8 @@ impl Window {
             },
             max_keys: 10_000,
             groups: IndexMap::default(),
+            refused: HashSet::default(),
+            keys_refused: 0,
             pane_counts: vec![0; panes as usize],
             seen: 0,
             current: None,
@@ -219,6 +232,9 @@ impl Window {
             // Forget keys with nothing left in any pane.
             self.groups
                 .retain(|_, ring| ring.iter().any(|a| a.count > 0));
+        }
+        if !self.refused.is_empty() {
+            self.refused.clear();
         }
         result
     }
@@ -338,6 +354,11 @@ impl Window {
             Some(ring) => ring,
             None => {
                 if self.groups.len() >= self.max_keys {
+                    // Past `max_keys` different refused keys in one pane,
+                    // each refusal counts (an upper bound, in bounded memory).
+                    if self.refused.len() >= self.max_keys || self.refused.insert(fnv1a64(key)) {
+                        self.keys_refused += 1;
+                    }
                     return Err(StageError::Rejected(Reason::new(
                         "too many keys",
                         format!("more than max_keys = {} keys in a window", self.max_keys),
@@ -399,6 +420,13 @@ fn wall_offset() -> u64 {
 impl Processor for Window {
     fn drop_reason(&self) -> &'static str {
         "absorbed into window"
+    }
+
+    fn counts(&self) -> Vec<(&'static str, u64)> {
+        if self.key.is_none() {
+            return Vec::new(); // one group: never refuses
+        }
+        vec![("keys refused (max_keys)", self.keys_refused)]
     }
 
     fn process(&mut self, element: &mut Element<'_>) -> Result<Verdict, StageError> {
@@ -652,6 +680,38 @@ aggregates = ["sum", "count"]"#,
             [r#"{"start":0,"end":2,"count":2,"sum":3.5,"min":1,"max":2.5,"avg":1.75}"#]
         );
         assert!(h.finish(&mut w).is_empty());
+    }
+
+    /// Keys past `max_keys` are rejected per element and counted once per
+    /// pane per key.
+    #[test]
+    fn counts_keys_refused_past_max_keys() {
+        let mut w = window("size = 4\nkey = \"k\"\nmax_keys = 2");
+        let mut h = Harness::new(256);
+        let mut refused = 0;
+        let mut out = Vec::new();
+        for k in ["a", "b", "c", "c", "a", "b", "c", "d", "e", "e", "f", "c"] {
+            let r = h.process(&mut w, format!(r#"{{"k":"{k}"}}"#).as_bytes());
+            match r.verdict {
+                Ok(v) => assert_eq!(v, Verdict::Drop),
+                Err(StageError::Rejected(r)) if r.kind == "too many keys" => refused += 1,
+                Err(e) => panic!("{e}"),
+            }
+            out.extend(strings(&r.emitted));
+        }
+        // Pane [0,4): a, b, a, b (c refused twice). Pane [4,8): c, d so
+        // far (e twice and f refused).
+        assert_eq!(
+            out,
+            [
+                r#"{"k":"a","start":0,"end":4,"count":2}"#,
+                r#"{"k":"b","start":0,"end":4,"count":2}"#,
+            ]
+        );
+        assert_eq!(refused, 5);
+        assert_eq!(w.counts(), [("keys refused (max_keys)", 1 + 2)]);
+        let unkeyed = window("size = 4");
+        assert!(unkeyed.counts().is_empty());
     }
 
     thread_local! {
