@@ -37,9 +37,10 @@ mod sync;
 pub mod topology;
 
 pub use arena::{Arena, Handle, LocalPool, Meta};
-pub use metrics::{RunReport, StageReport};
+pub use metrics::{EdgeReport, RunReport, StageReport};
 pub use operators::Registry;
 pub use ring::wait::WaitStrategy;
+pub use ring::WhenFull;
 pub use runtime::Pipeline;
 pub use stage::{
     Element, Emitter, Processor, Pull, Reason, Role, Router, Sink, SlotWriter, Source, Stage,

@@ -34,6 +34,10 @@ const EXPECTED: &[(&str, &[&str])] = &[
         &["duplicate_node_across_flows.toml:17:1: duplicate node name 'sink' (first defined at ", "duplicate_node_across_flows.toml:6:1)"],
     ),
     (
+        "bad_when_full.toml",
+        &["bad_when_full.toml:12:13: unknown when_full 'drop_latest' (expected block, drop_newest or drop_oldest)"],
+    ),
+    (
         "cycle.toml",
         &["cycle.toml:6:1: the graph has a cycle: second -> first -> second (pipelines must be acyclic)"],
     ),

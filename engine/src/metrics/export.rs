@@ -7,6 +7,7 @@
 //! { schema, success, targets_met, elapsed_ns, produced, throughput_eps,
 //!   arena: { slots, slot_size, leaked },
 //!   pinned, panics: [..],
+//!   edges: [{ from, port, to, capacity, when_full, dropped }],
 //!   placement: [{ stage, component, role, core, worker }],
 //!   stages: [{ name, component, role, core, worker, received, sent, dropped,
 //!              ports: { port: count }, reasons: [{ kind, count, first_detail, diverted }],
@@ -80,6 +81,10 @@ pub fn report_json(r: &RunReport) -> Value {
         "throughput_eps": r.throughput(),
         "arena": { "slots": r.arena_slots, "slot_size": r.slot_size, "leaked": r.leaked_slots },
         "pinned": r.pinned,
+        "edges": r.edges.iter().map(|e| json!({
+            "from": e.from, "port": e.port, "to": e.to, "capacity": e.capacity,
+            "when_full": e.when_full.as_str(), "dropped": e.dropped,
+        })).collect::<Vec<_>>(),
         "panics": r.panics,
         "placement": r.placement.iter().map(|p| json!({
             "stage": p.stage, "component": p.component, "role": p.role.to_string(),

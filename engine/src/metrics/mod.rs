@@ -10,7 +10,7 @@ mod report;
 pub mod targets;
 
 pub use export::{write_histogram_log, write_json_report};
-pub use report::{human_ns, PlacementEntry, RunReport};
+pub use report::{human_ns, EdgeReport, PlacementEntry, RunReport};
 
 use hdrhistogram::Histogram;
 

@@ -5,7 +5,26 @@ use std::time::Duration;
 
 use crate::metrics::targets::{Target, Verdict};
 use crate::metrics::StageReport;
+use crate::ring::WhenFull;
 use crate::stage::Role;
+
+/// One edge: its ends, its policy and what it dropped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EdgeReport {
+    /// Producing node.
+    pub from: String,
+    /// Its output port.
+    pub port: String,
+    /// Consuming node.
+    pub to: String,
+    /// Ring capacity.
+    pub capacity: usize,
+    /// What the edge does when its ring is full.
+    pub when_full: WhenFull,
+    /// Elements dropped because the ring was full (or, at the end of a run,
+    /// left queued for a consumer that had stopped).
+    pub dropped: u64,
+}
 
 /// Where one stage runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,6 +63,8 @@ pub struct RunReport {
     pub panics: Vec<String>,
     /// Latency targets checked against the sinks' histograms.
     pub targets: Vec<Verdict>,
+    /// Every edge, in config order.
+    pub edges: Vec<EdgeReport>,
 }
 
 impl RunReport {
@@ -76,6 +97,7 @@ impl RunReport {
             pinned,
             panics,
             targets: Vec::new(),
+            edges: Vec::new(),
         }
     }
 
@@ -121,6 +143,11 @@ impl RunReport {
             .filter(|s| s.role == Role::Source)
             .map(|s| s.sent)
             .sum()
+    }
+
+    /// Elements dropped on edges (full rings of dropping edges).
+    pub fn edge_drops(&self) -> u64 {
+        self.edges.iter().map(|e| e.dropped).sum()
     }
 
     /// Source elements per second over the whole run.
@@ -220,12 +247,23 @@ impl fmt::Display for RunReport {
                     )?;
                 }
             }
-            for (name, n) in &s.counts {
+            for (name, n) in s.counts.iter().filter(|(_, n)| *n > 0) {
                 writeln!(f, "{:<w$}    {n} x {name}", "")?;
             }
             if let Some(failure) = &s.failure {
                 writeln!(f, "{:<w$}    FAILED: {failure}", "")?;
             }
+        }
+        for e in self
+            .edges
+            .iter()
+            .filter(|e| e.dropped > 0 || e.when_full != WhenFull::Block)
+        {
+            writeln!(
+                f,
+                "edge {}.{} -> {} ({}, capacity {}): {} dropped",
+                e.from, e.port, e.to, e.when_full, e.capacity, e.dropped
+            )?;
         }
         let sinks: Vec<_> = self
             .stages

@@ -27,6 +27,7 @@ pub struct Field<'a> {
 
 impl<'a> Field<'a> {
     /// The value as text: a JSON string unescaped, anything else as written.
+    #[inline]
     pub fn as_text(&self) -> Cow<'a, str> {
         let raw = self.raw;
         if raw.len() >= 2 && raw.starts_with('"') {

@@ -12,63 +12,243 @@
 //!
 //! Rings carry raw slot indices; this module is the only place that turns a
 //! [`Handle`] into one ([`fan_out`]) or back ([`EdgeIn::take`],
-//! [`EdgeIn::pop`]), and the only user of `rtrb`.
+//! [`EdgeIn::pop`], the drops of [`WhenFull`]), and the only user of `rtrb`.
+//!
+//! # When a ring is full
+//!
+//! Each edge has its own [`WhenFull`] policy. A `Block` edge bounds its
+//! producer's batch (backpressure). A dropping edge never does: the producer
+//! batches as its other edges allow and the edge sheds what does not fit.
+//! `DropNewest` releases the handles of this batch that found no room.
+//! `DropOldest` keeps them and asks the consumer, through a shared counter,
+//! to release that many elements from the head of the ring before its next
+//! read (only the consumer may pop an SPSC ring); the oldest queued elements
+//! go and the new ones get their room. A consumer that is stalled altogether
+//! never answers, so the producer also bounds its leftovers to the ring's
+//! capacity, dropping the oldest of those. Drops are counted per edge in
+//! [`EdgeStats`].
 
 pub mod wait;
 
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use rtrb::{Consumer, Producer, RingBuffer};
 
-use crate::arena::{Arena, Handle};
+use crate::arena::{Arena, Handle, LocalPool};
 
 /// Default ring capacity (handles per edge) when a config does not say.
 pub const DEFAULT_CAPACITY: usize = 1024;
 
-/// Creates one edge's ring.
-pub(crate) fn edge(capacity: usize) -> (EdgeOut, EdgeIn) {
+/// What an edge does when its ring is full (`when_full` in a config).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WhenFull {
+    /// The producer waits (backpressure): nothing is lost, and a slow
+    /// consumer slows everything upstream of it, its siblings included.
+    #[default]
+    Block,
+    /// The elements that find the ring full are dropped (counted): the
+    /// consumer sees the oldest data, the producer never waits.
+    DropNewest,
+    /// The oldest queued elements are dropped to make room (counted): the
+    /// consumer sees the freshest data, the producer never waits.
+    DropOldest,
+}
+
+impl WhenFull {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WhenFull::Block => "block",
+            WhenFull::DropNewest => "drop_newest",
+            WhenFull::DropOldest => "drop_oldest",
+        }
+    }
+}
+
+impl fmt::Display for WhenFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for WhenFull {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<WhenFull, String> {
+        match s {
+            "block" => Ok(WhenFull::Block),
+            "drop_newest" => Ok(WhenFull::DropNewest),
+            "drop_oldest" => Ok(WhenFull::DropOldest),
+            other => Err(format!(
+                "unknown when_full '{other}' (expected block, drop_newest or drop_oldest)"
+            )),
+        }
+    }
+}
+
+/// Counters of one edge, shared by its two ends (written once per batch
+/// that drops, never per element).
+#[derive(Debug, Default)]
+pub struct EdgeStats {
+    dropped: AtomicU64,
+    /// `DropOldest`: elements the producer asks the consumer to shed from
+    /// the head of the ring.
+    shed: AtomicUsize,
+}
+
+impl EdgeStats {
+    /// Elements dropped on this edge so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    fn add_dropped(&self, n: usize) {
+        self.dropped.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// Creates one edge's ring with its policy; the stats outlive both ends.
+pub(crate) fn edge(capacity: usize, when_full: WhenFull) -> (EdgeOut, EdgeIn, Arc<EdgeStats>) {
     let (producer, consumer) = RingBuffer::new(capacity);
+    let stats = Arc::new(EdgeStats::default());
     (
         EdgeOut {
             producer,
             outbox: Vec::with_capacity(capacity.min(4096)),
+            when_full,
+            capacity,
+            room: capacity,
+            refused: 0,
+            stats: Arc::clone(&stats),
         },
-        EdgeIn { consumer },
+        EdgeIn {
+            consumer,
+            shed_from: (when_full == WhenFull::DropOldest).then(|| Arc::clone(&stats)),
+        },
+        stats,
     )
 }
 
-/// Queues `handle` on each of the `count` edges of `edges`: one slot, its
-/// refcount raised by `count - 1`, the same index on every edge, no copy.
-#[inline]
-pub(crate) fn fan_out<'e>(
-    arena: &Arena,
-    handle: Handle,
-    count: usize,
-    edges: impl Iterator<Item = &'e mut EdgeOut>,
-) {
-    debug_assert!(count > 0, "fan_out to no edge");
-    arena.add_refs(&handle, count as u32 - 1);
+/// Releases handles that never reached a ring.
+fn release_raw(arena: &Arena, pool: &mut LocalPool, raws: impl Iterator<Item = u32>) {
+    for raw in raws {
+        // SAFETY: every index in an outbox or a ring was put there by
+        // `fan_out` and carries one reference of this pipeline's arena; the
+        // callers remove it as they pass it here (drained from the outbox,
+        // or read from the ring and committed), so it is never read again.
+        arena.release(unsafe { arena.handle_from_raw(raw) }, pool);
+    }
+}
+
+/// Queues `handle` on each edge of `edges` that takes it: one slot, its
+/// refcount raised once for all of them, the same index on every edge, no
+/// copy. A `drop_newest` edge whose ring has no room left for this batch
+/// refuses the element (counted) without touching the refcount, unless no
+/// edge takes it (then the first edge queues it and sheds it at flush).
+///
+/// `refusing`: whether any of these edges is `drop_newest` (the caller
+/// knows it per node); without, every edge takes and nothing is checked.
+#[inline(always)]
+pub(crate) fn fan_out(arena: &Arena, handle: Handle, edges: &mut [EdgeOut], refusing: bool) {
+    debug_assert!(!edges.is_empty(), "fan_out to no edge");
+    if let [edge] = edges {
+        edge.outbox.push(handle.into_raw());
+        return;
+    }
+    if !refusing {
+        arena.add_refs(&handle, edges.len() as u32 - 1);
+        let raw = handle.into_raw();
+        for edge in edges {
+            edge.outbox.push(raw);
+        }
+        return;
+    }
+    fan_out_refusing(arena, handle, edges);
+}
+
+#[inline(never)]
+fn fan_out_refusing(arena: &Arena, handle: Handle, edges: &mut [EdgeOut]) {
+    let taking = edges.iter().filter(|e| e.takes()).count();
+    if taking == 0 {
+        edges[0].outbox.push(handle.into_raw());
+        edges[1..].iter_mut().for_each(|e| e.refused += 1);
+        return;
+    }
+    arena.add_refs(&handle, taking as u32 - 1);
     let raw = handle.into_raw();
     for edge in edges {
-        edge.outbox.push(raw);
+        edge.offer(raw);
     }
 }
 
 /// Queues `handle` on every edge of every port set in `mask` (bit `p`:
-/// `ports[p]`): one slot, one refcount bump for all of them, no copy.
+/// `ports[p]`) that takes it, as [`fan_out`] does.
 #[inline]
-pub(crate) fn fan_out_ports(arena: &Arena, handle: Handle, ports: &mut [Vec<EdgeOut>], mask: u64) {
-    let mut total = 0;
+pub(crate) fn fan_out_ports(
+    arena: &Arena,
+    handle: Handle,
+    ports: &mut [Vec<EdgeOut>],
+    mask: u64,
+    refusing: bool,
+) {
+    if !refusing {
+        let mut total = 0;
+        let mut bits = mask;
+        while bits != 0 {
+            total += ports[bits.trailing_zeros() as usize].len();
+            bits &= bits - 1;
+        }
+        debug_assert!(total > 0, "fan_out_ports to no edge");
+        arena.add_refs(&handle, total as u32 - 1);
+        let raw = handle.into_raw();
+        let mut bits = mask;
+        while bits != 0 {
+            for edge in &mut ports[bits.trailing_zeros() as usize] {
+                edge.outbox.push(raw);
+            }
+            bits &= bits - 1;
+        }
+        return;
+    }
+    fan_out_ports_refusing(arena, handle, ports, mask);
+}
+
+#[inline(never)]
+fn fan_out_ports_refusing(arena: &Arena, handle: Handle, ports: &mut [Vec<EdgeOut>], mask: u64) {
+    let mut taking = 0;
     let mut bits = mask;
     while bits != 0 {
-        total += ports[bits.trailing_zeros() as usize].len();
+        taking += ports[bits.trailing_zeros() as usize]
+            .iter()
+            .filter(|e| e.takes())
+            .count();
         bits &= bits - 1;
     }
-    debug_assert!(total > 0, "fan_out_ports to no edge");
-    arena.add_refs(&handle, total as u32 - 1);
-    let raw = handle.into_raw();
     let mut bits = mask;
+    if taking == 0 {
+        // Nobody has room: the first edge queues it and sheds it at flush,
+        // the others count it refused.
+        let mut raw = Some(handle.into_raw());
+        while bits != 0 {
+            for edge in &mut ports[bits.trailing_zeros() as usize] {
+                match raw.take() {
+                    Some(r) => edge.outbox.push(r),
+                    None => edge.refused += 1,
+                }
+            }
+            bits &= bits - 1;
+        }
+        debug_assert!(raw.is_none(), "fan_out_ports to no edge");
+        return;
+    }
+    arena.add_refs(&handle, taking as u32 - 1);
+    let raw = handle.into_raw();
     while bits != 0 {
         for edge in &mut ports[bits.trailing_zeros() as usize] {
-            edge.outbox.push(raw);
+            edge.offer(raw);
         }
         bits &= bits - 1;
     }
@@ -80,13 +260,52 @@ pub(crate) struct EdgeOut {
     /// Handles produced in this batch, not yet published (each owns one
     /// reference, given to the consumer when published).
     outbox: Vec<u32>,
+    when_full: WhenFull,
+    capacity: usize,
+    /// Ring space left after the last flush (`drop_newest`: what this
+    /// batch may still queue).
+    room: usize,
+    /// Elements refused by [`fan_out`] since the last flush.
+    refused: usize,
+    stats: Arc<EdgeStats>,
 }
 
 impl EdgeOut {
+    /// Whether a fan-out should queue one more element here: always,
+    /// except on a `drop_newest` edge whose ring is already spoken for.
+    #[inline]
+    fn takes(&self) -> bool {
+        self.when_full != WhenFull::DropNewest || self.outbox.len() < self.room
+    }
+
+    /// Queues `raw` if this edge [`takes`](Self::takes) it, else counts it
+    /// refused (the caller raised the refcount for the taking edges only).
+    #[inline]
+    fn offer(&mut self, raw: u32) {
+        if self.takes() {
+            self.outbox.push(raw);
+        } else {
+            self.refused += 1;
+        }
+    }
+
     /// Whether everything queued has been published.
     #[inline]
     pub(crate) fn is_flushed(&self) -> bool {
         self.outbox.is_empty()
+    }
+
+    /// Whether a fan-out must ask this edge before queueing
+    /// (`WhenFull::DropNewest`).
+    #[inline]
+    pub(crate) fn refuses(&self) -> bool {
+        self.when_full == WhenFull::DropNewest
+    }
+
+    /// Whether a full ring holds the producer back (`WhenFull::Block`).
+    #[inline]
+    pub(crate) fn blocks(&self) -> bool {
+        self.when_full == WhenFull::Block
     }
 
     /// Space left for this batch: ring free space minus what is queued.
@@ -95,23 +314,59 @@ impl EdgeOut {
         self.producer.slots().saturating_sub(self.outbox.len())
     }
 
-    /// Publishes as much of the outbox as fits; returns how many.
+    /// Publishes as much of the outbox as fits, then applies the edge's
+    /// policy to the rest (see the module docs); returns how many were
+    /// published or dropped.
     #[inline]
-    pub(crate) fn flush(&mut self) -> usize {
-        if self.outbox.is_empty() {
+    pub(crate) fn flush(&mut self, arena: &Arena, pool: &mut LocalPool) -> usize {
+        if self.outbox.is_empty() && self.when_full == WhenFull::Block {
             return 0;
         }
         let n = self.outbox.len().min(self.producer.slots());
-        if n == 0 {
-            return 0;
+        if n > 0 {
+            let chunk = self
+                .producer
+                .write_chunk_uninit(n)
+                .expect("n is at most the free space");
+            let written = chunk.fill_from_iter(self.outbox.drain(..n));
+            debug_assert_eq!(written, n);
         }
-        let chunk = self
-            .producer
-            .write_chunk_uninit(n)
-            .expect("n is at most the free space");
-        let written = chunk.fill_from_iter(self.outbox.drain(..n));
-        debug_assert_eq!(written, n);
-        written
+        if self.when_full == WhenFull::Block {
+            return n;
+        }
+        let rest = self.outbox.len();
+        let refused = std::mem::take(&mut self.refused);
+        if refused > 0 {
+            self.stats.add_dropped(refused);
+        }
+        if rest > 0 {
+            self.shed(arena, pool, rest);
+        }
+        self.room = self.producer.slots();
+        n + rest + refused
+    }
+
+    #[cold]
+    fn shed(&mut self, arena: &Arena, pool: &mut LocalPool, rest: usize) {
+        match self.when_full {
+            WhenFull::Block => {}
+            WhenFull::DropNewest => {
+                self.stats.add_dropped(rest);
+                release_raw(arena, pool, self.outbox.drain(..));
+            }
+            WhenFull::DropOldest => {
+                // The consumer sheds this many from the ring's head before
+                // its next read. A store, not an add: the same leftovers
+                // are asked for again until they fit.
+                self.stats.shed.store(rest, Ordering::Release);
+                // A consumer that never reads must not make us hold more
+                // than a ring's worth: the oldest leftovers go.
+                if let Some(excess) = rest.checked_sub(self.capacity).filter(|&e| e > 0) {
+                    self.stats.add_dropped(excess);
+                    release_raw(arena, pool, self.outbox.drain(..excess));
+                }
+            }
+        }
     }
 }
 
@@ -127,9 +382,44 @@ pub(crate) enum Taken {
 /// The consuming end of an edge.
 pub(crate) struct EdgeIn {
     consumer: Consumer<u32>,
+    /// `DropOldest` edges: where the producer asks for the head to be shed.
+    shed_from: Option<Arc<EdgeStats>>,
 }
 
 impl EdgeIn {
+    /// On a `DropOldest` edge, releases the oldest elements the producer
+    /// asked to make room for (counted as dropped on the edge); returns how
+    /// many. One branch on other edges.
+    #[inline]
+    pub(crate) fn shed(&mut self, arena: &Arena, pool: &mut LocalPool) -> usize {
+        match &self.shed_from {
+            None => 0,
+            Some(stats) => Self::shed_head(&mut self.consumer, stats, arena, pool),
+        }
+    }
+
+    #[cold]
+    fn shed_head(
+        consumer: &mut Consumer<u32>,
+        stats: &EdgeStats,
+        arena: &Arena,
+        pool: &mut LocalPool,
+    ) -> usize {
+        let asked = stats.shed.swap(0, Ordering::Acquire);
+        let n = asked.min(consumer.slots());
+        if n == 0 {
+            return 0;
+        }
+        let Ok(chunk) = consumer.read_chunk(n) else {
+            return 0;
+        };
+        let (a, b) = chunk.as_slices();
+        release_raw(arena, pool, a.iter().chain(b).copied());
+        chunk.commit_all();
+        stats.add_dropped(n);
+        n
+    }
+
     /// Elements waiting in the ring.
     #[inline]
     pub(crate) fn available(&self) -> usize {
@@ -183,5 +473,156 @@ impl EdgeIn {
     /// just before the drop is never missed.
     pub(crate) fn is_finished(&self) -> bool {
         self.consumer.is_abandoned() && self.consumer.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` fresh slots of `arena`, as raw indices in an outbox.
+    fn queue(out: &mut EdgeOut, arena: &Arena, pool: &mut LocalPool, n: usize) {
+        for _ in 0..n {
+            let h = arena.alloc(pool).expect("a free slot");
+            let refusing = out.refuses();
+            fan_out(arena, h, std::slice::from_mut(out), refusing);
+        }
+    }
+
+    fn drain(rx: &mut EdgeIn, arena: &Arena, pool: &mut LocalPool) -> Vec<u32> {
+        rx.shed(arena, pool);
+        let mut seen = Vec::new();
+        while let Some(h) = rx.pop(arena) {
+            seen.push(h.index());
+            arena.release(h, pool);
+        }
+        seen
+    }
+
+    #[test]
+    fn block_keeps_what_does_not_fit() {
+        let arena = Arena::new(64, 64);
+        let mut pool = LocalPool::new(8);
+        let (mut tx, mut rx, stats) = edge(4, WhenFull::Block);
+        queue(&mut tx, &arena, &mut pool, 6);
+        assert_eq!(tx.flush(&arena, &mut pool), 4);
+        assert!(!tx.is_flushed());
+        assert_eq!(drain(&mut rx, &arena, &mut pool).len(), 4);
+        assert_eq!(tx.flush(&arena, &mut pool), 2);
+        assert_eq!(drain(&mut rx, &arena, &mut pool).len(), 2);
+        assert_eq!(stats.dropped(), 0);
+        arena.flush(&mut pool);
+        assert_eq!(arena.leaked_quiescent(), 0);
+    }
+
+    #[test]
+    fn drop_newest_releases_the_elements_that_found_the_ring_full() {
+        let arena = Arena::new(64, 64);
+        let mut pool = LocalPool::new(8);
+        let (mut tx, mut rx, stats) = edge(4, WhenFull::DropNewest);
+        queue(&mut tx, &arena, &mut pool, 6);
+        let first: Vec<u32> = tx.outbox[..4].to_vec();
+        assert_eq!(tx.flush(&arena, &mut pool), 6);
+        assert!(tx.is_flushed(), "nothing is held back");
+        assert_eq!(stats.dropped(), 2);
+        assert_eq!(
+            drain(&mut rx, &arena, &mut pool),
+            first,
+            "the oldest four stay"
+        );
+        arena.flush(&mut pool);
+        assert_eq!(arena.leaked_quiescent(), 0);
+    }
+
+    #[test]
+    fn drop_oldest_sheds_the_head_of_the_ring() {
+        let arena = Arena::new(64, 64);
+        let mut pool = LocalPool::new(8);
+        let (mut tx, mut rx, stats) = edge(4, WhenFull::DropOldest);
+        queue(&mut tx, &arena, &mut pool, 4);
+        tx.flush(&arena, &mut pool);
+        queue(&mut tx, &arena, &mut pool, 3);
+        let newest: Vec<u32> = tx.outbox.clone();
+        tx.flush(&arena, &mut pool);
+        assert_eq!(tx.outbox.len(), 3, "kept until the consumer makes room");
+        // The consumer sheds the three oldest; the producer then publishes.
+        assert_eq!(rx.shed(&arena, &mut pool), 3);
+        assert_eq!(stats.dropped(), 3);
+        tx.flush(&arena, &mut pool);
+        assert!(tx.is_flushed());
+        let seen = drain(&mut rx, &arena, &mut pool);
+        assert_eq!(seen.len(), 4);
+        assert_eq!(
+            &seen[1..],
+            &newest[..],
+            "the newest three arrive, after the one old survivor"
+        );
+        arena.flush(&mut pool);
+        assert_eq!(arena.leaked_quiescent(), 0);
+    }
+
+    #[test]
+    fn drop_oldest_bounds_what_a_stalled_consumer_makes_it_hold() {
+        let arena = Arena::new(64, 64);
+        let mut pool = LocalPool::new(8);
+        let (mut tx, mut rx, stats) = edge(4, WhenFull::DropOldest);
+        for _ in 0..5 {
+            queue(&mut tx, &arena, &mut pool, 4);
+            tx.flush(&arena, &mut pool);
+        }
+        // 20 offered: 4 in the ring, at most 4 held, the 12 oldest held ones
+        // dropped by the producer.
+        assert_eq!(tx.outbox.len(), 4);
+        assert_eq!(stats.dropped(), 12);
+        let newest: Vec<u32> = tx.outbox.clone();
+        assert_eq!(
+            rx.shed(&arena, &mut pool),
+            4,
+            "the ring's four are the oldest left"
+        );
+        tx.flush(&arena, &mut pool);
+        assert_eq!(drain(&mut rx, &arena, &mut pool), newest);
+        assert_eq!(stats.dropped(), 16);
+        arena.flush(&mut pool);
+        assert_eq!(arena.leaked_quiescent(), 0);
+    }
+
+    #[test]
+    fn a_full_drop_newest_edge_refuses_at_fan_out_without_a_reference() {
+        let arena = Arena::new(64, 64);
+        let mut pool = LocalPool::new(8);
+        let (keep, mut keep_rx, keep_stats) = edge(8, WhenFull::Block);
+        let (drop, mut drop_rx, drop_stats) = edge(2, WhenFull::DropNewest);
+        let mut edges = [keep, drop];
+        for _ in 0..5 {
+            let h = arena.alloc(&mut pool).expect("a free slot");
+            fan_out(&arena, h, &mut edges, true);
+        }
+        assert_eq!(edges[0].outbox.len(), 5);
+        assert_eq!(edges[1].outbox.len(), 2, "room for two, three refused");
+        for e in &mut edges {
+            e.flush(&arena, &mut pool);
+        }
+        assert_eq!(drop_stats.dropped(), 3);
+        assert_eq!(keep_stats.dropped(), 0);
+        assert_eq!(drain(&mut keep_rx, &arena, &mut pool).len(), 5);
+        assert_eq!(drain(&mut drop_rx, &arena, &mut pool).len(), 2);
+        arena.flush(&mut pool);
+        assert_eq!(
+            arena.leaked_quiescent(),
+            0,
+            "the refused ones took no reference"
+        );
+    }
+
+    #[test]
+    fn when_full_parses_its_three_spellings_only() {
+        for w in [WhenFull::Block, WhenFull::DropNewest, WhenFull::DropOldest] {
+            assert_eq!(w.as_str().parse::<WhenFull>(), Ok(w));
+        }
+        assert!("drop"
+            .parse::<WhenFull>()
+            .unwrap_err()
+            .contains("expected block"));
     }
 }

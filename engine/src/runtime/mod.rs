@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::arena::Arena;
-use crate::metrics::{PlacementEntry, RunReport, StageReport};
-use crate::ring::{self, wait::Parker};
+use crate::metrics::{EdgeReport, PlacementEntry, RunReport, StageReport};
+use crate::ring::{self, wait::Parker, EdgeStats, WhenFull};
 use crate::stage::StageInfo;
 use crate::topology::builder::{Edge, NodeDecl, Settings};
 use node::Node;
@@ -59,7 +59,15 @@ impl Pipeline {
         workers: usize,
         batch: usize,
     ) -> u64 {
-        let rings: u64 = edges.iter().map(|e| e.capacity as u64).sum();
+        // A `drop_oldest` edge may also hold a ring's worth of leftovers
+        // while its consumer sheds.
+        let rings: u64 = edges
+            .iter()
+            .map(|e| match e.when_full {
+                WhenFull::DropOldest => 2 * e.capacity as u64,
+                _ => e.capacity as u64,
+            })
+            .sum();
         rings + (workers * 2 * batch) as u64 + stages as u64 + 1
     }
 
@@ -145,8 +153,10 @@ impl Pipeline {
             .map(|d| d.stage.output_ports().iter().map(|_| Vec::new()).collect())
             .collect();
         let mut neighbours: Vec<Vec<usize>> = vec![Vec::new(); n_workers];
+        let mut edge_stats: Vec<Arc<EdgeStats>> = Vec::with_capacity(self.edges.len());
         for e in &self.edges {
-            let (tx, rx) = ring::edge(e.capacity);
+            let (tx, rx, stats) = ring::edge(e.capacity, e.when_full);
+            edge_stats.push(stats);
             outputs[e.from][e.port].push(tx);
             inputs[e.to].push(rx);
             let (a, b) = (worker_of[e.from], worker_of[e.to]);
@@ -158,6 +168,19 @@ impl Pipeline {
                 }
             }
         }
+
+        let mut edge_reports: Vec<EdgeReport> = self
+            .edges
+            .iter()
+            .map(|e| EdgeReport {
+                from: self.nodes[e.from].name.clone(),
+                port: self.nodes[e.from].stage.output_ports()[e.port].clone(),
+                to: self.nodes[e.to].name.clone(),
+                capacity: e.capacity,
+                when_full: e.when_full,
+                dropped: 0,
+            })
+            .collect();
 
         // Build the nodes and hand them to their workers in topological order
         // (upstream stages first within a round).
@@ -264,6 +287,10 @@ impl Pipeline {
             pinned_all,
             panics,
         );
+        for (r, stats) in edge_reports.iter_mut().zip(&edge_stats) {
+            r.dropped = stats.dropped();
+        }
+        report.edges = edge_reports;
         report.check_targets(&targets);
         report
     }

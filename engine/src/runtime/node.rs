@@ -60,6 +60,9 @@ pub(crate) struct Node {
     routable: usize,
     /// When a ticking processor's next `tick` is due.
     next_tick: u64,
+    /// Whether an output edge may refuse elements at fan-out
+    /// (`drop_newest`); without one, fan-outs skip the check.
+    refusing: bool,
 }
 
 impl Node {
@@ -79,6 +82,7 @@ impl Node {
             Stage::Router(_, declared) => declared.len(),
             _ => 1,
         };
+        let refusing = ports.iter().flatten().any(EdgeOut::refuses);
         Node {
             report,
             info,
@@ -92,6 +96,7 @@ impl Node {
             error_port,
             routable,
             next_tick: 0,
+            refusing,
         }
     }
 
@@ -107,22 +112,33 @@ impl Node {
         self.state == State::Done
     }
 
-    /// Space for this batch: the least free space over all output edges.
+    /// Space for this batch: the least free space over the output edges
+    /// that block when full (a dropping edge never holds the batch back).
     fn out_budget(&self) -> usize {
         self.ports
             .iter()
             .flatten()
+            .filter(|e| e.blocks())
             .map(EdgeOut::free)
             .min()
             .unwrap_or(usize::MAX)
     }
 
-    fn flush_outputs(&mut self) -> bool {
+    fn flush_outputs(&mut self, ctx: &mut StepCtx<'_>) -> bool {
         let mut moved = false;
         for edge in self.ports.iter_mut().flatten() {
-            moved |= edge.flush() > 0;
+            moved |= edge.flush(ctx.arena, ctx.pool) > 0;
         }
         moved
+    }
+
+    /// Whether the last batch is out on every edge that blocks (a
+    /// `drop_oldest` edge may keep leftovers while its consumer sheds).
+    fn blocking_outboxes_empty(&self) -> bool {
+        self.ports
+            .iter()
+            .flatten()
+            .all(|e| !e.blocks() || e.is_flushed())
     }
 
     fn outboxes_empty(&self) -> bool {
@@ -154,8 +170,8 @@ impl Node {
         // Publish leftovers first: a stage takes new input only once its
         // previous batch is fully out, which keeps per-edge order and bounds
         // what it holds.
-        moved |= self.flush_outputs();
-        if !self.outboxes_empty() {
+        moved |= self.flush_outputs(ctx);
+        if !self.blocking_outboxes_empty() {
             return Progress { moved };
         }
         match self.state {
@@ -165,7 +181,7 @@ impl Node {
                     Stage::Source(_) => self.step_source(ctx, &mut moved),
                     _ => self.step_consumer(ctx, &mut moved),
                 };
-                moved |= self.flush_outputs();
+                moved |= self.flush_outputs(ctx);
                 if finished {
                     self.finish(ctx);
                     moved = true;
@@ -246,9 +262,9 @@ impl Node {
             return;
         };
         let result = {
-            let (ports, report) = (&mut self.ports, &mut self.report);
+            let (ports, report, refusing) = (&mut self.ports, &mut self.report, self.refusing);
             let mut out = |h: Handle| {
-                emit_port(ports, 0, h, ctx.arena);
+                emit_port(ports, 0, h, ctx.arena, refusing);
                 report.count_sent(0, 1);
             };
             let mut emitter = Emitter {
@@ -325,7 +341,7 @@ impl Node {
                     self.seq += 1;
                     let mut h = self.pending.take().expect("pending slot");
                     ctx.arena.seal(&mut h, len, meta);
-                    emit_port(&mut self.ports, 0, h, ctx.arena);
+                    emit_port(&mut self.ports, 0, h, ctx.arena, self.refusing);
                     sent += 1;
                 }
                 Ok(Pull::Pending) => break,
@@ -373,6 +389,7 @@ impl Node {
             info,
             error_port,
             routable,
+            refusing,
             ..
         } = self;
         let stamp = report.service.is_some().then(now_ns);
@@ -383,6 +400,7 @@ impl Node {
             source: info.index as u16,
             error_port: *error_port,
             routable: *routable,
+            refusing: *refusing,
             stamp,
             now: 0,
             run_ingest: 0,
@@ -395,6 +413,9 @@ impl Node {
             }
             let i = (start + k) % n_inputs;
             let input = &mut inputs[i];
+            if input.shed(ctx.arena, ctx.pool) > 0 {
+                *moved = true;
+            }
             let n = input.available().min(budget - taken);
             if n == 0 {
                 continue;
@@ -460,6 +481,7 @@ impl Node {
     /// every element as dropped; true once the inputs completed.
     fn drain_failed(&mut self, ctx: &mut StepCtx<'_>, moved: &mut bool) -> bool {
         for input in &mut self.inputs {
+            input.shed(ctx.arena, ctx.pool);
             while let Some(handle) = input.pop(ctx.arena) {
                 self.report.received += 1;
                 self.report.drop_static("stage failed");
@@ -497,6 +519,8 @@ struct Lane<'a> {
     source: u16,
     error_port: Option<usize>,
     routable: usize,
+    /// See [`Node::refusing`].
+    refusing: bool,
     /// With stage metrics: when this batch was dequeued.
     stamp: Option<u64>,
     /// A sink's clock for this batch (latency = dequeue time - ingest).
@@ -553,7 +577,7 @@ fn consume_one(
             let verdict = {
                 let (ports, report) = (&mut *lane.ports, &mut *lane.report);
                 let mut out = |h: Handle| {
-                    emit_port(ports, 0, h, arena);
+                    emit_port(ports, 0, h, arena, lane.refusing);
                     report.count_sent(0, 1);
                 };
                 p.process(&mut Element {
@@ -579,7 +603,7 @@ fn consume_one(
             lane.report.received += 1;
             match verdict {
                 Ok(Verdict::Emit) => {
-                    emit_port(lane.ports, 0, handle, arena);
+                    emit_port(lane.ports, 0, handle, arena, lane.refusing);
                     lane.report.count_sent(0, 1);
                     Ok(Taken::Yes)
                 }
@@ -612,7 +636,7 @@ fn consume_one(
                     Ok(Taken::Yes)
                 }
                 Ok(()) => {
-                    emit_mask(lane.ports, lane.report, mask, handle, arena);
+                    emit_mask(lane.ports, lane.report, mask, handle, arena, lane.refusing);
                     Ok(Taken::Yes)
                 }
                 Err(e) => reject(e, lane, handle, ctx),
@@ -661,7 +685,7 @@ fn reject(
                 meta.reason = Some(reason.kind);
                 arena.set_meta(&mut handle, meta);
                 lane.report.divert(reason);
-                emit_port(lane.ports, port, handle, arena);
+                emit_port(lane.ports, port, handle, arena, lane.refusing);
                 lane.report.count_sent(port, 1);
             } else {
                 arena.release(handle, ctx.pool);
@@ -678,11 +702,17 @@ fn reject(
     }
 }
 
-/// Queues `handle` on every edge of `port` (refcount += edges - 1).
+/// Queues `handle` on every edge of `port` that takes it (see
+/// [`ring::fan_out`]).
 #[inline]
-fn emit_port(ports: &mut [Vec<EdgeOut>], port: usize, handle: Handle, arena: &Arena) {
-    let edges = &mut ports[port];
-    ring::fan_out(arena, handle, edges.len(), edges.iter_mut());
+fn emit_port(
+    ports: &mut [Vec<EdgeOut>],
+    port: usize,
+    handle: Handle,
+    arena: &Arena,
+    refusing: bool,
+) {
+    ring::fan_out(arena, handle, &mut ports[port], refusing);
 }
 
 /// Queues `handle` on every edge of every port in `mask`: one slot, one
@@ -694,9 +724,10 @@ fn emit_mask(
     mask: PortMask,
     handle: Handle,
     arena: &Arena,
+    refusing: bool,
 ) {
     for p in mask.iter() {
         report.count_sent(p, 1);
     }
-    ring::fan_out_ports(arena, handle, ports, mask.0);
+    ring::fan_out_ports(arena, handle, ports, mask.0, refusing);
 }

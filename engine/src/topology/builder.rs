@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use crate::arena::{DEFAULT_SLOTS, DEFAULT_SLOT_SIZE};
 use crate::metrics::targets::Target;
 use crate::ring::wait::WaitStrategy;
-use crate::ring::DEFAULT_CAPACITY;
+use crate::ring::{WhenFull, DEFAULT_CAPACITY};
 use crate::runtime::placement;
 use crate::runtime::Pipeline;
 use crate::stage::{PortMask, Role, Stage};
@@ -68,16 +68,18 @@ pub(crate) struct EdgeDecl {
     pub(crate) from: (String, String),
     pub(crate) to: (String, String),
     pub(crate) capacity: Option<usize>,
+    pub(crate) when_full: WhenFull,
     pub(crate) origin: String,
 }
 
-/// A resolved edge: node indices, output port index, ring capacity.
+/// A resolved edge: node indices, output port index, ring capacity, policy.
 #[derive(Clone, Debug)]
 pub(crate) struct Edge {
     pub(crate) from: usize,
     pub(crate) port: usize,
     pub(crate) to: usize,
     pub(crate) capacity: usize,
+    pub(crate) when_full: WhenFull,
 }
 
 /// Assembles and validates a pipeline.
@@ -169,7 +171,7 @@ impl PipelineBuilder {
 
     /// Connects output port `from = (node, port)` to input port `to`.
     pub fn connect(&mut self, from: (&str, &str), to: (&str, &str)) -> &mut Self {
-        self.connect_at(from, to, None, String::new())
+        self.connect_at(from, to, None, WhenFull::Block, String::new())
     }
 
     /// Like [`connect`](Self::connect) with this edge's own ring capacity.
@@ -179,7 +181,18 @@ impl PipelineBuilder {
         to: (&str, &str),
         capacity: usize,
     ) -> &mut Self {
-        self.connect_at(from, to, Some(capacity), String::new())
+        self.connect_at(from, to, Some(capacity), WhenFull::Block, String::new())
+    }
+
+    /// Like [`connect`](Self::connect) with this edge's policy for a full
+    /// ring (see [`WhenFull`]).
+    pub fn connect_when_full(
+        &mut self,
+        from: (&str, &str),
+        to: (&str, &str),
+        when_full: WhenFull,
+    ) -> &mut Self {
+        self.connect_at(from, to, None, when_full, String::new())
     }
 
     pub(crate) fn connect_at(
@@ -187,12 +200,14 @@ impl PipelineBuilder {
         from: (&str, &str),
         to: (&str, &str),
         capacity: Option<usize>,
+        when_full: WhenFull,
         origin: String,
     ) -> &mut Self {
         self.edges.push(EdgeDecl {
             from: (from.0.to_string(), from.1.to_string()),
             to: (to.0.to_string(), to.1.to_string()),
             capacity,
+            when_full,
             origin,
         });
         self
@@ -394,6 +409,7 @@ impl PipelineBuilder {
                     port: port.expect("checked"),
                     to,
                     capacity,
+                    when_full: e.when_full,
                 });
             }
         }

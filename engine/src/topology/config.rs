@@ -19,6 +19,7 @@
 //! from = { node = "source", port = "output" }
 //! to = { node = "sink", port = "input" }
 //! capacity = 256                 # optional
+//! when_full = "block"            # or drop_newest, drop_oldest (optional)
 //!
 //! [flow.main.targets]            # optional latency targets for every sink
 //! p99 = "50us"
@@ -33,6 +34,7 @@ use toml::Spanned;
 use crate::metrics::targets;
 use crate::operators::Registry;
 use crate::ring::wait::WaitStrategy;
+use crate::ring::WhenFull;
 use crate::topology::builder::{PipelineBuilder, Settings};
 use crate::topology::error::{ConfigError, ConfigErrors};
 
@@ -89,6 +91,7 @@ struct RawEdge {
     from: RawEnd,
     to: RawEnd,
     capacity: Option<usize>,
+    when_full: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -335,10 +338,21 @@ pub fn load_str(
             let e = edge.get_ref();
             let from_port = e.from.port.as_deref().unwrap_or("output");
             let to_port = e.to.port.as_deref().unwrap_or("input");
+            let when_full = match &e.when_full {
+                None => WhenFull::Block,
+                Some(w) => match w.get_ref().parse() {
+                    Ok(w) => w,
+                    Err(msg) => {
+                        b.error(ConfigError::new(locate(file, text, w.span().start), msg));
+                        WhenFull::Block
+                    }
+                },
+            };
             b.connect_at(
                 (&e.from.node, from_port),
                 (&e.to.node, to_port),
                 Some(e.capacity.unwrap_or(capacity)),
+                when_full,
                 origin,
             );
         }
