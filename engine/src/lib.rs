@@ -41,7 +41,7 @@ pub use metrics::{EdgeReport, RunReport, StageReport};
 pub use operators::Registry;
 pub use ring::wait::WaitStrategy;
 pub use ring::WhenFull;
-pub use runtime::Pipeline;
+pub use runtime::{InFlight, Pipeline};
 pub use stage::{
     Element, Emitter, Processor, Pull, Reason, Role, Router, Sink, SlotWriter, Source, Stage,
     StageError, Verdict,

@@ -29,6 +29,8 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_NOINPUT: i32 = 66;
 /// Exit status: a stage failed, a worker panicked or slots leaked (EX_SOFTWARE).
 pub const EXIT_SOFTWARE: i32 = 70;
+/// Exit status: elements were left undelivered (EX_IOERR).
+pub const EXIT_IOERR: i32 = 74;
 /// Exit status: the config is invalid (EX_CONFIG).
 pub const EXIT_CONFIG: i32 = 78;
 /// Exit status: a second signal stopped the run before the drain finished.

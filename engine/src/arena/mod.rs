@@ -453,6 +453,14 @@ impl Arena {
         self.free.count_quiescent()
     }
 
+    /// Slots not on the global free stack right now: elements somewhere in
+    /// the pipeline plus the free slots cached by running workers (at most
+    /// two batches each). Safe to read while workers run; exact once every
+    /// worker has flushed its cache.
+    pub fn held_slots(&self) -> usize {
+        (self.slots as usize).saturating_sub(self.free.free_live())
+    }
+
     /// Slots that are not free at shutdown: 0 unless something leaked.
     pub fn leaked_quiescent(&self) -> usize {
         self.slots as usize - self.free_slots_quiescent()

@@ -39,8 +39,17 @@ fn unpack(word: u64) -> (u32, u32) {
 
 /// Global stack of free slot indices, threaded through a dense `next` array.
 pub(crate) struct FreeStack {
-    head: crossbeam_utils::CachePadded<AtomicU64>,
+    head: crossbeam_utils::CachePadded<Head>,
     next: Box<[AtomicU32]>,
+}
+
+/// The stack's head word and, on the same cache line (it changes with
+/// every batch push or pop, right after the head), how many indices it
+/// holds: a live count for the drain deadline's report, never used to
+/// decide anything.
+struct Head {
+    word: AtomicU64,
+    free: AtomicU64,
 }
 
 impl FreeStack {
@@ -51,7 +60,10 @@ impl FreeStack {
             .collect();
         let top = if slots == 0 { NIL } else { 0 };
         FreeStack {
-            head: crossbeam_utils::CachePadded::new(AtomicU64::new(pack(top, 0))),
+            head: crossbeam_utils::CachePadded::new(Head {
+                word: AtomicU64::new(pack(top, 0)),
+                free: AtomicU64::new(u64::from(slots)),
+            }),
             next,
         }
     }
@@ -65,17 +77,22 @@ impl FreeStack {
         for pair in batch.windows(2) {
             self.next[pair[0] as usize].store(pair[1], Ordering::Relaxed);
         }
-        let mut head = self.head.load(Ordering::Relaxed);
+        let mut head = self.head.word.load(Ordering::Relaxed);
         loop {
             let (top, tag) = unpack(head);
             self.next[last as usize].store(top, Ordering::Relaxed);
-            match self.head.compare_exchange_weak(
+            match self.head.word.compare_exchange_weak(
                 head,
                 pack(first, tag.wrapping_add(1)),
                 Ordering::Release,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return,
+                Ok(_) => {
+                    self.head
+                        .free
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    return;
+                }
                 Err(actual) => head = actual,
             }
         }
@@ -85,7 +102,7 @@ impl FreeStack {
     /// how many were taken (0 when the stack is empty).
     pub(crate) fn pop_batch(&self, max: usize, out: &mut Vec<u32>) -> usize {
         let start = out.len();
-        let mut head = self.head.load(Ordering::Acquire);
+        let mut head = self.head.word.load(Ordering::Acquire);
         loop {
             let (top, tag) = unpack(head);
             if top == NIL || max == 0 {
@@ -99,13 +116,17 @@ impl FreeStack {
                 out.push(cur);
                 cur = self.next[cur as usize].load(Ordering::Relaxed);
             }
-            match self.head.compare_exchange_weak(
+            match self.head.word.compare_exchange_weak(
                 head,
                 pack(cur, tag.wrapping_add(1)),
                 Ordering::Acquire,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return out.len() - start,
+                Ok(_) => {
+                    let n = out.len() - start;
+                    self.head.free.fetch_sub(n as u64, Ordering::Relaxed);
+                    return n;
+                }
                 Err(actual) => {
                     out.truncate(start);
                     head = actual;
@@ -114,10 +135,16 @@ impl FreeStack {
         }
     }
 
+    /// Indices on the stack now (not counting worker caches), read while
+    /// other threads use it: exact once they stop, a snapshot before.
+    pub(crate) fn free_live(&self) -> usize {
+        self.head.free.load(Ordering::Relaxed) as usize
+    }
+
     /// Counts the free indices. Only meaningful when no thread is using the
     /// stack (shutdown, tests); also checks the chain is well formed.
     pub(crate) fn count_quiescent(&self) -> usize {
-        let (mut cur, _) = unpack(self.head.load(Ordering::Acquire));
+        let (mut cur, _) = unpack(self.head.word.load(Ordering::Acquire));
         let mut n = 0;
         while cur != NIL {
             n += 1;
@@ -224,8 +251,10 @@ mod tests {
         assert_eq!(stack.pop_batch(4, &mut out), 4);
         assert_eq!(out, [0, 1, 2, 3]);
         assert_eq!(stack.count_quiescent(), 6);
+        assert_eq!(stack.free_live(), 6);
         stack.push_batch(&out[1..3]);
         assert_eq!(stack.count_quiescent(), 8);
+        assert_eq!(stack.free_live(), 8);
         out.clear();
         assert_eq!(stack.pop_batch(100, &mut out), 8);
         assert_eq!(out, [1, 2, 4, 5, 6, 7, 8, 9]);
@@ -244,5 +273,6 @@ mod tests {
         }
         assert!(pool.flush(1, &stack));
         assert_eq!(stack.count_quiescent(), 64);
+        assert_eq!(stack.free_live(), 64);
     }
 }

@@ -17,6 +17,8 @@ use dataplane::metrics::{write_histogram_log, write_json_report};
 use dataplane::topology::config::{load_pipeline, LoadError};
 use dataplane::topology::graph::{render, GraphFormat};
 use dataplane::{Pipeline, Registry, Role};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -31,6 +33,9 @@ mod exit {
     pub const NOINPUT: u8 = 66;
     /// A stage failed, a worker panicked or arena slots leaked (EX_SOFTWARE).
     pub const SOFTWARE: u8 = 70;
+    /// Elements were left undelivered: the drain deadline passed with stages
+    /// still running (EX_IOERR).
+    pub const IOERR: u8 = 74;
     /// An output file (report, histograms) could not be written (EX_CANTCREAT).
     pub const CANTCREAT: u8 = 73;
     /// The config is invalid (EX_CONFIG).
@@ -166,19 +171,26 @@ fn run(registry: &Registry, args: RunArgs) -> ExitCode {
         Err(code) => return code,
     };
 
-    // First SIGINT/SIGTERM: sources stop, everything accepted drains.
-    // Second: exit at once.
+    // First SIGINT/SIGTERM: sources stop, everything accepted drains (up to
+    // `drain_timeout_ms`). Second: exit at once, saying what was in flight.
     let stop = pipeline.stop_flag();
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let registered = signal_hook::flag::register_conditional_shutdown(
-            sig,
-            exit::INTERRUPTED,
-            Arc::clone(&stop),
-        )
-        .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&stop)));
-        if let Err(e) = registered {
-            eprintln!("warning: cannot handle signal {sig}: {e}");
+    let in_flight = pipeline.in_flight();
+    match Signals::new([SIGINT, SIGTERM]) {
+        Ok(mut signals) => {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                for _ in signals.forever() {
+                    if stop.swap(true, Ordering::SeqCst) {
+                        eprintln!(
+                            "[dataplane] interrupted by a second signal before the drain finished: about {} elements undelivered (arena slots still held)",
+                            in_flight.held_slots().unwrap_or(0)
+                        );
+                        std::process::exit(exit::INTERRUPTED);
+                    }
+                }
+            });
         }
+        Err(e) => eprintln!("warning: cannot handle SIGINT/SIGTERM: {e}"),
     }
 
     if !args.quiet {
@@ -207,15 +219,26 @@ fn run(registry: &Registry, args: RunArgs) -> ExitCode {
     let started = SystemTime::now();
     let report = pipeline.run();
     if !args.quiet {
-        let stopped = if stop.load(Ordering::Relaxed) {
-            " (stopped by signal, drained)"
-        } else {
-            ""
+        let stopped = match (&report.drain, stop.load(Ordering::Relaxed)) {
+            (Some(_), _) => " (drain deadline passed)",
+            (None, true) => " (stopped by signal, drained)",
+            (None, false) => "",
         };
         eprintln!("[dataplane] completed{stopped}");
         eprint!("{report}");
     }
-    let mut code = if !report.is_success() {
+    let mut code = if let Some(d) = &report.drain {
+        if args.quiet {
+            eprint!("{report}");
+        }
+        eprintln!(
+            "[dataplane] drain deadline ({} ms) passed; still running: {} (exit status {})",
+            d.timeout_ms,
+            d.stuck.join(", "),
+            exit::IOERR
+        );
+        exit::IOERR
+    } else if !report.is_success() {
         if args.quiet {
             eprint!("{report}");
         }

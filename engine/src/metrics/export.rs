@@ -8,6 +8,7 @@
 //!   arena: { slots, slot_size, leaked },
 //!   pinned, panics: [..],
 //!   edges: [{ from, port, to, capacity, when_full, dropped }],
+//!   drain_timeout: null | { timeout_ms, stuck: [stage], undelivered },
 //!   placement: [{ stage, component, role, core, worker }],
 //!   stages: [{ name, component, role, core, worker, received, sent, dropped,
 //!              ports: { port: count }, reasons: [{ kind, count, first_detail, diverted }],
@@ -81,6 +82,9 @@ pub fn report_json(r: &RunReport) -> Value {
         "throughput_eps": r.throughput(),
         "arena": { "slots": r.arena_slots, "slot_size": r.slot_size, "leaked": r.leaked_slots },
         "pinned": r.pinned,
+        "drain_timeout": r.drain.as_ref().map(|d| json!({
+            "timeout_ms": d.timeout_ms, "stuck": d.stuck, "undelivered": d.undelivered,
+        })),
         "edges": r.edges.iter().map(|e| json!({
             "from": e.from, "port": e.port, "to": e.to, "capacity": e.capacity,
             "when_full": e.when_full.as_str(), "dropped": e.dropped,

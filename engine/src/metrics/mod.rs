@@ -10,7 +10,9 @@ mod report;
 pub mod targets;
 
 pub use export::{write_histogram_log, write_json_report};
-pub use report::{human_ns, EdgeReport, PlacementEntry, RunReport};
+pub use report::{human_ns, DrainTimeout, EdgeReport, PlacementEntry, RunReport};
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use hdrhistogram::Histogram;
 
@@ -22,6 +24,33 @@ const MAX_TRACKABLE_NS: u64 = 3_600_000_000_000;
 /// A new latency histogram (1 ns .. 1 h, 3 significant digits).
 pub fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_TRACKABLE_NS, 3).expect("valid histogram bounds")
+}
+
+/// A stage's element counters as its worker last published them (after
+/// every step that moved something, never per element): readable while the
+/// pipeline runs, e.g. for a stage still running at the drain deadline.
+#[derive(Debug, Default)]
+pub struct LiveCounters {
+    received: AtomicU64,
+    sent: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl LiveCounters {
+    pub(crate) fn publish(&self, r: &StageReport) {
+        self.received.store(r.received, Ordering::Relaxed);
+        self.sent.store(r.sent, Ordering::Relaxed);
+        self.dropped.store(r.dropped, Ordering::Relaxed);
+    }
+
+    /// `(received, sent, dropped)` as last published.
+    pub fn snapshot(&self) -> (u64, u64, u64) {
+        (
+            self.received.load(Ordering::Relaxed),
+            self.sent.load(Ordering::Relaxed),
+            self.dropped.load(Ordering::Relaxed),
+        )
+    }
 }
 
 /// How often one reason occurred, with the first occurrence's details.

@@ -6,17 +6,45 @@ pub(crate) mod node;
 pub(crate) mod placement;
 mod worker;
 
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use crate::arena::Arena;
-use crate::metrics::{EdgeReport, PlacementEntry, RunReport, StageReport};
+use crate::metrics::{
+    DrainTimeout, EdgeReport, LiveCounters, PlacementEntry, RunReport, StageReport,
+};
 use crate::ring::{self, wait::Parker, EdgeStats, WhenFull};
 use crate::stage::StageInfo;
 use crate::topology::builder::{Edge, NodeDecl, Settings};
 use node::Node;
 use worker::{Shared, Worker};
+
+/// How often the main thread looks at the drain state while it waits.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Tells the main thread that worker `.0` has finished (or panicked): sent
+/// when the worker's thread drops it.
+struct Finished(usize, mpsc::Sender<usize>);
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        let _ = self.1.send(self.0);
+    }
+}
+
+/// A running pipeline's arena, readable from another thread (a signal
+/// handler's thread, say) to count what is still in flight.
+#[derive(Clone, Default)]
+pub struct InFlight(Arc<OnceLock<Arc<Arena>>>);
+
+impl InFlight {
+    /// Arena slots held right now (elements in flight, plus free slots
+    /// cached by running workers); `None` before the run starts.
+    pub fn held_slots(&self) -> Option<usize> {
+        self.0.get().map(|a| a.held_slots())
+    }
+}
 
 /// A validated pipeline, ready to run. Made by
 /// [`PipelineBuilder::build`](crate::PipelineBuilder::build).
@@ -28,6 +56,7 @@ pub struct Pipeline {
     order: Vec<usize>,
     cores: Vec<core_affinity::CoreId>,
     stop: Arc<AtomicBool>,
+    held: Arc<OnceLock<Arc<Arena>>>,
 }
 
 impl Pipeline {
@@ -47,6 +76,7 @@ impl Pipeline {
             order,
             cores,
             stop: Arc::new(AtomicBool::new(false)),
+            held: Arc::default(),
         }
     }
 
@@ -93,6 +123,12 @@ impl Pipeline {
     /// drains and completes normally (nothing already accepted is lost).
     pub fn stop_flag(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.stop)
+    }
+
+    /// A view of the run's arena for counting what is in flight (e.g. when a
+    /// second signal ends the process before the drain finished).
+    pub fn in_flight(&self) -> InFlight {
+        InFlight(Arc::clone(&self.held))
     }
 
     /// Where each stage will run, in topological order.
@@ -184,6 +220,11 @@ impl Pipeline {
 
         // Build the nodes and hand them to their workers in topological order
         // (upstream stages first within a round).
+        let n_sources = self
+            .nodes
+            .iter()
+            .filter(|d| d.stage.role() == crate::stage::Role::Source)
+            .count();
         let mut decls: Vec<Option<NodeDecl>> = self.nodes.into_iter().map(Some).collect();
         let mut inputs: Vec<Option<_>> = inputs.into_iter().map(Some).collect();
         let mut outputs: Vec<Option<_>> = outputs.into_iter().map(Some).collect();
@@ -196,6 +237,9 @@ impl Pipeline {
             })
             .collect();
         let mut targets = Vec::new();
+        // Per stage: what a report needs if its worker is still running at
+        // the drain deadline.
+        let mut live: Vec<(StageReport, Arc<LiveCounters>)> = Vec::with_capacity(n);
         for &i in &self.order {
             let d = decls[i].take().expect("each node once");
             let w = &mut workers[worker_of[i]];
@@ -217,6 +261,17 @@ impl Pipeline {
             if !d.targets.is_empty() {
                 targets.push((d.name.clone(), d.targets.clone()));
             }
+            let counters = Arc::new(LiveCounters::default());
+            let mut stuck_row = StageReport::new(
+                &d.name,
+                &d.component,
+                d.stage.role(),
+                d.stage.output_ports(),
+                false,
+            );
+            stuck_row.latency = None;
+            stuck_row.worker = worker_of[i];
+            live.push((stuck_row, Arc::clone(&counters)));
             w.nodes.push(Node::new(
                 info,
                 d.stage,
@@ -227,6 +282,7 @@ impl Pipeline {
                     .into_iter()
                     .collect(),
                 outputs[i].take().expect("each node once"),
+                counters,
             ));
         }
 
@@ -234,27 +290,49 @@ impl Pipeline {
             arena: Arc::clone(&arena),
             parkers: (0..n_workers).map(|_| Parker::default()).collect(),
             stop: Arc::clone(&self.stop),
+            sources_left: AtomicUsize::new(n_sources),
             wait: self.settings.wait,
             batch: self.settings.batch,
         });
+        let _ = self.held.set(Arc::clone(&arena));
         // The run's clock starts when the workers do: arena pre-faulting and
         // ring wiring are set-up, not throughput.
         let started = Instant::now();
-        let handles: Vec<_> = workers
+        let (done_tx, done_rx) = mpsc::channel();
+        let mut handles: Vec<Option<_>> = workers
             .into_iter()
             .map(|w| {
                 let shared = Arc::clone(&shared);
-                std::thread::Builder::new()
-                    .name(format!("dataplane-w{}", w.id))
-                    .spawn(move || w.run(shared))
-                    .expect("spawn worker thread")
+                let done = Finished(w.id, done_tx.clone());
+                Some(
+                    std::thread::Builder::new()
+                        .name(format!("dataplane-w{}", w.id))
+                        .spawn(move || {
+                            let _done = done;
+                            w.run(shared)
+                        })
+                        .expect("spawn worker thread"),
+                )
             })
             .collect();
+        drop(done_tx);
 
+        let stuck = wait_for_workers(
+            &self.stop,
+            self.settings.drain_timeout_ms,
+            &shared,
+            &done_rx,
+            handles.len(),
+        );
         let mut stages = Vec::with_capacity(n);
         let mut panics = Vec::new();
         let mut pinned_all = self.settings.pin;
-        for (w, h) in handles.into_iter().enumerate() {
+        for (w, slot) in handles.iter_mut().enumerate() {
+            if stuck.contains(&w) {
+                // Left running: the process is about to report and exit.
+                continue;
+            }
+            let Some(h) = slot.take() else { continue };
             match h.join() {
                 Ok(result) => {
                     pinned_all &= result.pinned;
@@ -270,9 +348,27 @@ impl Pipeline {
                 }
             }
         }
+        let stuck_stages: Vec<String> = placement
+            .iter()
+            .filter(|p| stuck.contains(&p.worker))
+            .map(|p| p.stage.clone())
+            .collect();
+        // Stages of a worker still running: their counters as last
+        // published, marked as such.
+        for (mut r, counters) in live {
+            if !stuck_stages.contains(&r.name) {
+                continue;
+            }
+            (r.received, r.sent, r.dropped) = counters.snapshot();
+            r.failure = Some(
+                "still running at the drain deadline (counters as last published)".to_string(),
+            );
+            stages.push(r);
+        }
         let elapsed = started.elapsed();
+        let undelivered = (!stuck.is_empty()).then(|| arena.held_slots() as u64);
         drop(shared);
-        let leaked_slots = if panics.is_empty() {
+        let leaked_slots = if panics.is_empty() && stuck.is_empty() {
             arena.leaked_quiescent()
         } else {
             0
@@ -291,7 +387,55 @@ impl Pipeline {
             r.dropped = stats.dropped();
         }
         report.edges = edge_reports;
+        if let Some(held) = undelivered {
+            report.drain = Some(DrainTimeout {
+                timeout_ms: self.settings.drain_timeout_ms,
+                stuck: stuck_stages,
+                undelivered: held,
+            });
+        }
         report.check_targets(&targets);
         report
     }
+}
+
+/// Waits until every worker has finished, or until the drain deadline
+/// passes: `drain_timeout_ms` after the sources stopped (all of them
+/// finished, or the stop flag was raised). Returns the workers still
+/// running then (empty when all finished).
+fn wait_for_workers(
+    stop: &AtomicBool,
+    drain_timeout_ms: u64,
+    shared: &Shared,
+    done: &mpsc::Receiver<usize>,
+    workers: usize,
+) -> Vec<usize> {
+    let mut running: Vec<bool> = vec![true; workers];
+    let mut left = workers;
+    let mut draining_since: Option<Instant> = None;
+    let limit = Duration::from_millis(drain_timeout_ms);
+    while left > 0 {
+        if draining_since.is_none()
+            && (stop.load(Ordering::Relaxed) || shared.sources_left.load(Ordering::Acquire) == 0)
+        {
+            draining_since = Some(Instant::now());
+        }
+        let wait = match draining_since {
+            Some(t) if drain_timeout_ms > 0 => match limit.checked_sub(t.elapsed()) {
+                Some(d) => d.min(POLL),
+                None => break,
+            },
+            _ => POLL,
+        };
+        match done.recv_timeout(wait) {
+            Ok(w) => {
+                if std::mem::replace(&mut running[w], false) {
+                    left -= 1;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    (0..workers).filter(|&w| running[w]).collect()
 }

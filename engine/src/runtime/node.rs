@@ -2,11 +2,12 @@
 //! completion state. [`Node::step`] runs one batch and says whether anything
 //! moved; a worker calls it round robin with its other nodes.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use crate::arena::{Arena, Handle, LocalPool, Meta};
 use crate::clock::now_ns;
-use crate::metrics::StageReport;
+use crate::metrics::{LiveCounters, StageReport};
 use crate::ring::{self, EdgeIn, EdgeOut, Taken};
 use crate::stage::{
     Element, Emitter, Outlet, PortMask, Pull, Reason, SlotWriter, Stage, StageError, StageInfo,
@@ -18,6 +19,8 @@ pub(crate) struct StepCtx<'a> {
     pub(crate) arena: &'a Arena,
     pub(crate) pool: &'a mut LocalPool,
     pub(crate) stop: &'a AtomicBool,
+    /// Sources not finished yet (the drain deadline starts at zero).
+    pub(crate) sources_left: &'a AtomicUsize,
     pub(crate) batch: usize,
 }
 
@@ -63,6 +66,8 @@ pub(crate) struct Node {
     /// Whether an output edge may refuse elements at fan-out
     /// (`drop_newest`); without one, fan-outs skip the check.
     refusing: bool,
+    /// Where the counters are published for readers outside the worker.
+    live: Arc<LiveCounters>,
 }
 
 impl Node {
@@ -72,6 +77,7 @@ impl Node {
         report: StageReport,
         inputs: Vec<EdgeIn>,
         ports: Vec<Vec<EdgeOut>>,
+        live: Arc<LiveCounters>,
     ) -> Node {
         let names = stage.output_ports();
         let error_port = names
@@ -97,7 +103,13 @@ impl Node {
             routable,
             next_tick: 0,
             refusing,
+            live,
         }
+    }
+
+    /// Publishes the counters (after a step that moved something).
+    pub(crate) fn publish(&self) {
+        self.live.publish(&self.report);
     }
 
     /// When a waiting source wants to run again (see `Source::next_due_ns`).
@@ -216,7 +228,10 @@ impl Node {
             self.with_emitter(ctx, |p, out| p.finish(out));
         }
         match &mut self.stage {
-            Stage::Source(s) => s.teardown(),
+            Stage::Source(s) => {
+                s.teardown();
+                ctx.sources_left.fetch_sub(1, Ordering::Release);
+            }
             Stage::Processor(p) => {
                 self.report.counts = p.counts();
                 p.teardown();

@@ -1,7 +1,7 @@
 //! A worker: one thread, pinned to one core, running its nodes round robin
 //! (run to completion: each node gets one batch per round).
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +29,8 @@ pub(crate) struct Shared {
     pub(crate) arena: Arc<Arena>,
     pub(crate) parkers: Vec<Parker>,
     pub(crate) stop: Arc<AtomicBool>,
+    /// Sources still running; see [`StepCtx::sources_left`].
+    pub(crate) sources_left: AtomicUsize,
     pub(crate) wait: WaitStrategy,
     pub(crate) batch: usize,
 }
@@ -139,6 +141,7 @@ impl Worker {
             arena: &shared.arena,
             pool,
             stop: &shared.stop,
+            sources_left: &shared.sources_left,
             batch: shared.batch,
         };
         let mut moved = false;
@@ -147,7 +150,10 @@ impl Worker {
             if node.is_done() {
                 continue;
             }
-            moved |= node.step(&mut ctx).moved;
+            if node.step(&mut ctx).moved {
+                node.publish();
+                moved = true;
+            }
             done &= node.is_done();
         }
         (moved, done)

@@ -38,6 +38,10 @@ pub struct Settings {
     /// Record per-stage service time and arrival age (costs two clock reads
     /// per batch and one metadata read per element; off by default).
     pub stage_metrics: bool,
+    /// How long the pipeline may take to drain once its sources stopped
+    /// (end of input or a signal) before the run gives up on the stages
+    /// still running, names them and counts what they held (0: no limit).
+    pub drain_timeout_ms: u64,
 }
 
 impl Default for Settings {
@@ -51,6 +55,7 @@ impl Default for Settings {
             pin: true,
             cores: None,
             stage_metrics: false,
+            drain_timeout_ms: DEFAULT_DRAIN_TIMEOUT_MS,
         }
     }
 }
@@ -81,6 +86,9 @@ pub(crate) struct Edge {
     pub(crate) capacity: usize,
     pub(crate) when_full: WhenFull,
 }
+
+/// Default [`Settings::drain_timeout_ms`].
+pub const DEFAULT_DRAIN_TIMEOUT_MS: u64 = 5000;
 
 /// Assembles and validates a pipeline.
 ///

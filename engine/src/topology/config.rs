@@ -7,6 +7,7 @@
 //! wait = "park"                  # busy-spin | yield | park
 //! ring_capacity = 1024           # default per edge
 //! batch = 64
+//! drain_timeout_ms = 5000        # then stuck stages are named, exit 74
 //! arena = { slots = 16384, slot_size = 2048 }
 //!
 //! [flow.main]
@@ -61,6 +62,7 @@ struct RawEngine {
     pin: Option<bool>,
     cores: Option<Vec<usize>>,
     stage_metrics: Option<bool>,
+    drain_timeout_ms: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -200,6 +202,9 @@ pub fn load_str(
     }
     settings.cores = eng.cores;
     settings.stage_metrics = eng.stage_metrics.unwrap_or(false);
+    if let Some(ms) = eng.drain_timeout_ms {
+        settings.drain_timeout_ms = ms;
+    }
     let default_capacity = settings.ring_capacity;
     b.settings(settings);
 
