@@ -60,6 +60,10 @@ pub enum StageError {
     Rejected(Reason),
     /// The stage cannot continue; the pipeline drains and reports failure.
     Fatal(String),
+    /// A sink could not deliver this element (an I/O error, a full send
+    /// buffer): counted as `failed`, not `dropped`, and the run exits 74
+    /// (EX_IOERR). The run goes on.
+    Failed(Reason),
 }
 
 impl fmt::Display for StageError {
@@ -67,6 +71,7 @@ impl fmt::Display for StageError {
         match self {
             StageError::Rejected(r) => write!(f, "rejected: {r}"),
             StageError::Fatal(m) => write!(f, "fatal: {m}"),
+            StageError::Failed(r) => write!(f, "not delivered: {r}"),
         }
     }
 }
@@ -443,6 +448,13 @@ pub trait Sink: Send {
     /// Called once when every input has completed.
     fn complete(&mut self) -> Result<(), StageError> {
         Ok(())
+    }
+    /// Elements accepted by `push` that were never delivered (still
+    /// buffered when the stream ended or the sink failed); read once at the
+    /// end, counted as `failed`. Default 0 (a sink that writes each element
+    /// before `push` returns).
+    fn undelivered(&self) -> u64 {
+        0
     }
     /// Called once at the very end.
     fn teardown(&mut self) {}

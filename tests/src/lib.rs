@@ -201,6 +201,8 @@ pub struct StageRow {
     pub sent: u64,
     /// Elements dropped.
     pub dropped: u64,
+    /// Elements a sink could not deliver.
+    pub failed: u64,
 }
 
 /// Parses the rows after the `stage  component  role ...` header, up to
@@ -219,11 +221,11 @@ pub fn parse_stage_table(stderr: &str) -> Vec<StageRow> {
         if line.starts_with("latency") || line.trim().is_empty() {
             break;
         }
-        if line.starts_with(' ') {
-            continue; // "dropped N x reason" or "FAILED: ..." under a row
+        if line.starts_with(' ') || line.starts_with("edge ") || line.starts_with("DRAIN") {
+            continue; // "dropped N x reason" or "FAILED: ..." under a row; edges
         }
         let f: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(f.len(), 8, "unexpected stage table row: {line:?}");
+        assert_eq!(f.len(), 9, "unexpected stage table row: {line:?}");
         let num = |s: &str| -> u64 {
             s.parse()
                 .unwrap_or_else(|_| panic!("not a number: {s:?} in {line:?}"))
@@ -237,6 +239,7 @@ pub fn parse_stage_table(stderr: &str) -> Vec<StageRow> {
             received: num(f[5]),
             sent: num(f[6]),
             dropped: num(f[7]),
+            failed: num(f[8]),
         });
     }
     rows

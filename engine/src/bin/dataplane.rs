@@ -33,8 +33,8 @@ mod exit {
     pub const NOINPUT: u8 = 66;
     /// A stage failed, a worker panicked or arena slots leaked (EX_SOFTWARE).
     pub const SOFTWARE: u8 = 70;
-    /// Elements were left undelivered: the drain deadline passed with stages
-    /// still running (EX_IOERR).
+    /// Elements were not delivered: a sink failed to write them, or the
+    /// drain deadline passed with stages still running (EX_IOERR).
     pub const IOERR: u8 = 74;
     /// An output file (report, histograms) could not be written (EX_CANTCREAT).
     pub const CANTCREAT: u8 = 73;
@@ -235,6 +235,21 @@ fn run(registry: &Registry, args: RunArgs) -> ExitCode {
             "[dataplane] drain deadline ({} ms) passed; still running: {} (exit status {})",
             d.timeout_ms,
             d.stuck.join(", "),
+            exit::IOERR
+        );
+        exit::IOERR
+    } else if !report.panics.is_empty() || report.leaked_slots > 0 {
+        if args.quiet {
+            eprint!("{report}");
+        }
+        exit::SOFTWARE
+    } else if report.failed() > 0 {
+        if args.quiet {
+            eprint!("{report}");
+        }
+        eprintln!(
+            "[dataplane] {} elements were not delivered by their sinks (exit status {})",
+            report.failed(),
             exit::IOERR
         );
         exit::IOERR

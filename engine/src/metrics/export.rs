@@ -10,8 +10,8 @@
 //!   edges: [{ from, port, to, capacity, when_full, dropped }],
 //!   drain_timeout: null | { timeout_ms, stuck: [stage], undelivered },
 //!   placement: [{ stage, component, role, core, worker }],
-//!   stages: [{ name, component, role, core, worker, received, sent, dropped,
-//!              ports: { port: count }, reasons: [{ kind, count, first_detail, diverted }],
+//!   stages: [{ name, component, role, core, worker, received, sent, dropped, failed,
+//!              ports: { port: count }, reasons: [{ kind, count, first_detail, diverted, failed }],
 //!              counts: { name: count },
 //!              failure, latency?, service?, arrival? }],
 //!   targets: [{ sink, statistic, limit_ns, measured_ns, met }] }
@@ -58,9 +58,10 @@ pub fn report_json(r: &RunReport) -> Value {
                 "received": s.received,
                 "sent": s.sent,
                 "dropped": s.dropped,
+                "failed": s.failed,
                 "ports": s.ports.iter().map(|(p, n)| (p.clone(), json!(n))).collect::<serde_json::Map<_, _>>(),
                 "reasons": s.reasons.iter().map(|x| json!({
-                    "kind": x.kind, "count": x.count, "first_detail": x.first_detail, "diverted": x.diverted,
+                    "kind": x.kind, "count": x.count, "first_detail": x.first_detail, "diverted": x.diverted, "failed": x.failed,
                 })).collect::<Vec<_>>(),
                 "counts": s.counts.iter().map(|(k, n)| ((*k).to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
                 "failure": s.failure,

@@ -64,6 +64,8 @@ pub struct ReasonCount {
     pub first_detail: String,
     /// Sent to the `error` port rather than dropped.
     pub diverted: bool,
+    /// Counted as failed (not delivered by a sink) rather than dropped.
+    pub failed: bool,
 }
 
 /// What one stage did during the run.
@@ -85,6 +87,9 @@ pub struct StageReport {
     pub sent: u64,
     /// Elements dropped, all reasons together.
     pub dropped: u64,
+    /// Elements a sink accepted but could not deliver (I/O errors); the run
+    /// exits 74 when any stage has some.
+    pub failed: u64,
     /// Drop reasons.
     pub reasons: Vec<ReasonCount>,
     /// Per output port: name and elements sent to it.
@@ -123,6 +128,7 @@ impl StageReport {
             received: 0,
             sent: 0,
             dropped: 0,
+            failed: 0,
             reasons: Vec::new(),
             ports: ports.into_iter().map(|p| (p, 0)).collect(),
             latency: (role == Role::Sink).then(latency_histogram),
@@ -152,11 +158,33 @@ impl StageReport {
         self.tally(reason, true);
     }
 
+    /// Counts `n` elements a sink could not deliver, under `reason`.
+    pub(crate) fn fail_with(&mut self, reason: Reason, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.failed += n;
+        match self
+            .reasons
+            .iter_mut()
+            .find(|r| r.kind == reason.kind && r.failed)
+        {
+            Some(r) => r.count += n,
+            None => self.reasons.push(ReasonCount {
+                kind: reason.kind,
+                count: n,
+                first_detail: reason.detail,
+                diverted: false,
+                failed: true,
+            }),
+        }
+    }
+
     fn tally(&mut self, reason: Reason, diverted: bool) {
         match self
             .reasons
             .iter_mut()
-            .find(|r| r.kind == reason.kind && r.diverted == diverted)
+            .find(|r| r.kind == reason.kind && r.diverted == diverted && !r.failed)
         {
             Some(r) => r.count += 1,
             None => self.reasons.push(ReasonCount {
@@ -164,6 +192,7 @@ impl StageReport {
                 count: 1,
                 first_detail: reason.detail,
                 diverted,
+                failed: false,
             }),
         }
     }
@@ -175,7 +204,7 @@ impl StageReport {
         match self
             .reasons
             .iter_mut()
-            .find(|r| r.kind == kind && !r.diverted)
+            .find(|r| r.kind == kind && !r.diverted && !r.failed)
         {
             Some(r) => r.count += 1,
             None => self.reasons.push(ReasonCount {
@@ -183,6 +212,7 @@ impl StageReport {
                 count: 1,
                 first_detail: String::new(),
                 diverted: false,
+                failed: false,
             }),
         }
     }

@@ -163,6 +163,11 @@ impl RunReport {
             .sum()
     }
 
+    /// Elements sinks accepted but could not deliver.
+    pub fn failed(&self) -> u64 {
+        self.stages.iter().map(|st| st.failed).sum()
+    }
+
     /// Elements dropped on edges (full rings of dropping edges).
     pub fn edge_drops(&self) -> u64 {
         self.edges.iter().map(|e| e.dropped).sum()
@@ -235,14 +240,14 @@ impl fmt::Display for RunReport {
             .max(9);
         writeln!(
             f,
-            "{:<w$}  {:<c$}  {:<9}  {:>4}  {:>6}  {:>10}  {:>10}  {:>8}",
-            "stage", "component", "role", "core", "worker", "in", "out", "dropped"
+            "{:<w$}  {:<c$}  {:<9}  {:>4}  {:>6}  {:>10}  {:>10}  {:>8}  {:>8}",
+            "stage", "component", "role", "core", "worker", "in", "out", "dropped", "failed"
         )?;
         for s in &self.stages {
             let core = s.core.map_or("-".to_string(), |c| c.to_string());
             writeln!(
                 f,
-                "{:<w$}  {:<c$}  {:<9}  {:>4}  {:>6}  {:>10}  {:>10}  {:>8}",
+                "{:<w$}  {:<c$}  {:<9}  {:>4}  {:>6}  {:>10}  {:>10}  {:>8}  {:>8}",
                 s.name,
                 s.component,
                 s.role.to_string(),
@@ -250,11 +255,14 @@ impl fmt::Display for RunReport {
                 s.worker,
                 s.received,
                 s.sent,
-                s.dropped
+                s.dropped,
+                s.failed
             )?;
             for r in &s.reasons {
                 let what = if r.diverted {
                     "sent to port 'error'"
+                } else if r.failed {
+                    "failed"
                 } else {
                     "dropped"
                 };

@@ -20,6 +20,10 @@ pub struct FileSink {
     format: LineFormat,
     file: Option<File>,
     buf: Vec<u8>,
+    /// Elements rendered into `buf`, not written yet.
+    buffered: u64,
+    /// Elements lost to a failed write.
+    lost: u64,
 }
 
 impl FileSink {
@@ -32,6 +36,8 @@ impl FileSink {
             format,
             file: None,
             buf: Vec::with_capacity(64 * 1024),
+            buffered: 0,
+            lost: 0,
         }
     }
 
@@ -51,7 +57,12 @@ impl FileSink {
             .ok_or_else(|| StageError::Fatal("file not open".to_string()))?;
         let r = file.write_all(&self.buf);
         self.buf.clear();
-        r.map_err(|e| StageError::Fatal(format!("cannot write {}: {e}", self.path.display())))
+        let batch = std::mem::take(&mut self.buffered);
+        r.map_err(|e| {
+            // The batch is gone: counted as failed (see `undelivered`).
+            self.lost += batch;
+            StageError::Fatal(format!("cannot write {}: {e}", self.path.display()))
+        })
     }
 }
 
@@ -74,6 +85,7 @@ impl Sink for FileSink {
 
     fn push(&mut self, element: &Element<'_>) -> Result<(), StageError> {
         self.format.write(element, &mut self.buf);
+        self.buffered += 1;
         Ok(())
     }
 
@@ -92,6 +104,10 @@ impl Sink for FileSink {
             })?;
         }
         Ok(())
+    }
+
+    fn undelivered(&self) -> u64 {
+        self.lost + self.buffered
     }
 
     fn teardown(&mut self) {

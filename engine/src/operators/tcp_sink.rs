@@ -4,8 +4,9 @@
 //! The worker never blocks on the network: writes are non-blocking, and a
 //! connection attempt runs on a short-lived helper thread whose result is
 //! picked up by a later batch. While disconnected, lines are kept in a
-//! bounded buffer; beyond it they are dropped with a reason. At the end of
-//! the stream the sink waits at most `linger` to deliver what is left.
+//! bounded buffer; beyond it they count as failed (not delivered: the run
+//! exits 74). At the end of the stream the sink waits at most `linger` to
+//! deliver what is left; lines still buffered then count as failed too.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -186,7 +187,7 @@ impl TcpSink {
         }
     }
 
-    fn undelivered(&self) -> usize {
+    fn undelivered_bytes(&self) -> usize {
         self.pending.len() - self.written
     }
 }
@@ -200,13 +201,13 @@ impl Sink for TcpSink {
     }
 
     fn push(&mut self, element: &Element<'_>) -> Result<(), StageError> {
-        if self.undelivered() >= self.max_buffer {
+        if self.undelivered_bytes() >= self.max_buffer {
             let why = if matches!(self.link, Link::Up(_)) {
                 "server too slow"
             } else {
                 "not connected"
             };
-            return Err(StageError::Rejected(Reason::new(
+            return Err(StageError::Failed(Reason::new(
                 "send buffer full",
                 format!(
                     "{why}: {} bytes buffered for {}",
@@ -227,12 +228,12 @@ impl Sink for TcpSink {
         let deadline = now_ns() + self.linger_ns;
         loop {
             self.drive();
-            if self.undelivered() == 0 || now_ns() >= deadline {
+            if self.undelivered_bytes() == 0 || now_ns() >= deadline {
                 break;
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        let left = self.undelivered();
+        let left = self.undelivered_bytes();
         if left > 0 {
             log::warn!(
                 "{}: {left} bytes not delivered to {} at the end of the stream",
@@ -244,6 +245,14 @@ impl Sink for TcpSink {
             let _ = stream.shutdown(std::net::Shutdown::Write);
         }
         Ok(())
+    }
+
+    /// Lines still buffered (a line cut by a lost connection counts once:
+    /// the server never got all of it).
+    fn undelivered(&self) -> u64 {
+        let rest = &self.pending[self.written..];
+        let lines = rest.iter().filter(|&&b| b == b'\n').count();
+        (lines + usize::from(rest.last().is_some_and(|&b| b != b'\n'))) as u64
     }
 }
 
@@ -312,7 +321,7 @@ mod tests {
         let (first, _) = listener.accept().unwrap();
         let mut first = BufReader::new(first);
         let mut line = String::new();
-        while sink.undelivered() > 0 {
+        while sink.undelivered_bytes() > 0 {
             sink.end_batch().unwrap();
             std::thread::sleep(Duration::from_millis(1));
         }

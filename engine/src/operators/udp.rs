@@ -265,10 +265,10 @@ impl Sink for UdpSink {
             .ok_or_else(|| StageError::Fatal("socket not open".to_string()))?;
         match socket.send(element.payload()) {
             Ok(_) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(StageError::Rejected(
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(StageError::Failed(
                 Reason::new("send buffer full", self.target.to_string()),
             )),
-            Err(e) => Err(StageError::Rejected(Reason::new(
+            Err(e) => Err(StageError::Failed(Reason::new(
                 "send failed",
                 format!("{}: {e}", self.target),
             ))),

@@ -243,6 +243,11 @@ impl Node {
                         self.report.failure = Some(format!("complete: {e}"));
                     }
                 }
+                let left = s.undelivered();
+                self.report.fail_with(
+                    Reason::new("undelivered at the end of the stream", ""),
+                    left,
+                );
                 s.teardown();
             }
         }
@@ -364,7 +369,7 @@ impl Node {
                     done = true;
                     break;
                 }
-                Err(StageError::Rejected(reason)) => {
+                Err(StageError::Rejected(reason) | StageError::Failed(reason)) => {
                     // Nothing was sent; the slot is reused for the next pull.
                     self.report.drop_with(reason);
                     *moved = true;
@@ -511,6 +516,7 @@ impl Node {
 fn report_sink_error(report: &mut StageReport, e: StageError, fatal: &mut Option<String>) {
     match e {
         StageError::Rejected(r) => report.drop_with(r),
+        StageError::Failed(r) => report.fail_with(r, 1),
         StageError::Fatal(m) => *fatal = Some(m),
     }
 }
@@ -519,6 +525,7 @@ fn report_sink_error(report: &mut StageReport, e: StageError, fatal: &mut Option
 fn note_error(report: &mut StageReport, e: StageError) {
     match e {
         StageError::Rejected(r) => report.drop_with(r),
+        StageError::Failed(r) => report.fail_with(r, 1),
         StageError::Fatal(m) => {
             log::error!("stage '{}' failed: {m}", report.name);
             report.failure = Some(m);
@@ -706,6 +713,11 @@ fn reject(
                 arena.release(handle, ctx.pool);
                 lane.report.drop_with(reason);
             }
+            Ok(Taken::Yes)
+        }
+        StageError::Failed(reason) => {
+            arena.release(handle, ctx.pool);
+            lane.report.fail_with(reason, 1);
             Ok(Taken::Yes)
         }
         StageError::Fatal(m) => {
