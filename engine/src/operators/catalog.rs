@@ -365,7 +365,7 @@ pub(crate) fn register_sinks(r: &mut Registry) {
             ("address", "server, e.g. \"127.0.0.1:9000\""),
             ("format", "\"raw\" (default), \"prefix\" or \"json\" (as for console)"),
             ("prefix", "text before each payload (format \"prefix\")"),
-            ("reconnect_ms", "wait between connection attempts (default 500)"),
+            ("reconnect_ms", "first wait between connection attempts, doubled after each failure up to 30 s (default 500)"),
             ("buffer_bytes", "undelivered bytes kept while slow or disconnected; beyond, elements are dropped (default 1 MiB)"),
             ("linger_ms", "at the end of the stream, try this long to deliver the rest (default 2000)"),
         ],

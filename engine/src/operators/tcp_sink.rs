@@ -3,7 +3,9 @@
 //!
 //! The worker never blocks on the network: writes are non-blocking, and a
 //! connection attempt runs on a short-lived helper thread whose result is
-//! picked up by a later batch. While disconnected, lines are kept in a
+//! picked up by a later batch. Failed attempts back off exponentially from
+//! `reconnect_ms` to 30 s; a connection that breaks is retried after
+//! `reconnect_ms`. While disconnected, lines are kept in a
 //! bounded buffer; beyond it they count as failed (not delivered: the run
 //! exits 74). At the end of the stream the sink waits at most `linger` to
 //! deliver what is left; lines still buffered then count as failed too.
@@ -21,6 +23,9 @@ use crate::operators::udp::resolve;
 use crate::stage::{Element, Reason, Sink, StageError, StageInfo};
 
 const MS: u64 = 1_000_000;
+/// Longest wait between connection attempts: the backoff doubles from
+/// `reconnect_ms` up to this.
+const MAX_BACKOFF_NS: u64 = 30_000 * MS;
 /// Longest a single connection attempt may take (on the helper thread).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -38,6 +43,9 @@ pub struct TcpSink {
     target: SocketAddr,
     format: LineFormat,
     reconnect_ns: u64,
+    /// The wait before the next attempt: `reconnect_ns`, doubled after each
+    /// failed attempt up to [`MAX_BACKOFF_NS`], reset once connected.
+    backoff_ns: u64,
     max_buffer: usize,
     linger_ns: u64,
     link: Link,
@@ -59,6 +67,7 @@ impl TcpSink {
             target: resolve(address)?,
             format,
             reconnect_ns: 500 * MS,
+            backoff_ns: 500 * MS,
             max_buffer: 1 << 20,
             linger_ns: 2_000 * MS,
             link: Link::Down { retry_at: 0 },
@@ -73,7 +82,18 @@ impl TcpSink {
     /// Waits `ns` between connection attempts.
     pub fn reconnect(mut self, ns: u64) -> TcpSink {
         self.reconnect_ns = ns;
+        self.backoff_ns = ns;
         self
+    }
+
+    /// When the next attempt is due after one failed now; doubles the wait.
+    fn next_attempt(&mut self, now: u64) -> u64 {
+        let due = now + self.backoff_ns;
+        self.backoff_ns = self
+            .backoff_ns
+            .saturating_mul(2)
+            .clamp(1, MAX_BACKOFF_NS.max(self.reconnect_ns));
+        due
     }
 
     /// Buffers at most `bytes` of undelivered lines.
@@ -100,6 +120,8 @@ impl TcpSink {
             self.written += cut;
             self.mid_line = false;
         }
+        // A connection that was up and broke: try again soon.
+        self.backoff_ns = self.reconnect_ns;
         self.link = Link::Down {
             retry_at: now_ns() + self.reconnect_ns,
         };
@@ -122,7 +144,7 @@ impl TcpSink {
                     Err(e) => {
                         log::warn!("{}: cannot start a connection attempt: {e}", self.name);
                         Link::Down {
-                            retry_at: now + self.reconnect_ns,
+                            retry_at: self.next_attempt(now),
                         }
                     }
                 };
@@ -134,6 +156,7 @@ impl TcpSink {
                     Ok(()) => {
                         let _ = stream.set_nodelay(true);
                         self.connections += 1;
+                        self.backoff_ns = self.reconnect_ns;
                         log::info!("{}: connected to {}", self.name, self.target);
                         self.link = Link::Up(stream);
                     }
@@ -142,7 +165,7 @@ impl TcpSink {
                 Ok(Err(e)) => {
                     log::debug!("{}: cannot connect to {}: {e}", self.name, self.target);
                     self.link = Link::Down {
-                        retry_at: now + self.reconnect_ns,
+                        retry_at: self.next_attempt(now),
                     };
                 }
                 Err(TryRecvError::Disconnected) => self.lost("connection attempt vanished"),
@@ -305,6 +328,17 @@ mod tests {
 
     use super::*;
     use crate::operators::testing::Harness;
+
+    #[test]
+    fn failed_attempts_back_off_up_to_a_cap() {
+        let mut sink = TcpSink::new("127.0.0.1:9", LineFormat::new(Format::Raw, "").unwrap())
+            .unwrap()
+            .reconnect(100 * MS);
+        let waits: Vec<u64> = (0..12).map(|_| sink.next_attempt(0)).collect();
+        assert_eq!(&waits[..4], &[100 * MS, 200 * MS, 400 * MS, 800 * MS]);
+        assert_eq!(*waits.last().unwrap(), MAX_BACKOFF_NS);
+        assert!(waits.windows(2).all(|w| w[0] <= w[1]));
+    }
 
     #[test]
     fn delivers_and_reconnects() {
