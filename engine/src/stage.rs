@@ -78,6 +78,20 @@ impl fmt::Display for StageError {
 
 impl std::error::Error for StageError {}
 
+impl StageError {
+    /// Whether this is [`Emitter::emit`]'s (or [`Element::emit`]'s) "no
+    /// room now": nothing was sent, for want of a free slot or of output
+    /// space in this step. Not a fault: keep what was to be sent and emit it
+    /// on a later call ([`Flush::More`], [`Verdict::Defer`]).
+    pub fn is_no_room(&self) -> bool {
+        matches!(self, StageError::Rejected(r) if r.kind == NO_ROOM)
+    }
+}
+
+/// The [`Reason::kind`] of an emit that found no room (see
+/// [`StageError::is_no_room`]).
+const NO_ROOM: &str = "no room for an emitted element";
+
 impl From<TooLarge> for StageError {
     fn from(e: TooLarge) -> StageError {
         StageError::Rejected(Reason::new("payload too large", e.to_string()))
@@ -106,6 +120,18 @@ pub enum Verdict {
     /// later (a rate limiter delaying). Upstream sees backpressure. Return
     /// this before changing the element.
     Defer,
+}
+
+/// Whether a processor's `tick` or `finish` emitted everything it had to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flush {
+    /// Nothing is held back.
+    Done,
+    /// Some output found no room ([`StageError::is_no_room`]) and is held
+    /// by the processor: the runtime calls again on its next step, once
+    /// the output has moved on. Meanwhile the processor defers its input
+    /// ([`Verdict::Defer`]), so that what it holds stays bounded.
+    More,
 }
 
 /// A freshly allocated slot for a source to fill.
@@ -211,7 +237,10 @@ impl Element<'_> {
     }
 
     /// Sends a *new* element on the processor's `output` port (before this
-    /// one, if this one is emitted too). Only processors can emit.
+    /// one, if this one is emitted too). Only processors can emit. Like a
+    /// source, a processor gets at most its output's free space (and the
+    /// batch size) of new elements per step, and none when the arena has no
+    /// free slot: then this fails with [`StageError::is_no_room`].
     pub fn emit(
         &mut self,
         bytes: &[u8],
@@ -222,6 +251,7 @@ impl Element<'_> {
             out: &mut *o.out,
             source: o.source,
             seq: &mut *o.seq,
+            room: &mut *o.room,
         });
         emit_new(
             self.arena,
@@ -247,12 +277,17 @@ pub struct Emitter<'a> {
     pub(crate) out: &'a mut dyn FnMut(Handle),
     pub(crate) source: u16,
     pub(crate) seq: &'a mut u64,
+    /// New elements this call may still send (see [`Outlet::room`]).
+    pub(crate) room: usize,
 }
 
 impl Emitter<'_> {
     /// Sends a new element with payload `bytes` on the `output` port,
     /// stamped with `ingest_ns` (the newest contributing input's ingest time
-    /// keeps latency end to end; or [`crate::clock::now_ns`]).
+    /// keeps latency end to end; or [`crate::clock::now_ns`]). Fails with
+    /// [`StageError::is_no_room`] when this step's output space is used up
+    /// or the arena has no free slot: hold the rest and return
+    /// [`Flush::More`].
     pub fn emit(
         &mut self,
         bytes: &[u8],
@@ -263,6 +298,7 @@ impl Emitter<'_> {
             out: &mut *self.out,
             source: self.source,
             seq: &mut *self.seq,
+            room: &mut self.room,
         };
         emit_new(
             self.arena,
@@ -280,6 +316,15 @@ pub(crate) struct Outlet<'a> {
     pub(crate) out: &'a mut dyn FnMut(Handle),
     pub(crate) source: u16,
     pub(crate) seq: &'a mut u64,
+    /// New elements the processor may still send in this step: the output
+    /// edges' free space (and the batch size) when the step began, as a
+    /// source gets. It bounds what one processor holds in its outboxes,
+    /// which the arena's sizing counts on.
+    pub(crate) room: &'a mut usize,
+}
+
+fn no_room(detail: &str) -> StageError {
+    StageError::Rejected(Reason::new(NO_ROOM, detail))
 }
 
 fn emit_new(
@@ -295,11 +340,11 @@ fn emit_new(
             "only processors can emit new elements".into(),
         ));
     };
+    if *outlet.room == 0 {
+        return Err(no_room("the output has no more space in this step"));
+    }
     let Some(mut h) = arena.alloc(pool) else {
-        return Err(StageError::Rejected(Reason::new(
-            "arena exhausted",
-            "no free slot for an emitted element",
-        )));
+        return Err(no_room("no free slot in the arena"));
     };
     if let Err(e) = arena.write_payload(&mut h, bytes, pool) {
         arena.release(h, pool);
@@ -316,6 +361,7 @@ fn emit_new(
         },
     );
     *outlet.seq += 1;
+    *outlet.room -= 1;
     (outlet.out)(h);
     Ok(())
 }
@@ -387,6 +433,9 @@ pub trait Processor: Send {
     }
     /// Handles one element: return `Emit` to send it on (possibly
     /// modified), `Drop` to consume it; [`Element::emit`] sends new ones.
+    /// New elements that find no room ([`StageError::is_no_room`]) are for
+    /// the processor to hold and send first on later calls, deferring its
+    /// input until they are out.
     fn process(&mut self, element: &mut Element<'_>) -> Result<Verdict, StageError>;
     /// How the run summary names the elements this processor consumed with
     /// [`Verdict::Drop`] (default `"filtered"`; a window says it absorbed
@@ -400,14 +449,20 @@ pub trait Processor: Send {
         None
     }
     /// Called about every `tick_interval` with the current time, also when
-    /// no input arrives.
-    fn tick(&mut self, _now_ns: u64, _out: &mut Emitter<'_>) -> Result<(), StageError> {
-        Ok(())
+    /// no input arrives. [`Flush::More`]: output is held for want of room;
+    /// `tick` is called again on the next step (before any `process`; the
+    /// processor defers input while it holds output). An `Err` counts as
+    /// done.
+    fn tick(&mut self, _now_ns: u64, _out: &mut Emitter<'_>) -> Result<Flush, StageError> {
+        Ok(Flush::Done)
     }
-    /// Called once when every input has completed, before `teardown`: emit
-    /// what is still buffered (an open window).
-    fn finish(&mut self, _out: &mut Emitter<'_>) -> Result<(), StageError> {
-        Ok(())
+    /// Called when every input has completed, before `teardown`: emit what
+    /// is still buffered (an open window). [`Flush::More`]: output is held
+    /// for want of room; `finish` is called again on later steps until it
+    /// returns `Done` (or an `Err`, which counts as done), and only then
+    /// does the stage complete.
+    fn finish(&mut self, _out: &mut Emitter<'_>) -> Result<Flush, StageError> {
+        Ok(Flush::Done)
     }
     /// Events the stage counted that are not elements in or out (keys a
     /// dedupe forgot to stay within `max_keys`, say), as `(name, count)`;

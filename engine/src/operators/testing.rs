@@ -3,7 +3,7 @@
 
 use crate::arena::{Arena, ContentType, Handle, LocalPool, Meta};
 use crate::stage::{
-    Element, Emitter, Outlet, PortMask, Processor, Pull, Router, Sink, SlotWriter, Source,
+    Element, Emitter, Flush, Outlet, PortMask, Processor, Pull, Router, Sink, SlotWriter, Source,
     StageError, StageInfo, Verdict,
 };
 
@@ -80,6 +80,7 @@ impl Harness {
         let mut handle = self.element(payload, ingest_ns);
         let mut out = Vec::new();
         let mut seq = 0;
+        let mut room = usize::MAX;
         let verdict = {
             let mut push = |h: Handle| out.push(h);
             p.process(&mut Element {
@@ -90,6 +91,7 @@ impl Harness {
                     out: &mut push,
                     source: 0,
                     seq: &mut seq,
+                    room: &mut room,
                 }),
             })
         };
@@ -109,8 +111,8 @@ impl Harness {
 
     fn emitter_call(
         &mut self,
-        f: impl FnOnce(&mut Emitter<'_>) -> Result<(), StageError>,
-    ) -> (Result<(), StageError>, Vec<Vec<u8>>) {
+        f: impl FnOnce(&mut Emitter<'_>) -> Result<Flush, StageError>,
+    ) -> (Result<Flush, StageError>, Vec<Vec<u8>>) {
         let mut out = Vec::new();
         let mut seq = 0;
         let r = {
@@ -121,24 +123,38 @@ impl Harness {
                 out: &mut push,
                 source: 0,
                 seq: &mut seq,
+                room: usize::MAX,
             };
             f(&mut e)
         };
         (r, self.drain(out))
     }
 
-    /// Runs `tick(now_ns)`; returns the emitted payloads.
+    /// Runs `tick(now_ns)`, again while it holds output (the runtime's
+    /// later steps); returns the emitted payloads.
     pub(crate) fn tick(&mut self, p: &mut dyn Processor, now_ns: u64) -> Vec<Vec<u8>> {
-        let (r, out) = self.emitter_call(|e| p.tick(now_ns, e));
-        r.expect("tick succeeds");
-        out
+        self.until_done(|h| h.emitter_call(|e| p.tick(now_ns, e)))
     }
 
-    /// Runs `finish`; returns the emitted payloads.
+    /// Runs `finish` until it is done; returns the emitted payloads.
     pub(crate) fn finish(&mut self, p: &mut dyn Processor) -> Vec<Vec<u8>> {
-        let (r, out) = self.emitter_call(|e| p.finish(e));
-        r.expect("finish succeeds");
-        out
+        self.until_done(|h| h.emitter_call(|e| p.finish(e)))
+    }
+
+    fn until_done(
+        &mut self,
+        mut call: impl FnMut(&mut Self) -> (Result<Flush, StageError>, Vec<Vec<u8>>),
+    ) -> Vec<Vec<u8>> {
+        let mut all = Vec::new();
+        loop {
+            let (r, out) = call(self);
+            let more = r.expect("the call succeeds") == Flush::More;
+            assert!(!more || !out.is_empty(), "held output without progress");
+            all.extend(out);
+            if !more {
+                return all;
+            }
+        }
     }
 
     /// Routes an element with `payload`.

@@ -23,6 +23,13 @@
 //!   and [`Processor::counts`] reports how many keys were turned away
 //!   ("keys refused (max_keys)": each key once per pane it was refused in),
 //!   which says how far `max_keys` falls short.
+//! * No result is lost for want of room. A window emits its keys' results
+//!   as the output takes them (free slots, the step's output space); when
+//!   it has no room for the rest, it holds them (`Closing`: the window and
+//!   the next key) and goes on with them on later calls, before anything
+//!   else: `process` defers its input meanwhile ([`Verdict::Defer`]: the
+//!   input backs up, as behind a slow sink), `tick` and `finish` return
+//!   [`Flush::More`]. The panes stay as they are until every result is out.
 
 use std::collections::HashSet;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -34,7 +41,7 @@ use crate::arena::ContentType;
 use crate::clock::now_ns;
 use crate::operators::json::find_members;
 use crate::operators::util::{fnv1a64, write_json_f64, FnvBuild, PrehashedBuild};
-use crate::stage::{Element, Emitter, Processor, Reason, StageError, Verdict};
+use crate::stage::{Element, Emitter, Flush, Processor, Reason, StageError, Verdict};
 
 /// Where a window's output goes: `Element::emit` in `process`,
 /// `Emitter::emit` in `tick` and `finish`.
@@ -101,6 +108,30 @@ impl Agg {
     }
 }
 
+/// A window whose results are going out, key by key: what is left when the
+/// output has no more room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Closing {
+    /// First pane of the window.
+    first: u64,
+    /// Last pane of the window.
+    last: u64,
+    /// The next key to emit (index in `groups`, which holds still meanwhile:
+    /// no input is absorbed while a window is closing).
+    key: usize,
+    /// What follows once every key is out.
+    then: Then,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Then {
+    /// Pane `last` closed: reset the slot it frees ([`Window::pane_closed`]).
+    Close,
+    /// End of stream: the next window that holds pane `last`, until none is
+    /// left; then the groups go.
+    Finish,
+}
+
 /// A windowed aggregation (see the module docs).
 pub struct Window {
     basis: Basis,
@@ -127,6 +158,11 @@ pub struct Window {
     current: Option<u64>,
     /// Unix ns minus monotonic ns, for aligning time windows.
     wall_offset: u64,
+    /// Results held for want of room (see the module docs).
+    closing: Option<Closing>,
+    /// The last error emitting a result (not "no room"), reported when
+    /// nothing is held any more.
+    error: Option<StageError>,
     last_ingest: u64,
     scratch: Vec<u8>,
     key_buf: Vec<u8>,
@@ -171,6 +207,8 @@ impl Window {
             seen: 0,
             current: None,
             wall_offset: wall_offset(),
+            closing: None,
+            error: None,
             last_ingest: 0,
             scratch: Vec::with_capacity(256),
             key_buf: Vec::with_capacity(64),
@@ -216,13 +254,26 @@ impl Window {
 
     /// Closes pane `p`: emits the window ending with it, then resets the
     /// slot of its oldest pane (the next pane's slot).
-    fn close_pane(&mut self, p: u64, emit: &mut Emit<'_>) -> Result<(), StageError> {
+    fn close_pane(&mut self, p: u64, emit: &mut Emit<'_>) -> Flush {
+        debug_assert!(self.closing.is_none(), "one window closes at a time");
         let first = p as i128 - self.panes as i128 + 1;
-        let mut result = Ok(());
         // Count windows that would start before element 0 do not exist.
-        if first >= 0 || self.basis == Basis::Time {
-            result = self.emit_window(first.max(0) as u64, p, emit);
+        if first < 0 && self.basis == Basis::Count {
+            self.pane_closed(p);
+            return Flush::Done;
         }
+        self.closing = Some(Closing {
+            first: first.max(0) as u64,
+            last: p,
+            key: 0,
+            then: Then::Close,
+        });
+        self.drain(emit)
+    }
+
+    /// After pane `p`'s window is out: resets the slot of its oldest pane
+    /// for the next one, forgets keys as due, opens the next pane.
+    fn pane_closed(&mut self, p: u64) {
         let reuse = self.slot(p + 1);
         self.pane_counts[reuse] = 0;
         for ring in self.groups.values_mut() {
@@ -236,17 +287,43 @@ impl Window {
         if !self.refused.is_empty() {
             self.refused.clear();
         }
-        result
+        if self.basis == Basis::Time {
+            self.current = Some(p + 1);
+        }
     }
 
-    /// Emits, per key, window `[first pane, last pane]` merged from the
-    /// ring (keys without elements in it emit nothing).
-    fn emit_window(
-        &mut self,
-        first: u64,
-        last: u64,
-        emit: &mut Emit<'_>,
-    ) -> Result<(), StageError> {
+    /// Emits what [`Closing`] holds, and what follows it, as far as the
+    /// output takes it.
+    fn drain(&mut self, emit: &mut Emit<'_>) -> Flush {
+        while let Some(mut c) = self.closing {
+            if self.emit_window(&mut c, emit) == Flush::More {
+                self.closing = Some(c);
+                return Flush::More;
+            }
+            self.closing = match c.then {
+                Then::Close => {
+                    self.pane_closed(c.last);
+                    None
+                }
+                Then::Finish if c.first < c.last => Some(Closing {
+                    first: c.first + 1,
+                    key: 0,
+                    ..c
+                }),
+                Then::Finish => {
+                    self.groups.clear();
+                    None
+                }
+            };
+        }
+        Flush::Done
+    }
+
+    /// Emits, per key from `c.key` on, window `[c.first, c.last]` (panes)
+    /// merged from the ring (keys without elements in it emit nothing).
+    /// `More`: the output had no room; `c.key` is the key to go on with.
+    fn emit_window(&mut self, c: &mut Closing, emit: &mut Emit<'_>) -> Flush {
+        let (first, last) = (c.first, c.last);
         let (start, end) = match self.basis {
             Basis::Count => (first * self.slide, first * self.slide + self.size),
             Basis::Time => (
@@ -254,13 +331,13 @@ impl Window {
                 (first * self.slide + self.size) / 1_000_000,
             ),
         };
-        let mut result = Ok(());
-        for (key, ring) in &self.groups {
+        while let Some((key, ring)) = self.groups.get_index(c.key) {
             let mut total = Agg::EMPTY;
             for pane in first..=last {
                 total.merge(&ring[(pane % self.panes) as usize]);
             }
             if total.count == 0 {
+                c.key += 1;
                 continue;
             }
             let out = &mut self.scratch;
@@ -294,29 +371,48 @@ impl Window {
                 }
             }
             out.push(b'}');
-            if let Err(e) = emit(out, self.last_ingest) {
-                result = Err(e);
+            match emit(out, self.last_ingest) {
+                Err(e) if e.is_no_room() => return Flush::More,
+                Err(e) => self.error = Some(e),
+                Ok(()) => {}
             }
+            c.key += 1;
         }
-        result
+        Flush::Done
     }
 
-    /// Time windows: closes every pane before `pane`.
-    fn advance_to(&mut self, pane: u64, emit: &mut Emit<'_>) -> Result<(), StageError> {
-        let mut result = Ok(());
-        while let Some(cur) = self.current.filter(|&c| c < pane) {
-            if let Err(e) = self.close_pane(cur, emit) {
-                result = Err(e);
+    /// Time windows: emits what is held, then closes every pane before
+    /// `pane`.
+    fn advance_to(&mut self, pane: u64, emit: &mut Emit<'_>) -> Flush {
+        loop {
+            if self.drain(emit) == Flush::More {
+                return Flush::More;
             }
-            // After `panes` empty closes nothing is left to emit: jump.
-            let next = if self.pane_counts.iter().all(|&c| c == 0) {
-                pane
-            } else {
-                cur + 1
+            let Some(cur) = self.current.filter(|&c| c < pane) else {
+                return Flush::Done;
             };
-            self.current = Some(next);
+            if self.pane_counts.iter().all(|&c| c == 0) {
+                // Every pane is empty: nothing to emit until `pane`, jump.
+                self.current = Some(pane);
+                self.refused.clear();
+                return Flush::Done;
+            }
+            if self.close_pane(cur, emit) == Flush::More {
+                return Flush::More;
+            }
         }
-        result
+    }
+
+    /// The outcome of a call: `More` while results are held, else the last
+    /// error emitting one, if any.
+    fn outcome(&mut self) -> Result<Flush, StageError> {
+        if self.closing.is_some() {
+            return Ok(Flush::More);
+        }
+        match self.error.take() {
+            Some(e) => Err(e),
+            None => Ok(Flush::Done),
+        }
     }
 
     /// Reads the key and value of one element.
@@ -374,16 +470,16 @@ impl Window {
         Ok(())
     }
 
-    /// Adds one element's value to its key's open pane, closing panes as
-    /// due (their windows go out through `element`).
+    /// Adds one element's value to its key's open pane (`pane`, for time
+    /// windows), closing the pane when it is full (count windows).
     fn absorb(
         &mut self,
-        element: &mut Element<'_>,
         key: &[u8],
         value: f64,
         ingest: u64,
+        pane: u64,
+        emit: &mut Emit<'_>,
     ) -> Result<(), StageError> {
-        let mut emit = |bytes: &[u8], ingest: u64| element.emit(bytes, ContentType::Json, ingest);
         match self.basis {
             Basis::Count => {
                 let pane = self.seen / self.slide;
@@ -391,15 +487,11 @@ impl Window {
                 self.last_ingest = self.last_ingest.max(ingest);
                 self.seen += 1;
                 if self.seen % self.slide == 0 {
-                    self.close_pane(pane, &mut emit)?;
+                    // Results it has no room for are held (`closing`).
+                    self.close_pane(pane, emit);
                 }
             }
             Basis::Time => {
-                let pane = self.time_pane((self.now)());
-                let cur = *self.current.get_or_insert(pane);
-                if pane > cur {
-                    self.advance_to(pane, &mut emit)?;
-                }
                 // A clock step back never reopens a closed pane.
                 let pane = pane.max(self.current.unwrap_or(pane));
                 self.add(key, value, self.slot(pane))?;
@@ -431,16 +523,39 @@ impl Processor for Window {
 
     fn process(&mut self, element: &mut Element<'_>) -> Result<Verdict, StageError> {
         let ingest = element.meta().ingest_ns;
-        let payload = element.payload();
-        let (key, value) = self.extract(payload)?;
+        // Held results and panes past due go out first; until they have,
+        // the element waits in its ring.
+        let pane = {
+            let mut emit =
+                |bytes: &[u8], ingest: u64| element.emit(bytes, ContentType::Json, ingest);
+            match self.basis {
+                Basis::Count => {
+                    self.drain(&mut emit);
+                    0
+                }
+                Basis::Time => {
+                    let pane = self.time_pane((self.now)());
+                    self.current.get_or_insert(pane);
+                    self.advance_to(pane, &mut emit);
+                    pane
+                }
+            }
+        };
+        if self.closing.is_some() {
+            return Ok(Verdict::Defer);
+        }
+        let (key, value) = self.extract(element.payload())?;
         // The key borrows the payload, which `emit` needs mutably: copy it
         // into a buffer the window keeps (no allocation once warm).
         let mut key_buf = std::mem::take(&mut self.key_buf);
         key_buf.clear();
         key_buf.extend_from_slice(key);
-        let result = self.absorb(element, &key_buf, value, ingest);
+        let mut emit = |bytes: &[u8], ingest: u64| element.emit(bytes, ContentType::Json, ingest);
+        let result = self.absorb(&key_buf, value, ingest, pane, &mut emit);
         self.key_buf = key_buf;
-        result.map(|()| Verdict::Drop)
+        result?;
+        // Absorbed, even when the window it closed is still going out.
+        self.outcome().map(|_| Verdict::Drop)
     }
 
     fn tick_interval(&self) -> Option<u64> {
@@ -448,34 +563,39 @@ impl Processor for Window {
         (self.basis == Basis::Time).then(|| (self.slide / 20).clamp(1_000_000, 100_000_000))
     }
 
-    fn tick(&mut self, now_ns: u64, out: &mut Emitter<'_>) -> Result<(), StageError> {
+    fn tick(&mut self, now_ns: u64, out: &mut Emitter<'_>) -> Result<Flush, StageError> {
         if self.basis != Basis::Time || self.current.is_none() {
-            return Ok(());
+            return Ok(Flush::Done);
         }
         let pane = self.time_pane(now_ns);
         let mut emit = |bytes: &[u8], ingest: u64| out.emit(bytes, ContentType::Json, ingest);
-        self.advance_to(pane, &mut emit)
+        self.advance_to(pane, &mut emit);
+        self.outcome()
     }
 
-    fn finish(&mut self, out: &mut Emitter<'_>) -> Result<(), StageError> {
+    fn finish(&mut self, out: &mut Emitter<'_>) -> Result<Flush, StageError> {
+        let mut emit = |bytes: &[u8], ingest: u64| out.emit(bytes, ContentType::Json, ingest);
+        // First what an earlier close holds; a call after `More` goes on.
+        let finishing = matches!(self.closing, Some(c) if c.then == Then::Finish);
+        if self.drain(&mut emit) == Flush::More || finishing {
+            return self.outcome();
+        }
         let cur = match self.basis {
             Basis::Count => self.seen / self.slide,
             Basis::Time => match self.current {
                 Some(c) => c,
-                None => return Ok(()),
+                None => return self.outcome(),
             },
         };
-        let mut emit = |bytes: &[u8], ingest: u64| out.emit(bytes, ContentType::Json, ingest);
         // Every window that contains the open pane, oldest first.
-        let oldest = (cur + 1).saturating_sub(self.panes);
-        let mut result = Ok(());
-        for first in oldest..=cur {
-            if let Err(e) = self.emit_window(first, cur, &mut emit) {
-                result = Err(e);
-            }
-        }
-        self.groups.clear();
-        result
+        self.closing = Some(Closing {
+            first: (cur + 1).saturating_sub(self.panes),
+            last: cur,
+            key: 0,
+            then: Then::Finish,
+        });
+        self.drain(&mut emit);
+        self.outcome()
     }
 }
 
@@ -765,6 +885,86 @@ aggregates = ["sum", "count"]"#,
         at(1_009_500);
         assert!(h.tick(&mut w, fake_now()).is_empty());
         assert!(h.finish(&mut w).is_empty());
+    }
+
+    /// One element per key `0..n`, in order.
+    fn keyed(n: u64) -> Vec<String> {
+        (0..n).map(|i| format!(r#"{{"k":{i}}}"#)).collect()
+    }
+
+    fn results(first: u64, n: u64, start: u64, end: u64) -> Vec<String> {
+        (first..first + n)
+            .map(|i| format!(r#"{{"k":{i},"start":{start},"end":{end},"count":1}}"#))
+            .collect()
+    }
+
+    /// A window closing with more results than the arena has slots (64
+    /// in the harness) holds the rest and defers its input until they are
+    /// out; nothing is lost or repeated, and the order stays.
+    #[test]
+    fn results_without_room_are_held_and_input_deferred() {
+        let mut w = window("size = 200\nkey = \"k\"\nmax_keys = 1000");
+        let mut h = Harness::new(256);
+        let mut out = Vec::new();
+        let mut deferred = 0;
+        for d in keyed(200).iter().chain(&keyed(3)) {
+            loop {
+                let r = h.process(&mut w, d.as_bytes());
+                out.extend(strings(&r.emitted));
+                match r.verdict {
+                    Ok(Verdict::Drop) => break,
+                    Ok(Verdict::Defer) => {
+                        assert!(!r.emitted.is_empty(), "deferred without progress");
+                        deferred += 1;
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        assert!(deferred > 0, "the harness arena is smaller than the window");
+        assert_eq!(out, results(0, 200, 0, 200));
+        assert_eq!(strings(&h.finish(&mut w)), results(0, 3, 200, 400));
+    }
+
+    /// `finish` with more results than slots returns `More` until all are
+    /// out (the harness calls it again, as the runtime does).
+    #[test]
+    fn finish_resumes_until_every_result_is_out() {
+        let mut w = window("kind = \"sliding\"\nsize = 1000\nslide = 500\nkey = \"k\"");
+        let mut h = Harness::new(256);
+        feed(&mut h, &mut w, &keyed(150));
+        // Only window [0,1000) holds the open pane: count windows before
+        // element 0 do not exist.
+        assert_eq!(strings(&h.finish(&mut w)), results(0, 150, 0, 1000));
+        assert!(h.finish(&mut w).is_empty());
+    }
+
+    /// A time window closing on `tick` with more results than slots: the
+    /// ticks that follow go on with them, then the next windows close.
+    #[test]
+    fn tick_resumes_until_every_result_is_out() {
+        const MS: u64 = 1_000_000;
+        let mut w = window("size_ms = 100\nkey = \"k\"\nmax_keys = 1000");
+        w.now = fake_now;
+        w.wall_offset = 0;
+        let mut h = Harness::new(256);
+        NOW.with(|n| n.set(2_000_010 * MS));
+        feed(&mut h, &mut w, &keyed(150));
+        NOW.with(|n| n.set(2_000_150 * MS));
+        // This element's arrival closes the first window, with room in the
+        // 64-slot arena for part of it: the element waits.
+        let r = h.process(&mut w, br#"{"k":0}"#);
+        assert_eq!(r.verdict, Ok(Verdict::Defer));
+        let mut out = strings(&r.emitted);
+        assert!(!out.is_empty() && out.len() < 150, "{}", out.len());
+        // The ticks that follow emit the rest; then the element gets in.
+        out.extend(strings(&h.tick(&mut w, fake_now())));
+        assert_eq!(out, results(0, 150, 2_000_000, 2_000_100));
+        feed(&mut h, &mut w, &keyed(1));
+        assert_eq!(
+            strings(&h.tick(&mut w, 2_000_250 * MS)),
+            results(0, 1, 2_000_100, 2_000_200)
+        );
     }
 
     #[test]

@@ -10,8 +10,8 @@ use crate::clock::now_ns;
 use crate::metrics::{LiveCounters, StageReport};
 use crate::ring::{self, EdgeIn, EdgeOut, Taken};
 use crate::stage::{
-    Element, Emitter, Outlet, PortMask, Pull, Reason, SlotWriter, Stage, StageError, StageInfo,
-    Verdict, ERROR_PORT,
+    Element, Emitter, Flush, Outlet, PortMask, Pull, Reason, SlotWriter, Stage, StageError,
+    StageInfo, Verdict, ERROR_PORT,
 };
 
 /// What a worker hands each node for one step.
@@ -32,6 +32,9 @@ enum State {
     Running,
     /// Stage failed: inputs are drained and counted as dropped.
     Failed,
+    /// Inputs completed; a processor's `finish` holds output for want of
+    /// room and is called again each step until it is done.
+    Finishing,
     /// Stage finished; publishing what is left in the outboxes.
     Draining,
     /// Outputs dropped (downstream sees completion); nothing more to do.
@@ -199,6 +202,10 @@ impl Node {
                     moved = true;
                 }
             }
+            State::Finishing => {
+                moved |= self.finish(ctx);
+                moved |= self.flush_outputs(ctx);
+            }
             State::Failed => {
                 let finished = self.drain_failed(ctx, &mut moved);
                 if finished {
@@ -218,14 +225,21 @@ impl Node {
         Progress { moved }
     }
 
-    /// Completion: the stage's last calls, then drain the outboxes.
-    fn finish(&mut self, ctx: &mut StepCtx<'_>) {
+    /// Completion: the stage's last calls, then drain the outboxes. A
+    /// processor whose `finish` holds output stays `Finishing` and is called
+    /// again on the next step; returns whether anything moved.
+    fn finish(&mut self, ctx: &mut StepCtx<'_>) -> bool {
         if let Some(h) = self.pending.take() {
             ctx.arena.release(h, ctx.pool);
         }
         let failed = self.state == State::Failed;
         if !failed {
-            self.with_emitter(ctx, |p, out| p.finish(out));
+            let before = self.seq;
+            if self.with_emitter(ctx, |p, out| p.finish(out)) == Flush::More {
+                let moved = self.state != State::Finishing || self.seq != before;
+                self.state = State::Finishing;
+                return moved;
+            }
         }
         match &mut self.stage {
             Stage::Source(s) => {
@@ -252,9 +266,11 @@ impl Node {
             }
         }
         self.state = State::Draining;
+        true
     }
 
-    /// Runs a ticking processor's `tick` when due.
+    /// Runs a ticking processor's `tick` when due, and on every step while
+    /// the last one held output (`Flush::More`).
     fn maybe_tick(&mut self, ctx: &mut StepCtx<'_>) -> bool {
         let Stage::Processor(p) = &mut self.stage else {
             return false;
@@ -266,20 +282,27 @@ impl Node {
         if now < self.next_tick {
             return false;
         }
-        self.next_tick = now + interval.max(1);
-        self.with_emitter(ctx, |p, out| p.tick(now, out));
-        true
+        // `next_tick == 0` after a `More` (or before the first tick).
+        let retry = self.next_tick == 0;
+        let before = self.seq;
+        self.next_tick = match self.with_emitter(ctx, |p, out| p.tick(now, out)) {
+            Flush::Done => now + interval.max(1),
+            Flush::More => 0,
+        };
+        !retry || self.seq != before
     }
 
     /// Calls `f` with a processor stage and an [`Emitter`] onto its `output`
-    /// port, counting what it returns as an error of the stage.
+    /// port, with the room a source would get, counting what it returns as
+    /// an error of the stage (an error counts as done).
     fn with_emitter(
         &mut self,
         ctx: &mut StepCtx<'_>,
-        f: impl FnOnce(&mut dyn crate::stage::Processor, &mut Emitter<'_>) -> Result<(), StageError>,
-    ) {
+        f: impl FnOnce(&mut dyn crate::stage::Processor, &mut Emitter<'_>) -> Result<Flush, StageError>,
+    ) -> Flush {
+        let room = self.out_budget().min(ctx.batch);
         let Stage::Processor(p) = &mut self.stage else {
-            return;
+            return Flush::Done;
         };
         let result = {
             let (ports, report, refusing) = (&mut self.ports, &mut self.report, self.refusing);
@@ -293,12 +316,14 @@ impl Node {
                 out: &mut out,
                 source: self.info.index as u16,
                 seq: &mut self.seq,
+                room,
             };
             f(p.as_mut(), &mut emitter)
         };
-        if let Err(e) = result {
+        result.unwrap_or_else(|e| {
             note_error(&mut self.report, e);
-        }
+            Flush::Done
+        })
     }
 
     /// Fills slots from the source; returns true when it is exhausted.
@@ -425,6 +450,7 @@ impl Node {
             now: 0,
             run_ingest: 0,
             run_len: 0,
+            room: budget,
         };
         let is_sink = matches!(stage, Stage::Sink(_));
         for k in 0..n_inputs {
@@ -552,6 +578,9 @@ struct Lane<'a> {
     /// same latency, recorded once with their count.
     run_ingest: u64,
     run_len: u64,
+    /// New elements a processor may still emit in this batch (see
+    /// [`Outlet::room`]).
+    room: usize,
 }
 
 impl Lane<'_> {
@@ -610,6 +639,7 @@ fn consume_one(
                         out: &mut out,
                         source: lane.source,
                         seq: lane.seq,
+                        room: &mut lane.room,
                     }),
                 })
             };
