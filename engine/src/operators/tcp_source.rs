@@ -1,7 +1,7 @@
 //! `tcp-in`: a TCP listener; every client sends newline-delimited elements.
 //!
 //! Everything is non-blocking and served in rounds. A round starts with one
-//! `epoll_wait` (zero timeout) that names the sockets with something to
+//! poll (`mio`, zero timeout) that names the sockets with something new to
 //! read: the listener when clients are waiting to be accepted, and the
 //! clients that sent data or hung up. So new clients are accepted every
 //! round however many are connected, and a client that sends nothing costs
@@ -14,13 +14,22 @@
 //! beyond that is accepted and closed at once, and counted as a dropped
 //! "connection refused (max_connections)". A client that disconnects, sends
 //! garbage or an over-long line affects only its own data: the run goes on.
+//!
+//! The poll is edge-triggered: a socket is reported once when data arrives,
+//! not again while data is left unread. So a client stays on the `readable`
+//! list, served one read per round, until a read finds nothing
+//! (`WouldBlock`), and the listener is accepted from every round until
+//! `accept` finds no one waiting.
 
 use std::collections::VecDeque;
-use std::io::Read;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::{ErrorKind, Read};
+use std::net::SocketAddr;
+use std::time::Duration;
 
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
 use serde::Deserialize;
+use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::clock::now_ns;
 use crate::operators::lines::{too_long, write_line, LineBuffer, Next, READ_BUFFER};
@@ -29,81 +38,34 @@ use crate::stage::{Pull, Reason, SlotWriter, Source, StageError, StageInfo};
 
 const MS: u64 = 1_000_000;
 
-/// Ready sockets one round serves at most. Epoll is level-triggered and
-/// queues the sockets it reported behind those it did not, so the rest come
-/// first in the next round.
-const EVENTS_PER_ROUND: usize = 256;
+/// Events one poll returns at most; the kernel keeps the others for the
+/// next poll.
+const EVENTS_PER_POLL: usize = 256;
+
+/// Reads one round makes at most: the clients on the `readable` list
+/// beyond are served first in the next round.
+const READS_PER_ROUND: usize = 256;
 
 /// Clients accepted (or refused) per round at most, so that a burst of new
 /// clients does not hold up the data of those already connected.
 const ACCEPTS_PER_ROUND: usize = 256;
 
 /// Clients the kernel queues for `accept` (it caps this at
-/// `net.core.somaxconn`). The standard library listens with 128: a thousand
-/// clients connecting at once overflowed it between two rounds, and the
-/// kernel dropped their handshakes, so they retried only after 1 s, 3 s...
-/// (measured: the last connected 3 s late).
-const BACKLOG: libc::c_int = 4096;
+/// `net.core.somaxconn`). The standard library and `mio` listen with 128: a
+/// thousand clients connecting at once overflowed it between two rounds,
+/// and the kernel dropped their handshakes, so they retried only after 1 s,
+/// 3 s... (measured: the last connected 3 s late; `tests/tcp_clients.rs`
+/// takes 3 to 5 s with 128, 0.2 s with this).
+const BACKLOG: i32 = 4096;
 
 /// Idle read buffers kept for reuse (64 KiB each); more are freed.
 const SPARE_BUFFERS: usize = 16;
 
-/// The epoll token of the listener; a client's token is its index.
-const LISTENER: u64 = u64::MAX;
+/// The poll token of the listener; a client's token is its index.
+const LISTENER: Token = Token(usize::MAX);
 
 /// The reason a client over `max_connections` is counted under.
 const REFUSED: &str = "connection refused (max_connections)";
-
-/// An epoll instance over the listener and the clients.
-struct Poller {
-    fd: OwnedFd,
-}
-
-impl Poller {
-    fn new() -> std::io::Result<Poller> {
-        // SAFETY: takes no pointers; returns a new descriptor or -1.
-        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: `fd` was just created and nothing else owns it.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(Poller { fd })
-    }
-
-    /// Watches `fd` for reading, reported with `token`. Closing the socket
-    /// removes it (its descriptor is never duplicated).
-    fn add(&self, fd: RawFd, token: u64) -> std::io::Result<()> {
-        let mut event = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: token,
-        };
-        // SAFETY: `event` is valid for the call (the kernel copies it) and
-        // `fd` is an open socket.
-        let r =
-            unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut event) };
-        if r != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(())
-    }
-
-    /// Fills `events` with the ready sockets, without waiting; returns how
-    /// many.
-    fn ready(&self, events: &mut [libc::epoll_event]) -> std::io::Result<usize> {
-        let max = libc::c_int::try_from(events.len()).unwrap_or(libc::c_int::MAX);
-        // SAFETY: `events` is valid for writes of `max` entries for the
-        // whole call, and the zero timeout makes it return at once.
-        let n = unsafe { libc::epoll_wait(self.fd.as_raw_fd(), events.as_mut_ptr(), max, 0) };
-        match usize::try_from(n) {
-            Ok(n) => Ok(n),
-            Err(_) => match std::io::Error::last_os_error() {
-                e if e.kind() == std::io::ErrorKind::Interrupted => Ok(0),
-                e => Err(e),
-            },
-        }
-    }
-}
 
 struct Conn {
     stream: TcpStream,
@@ -112,6 +74,8 @@ struct Conn {
     lines: Option<LineBuffer>,
     /// The client hung up: send what is buffered, then close.
     eof: bool,
+    /// On the `readable` list: it may have bytes not read yet.
+    readable: bool,
 }
 
 /// Listens on a TCP address; each line from any client is an element.
@@ -120,16 +84,20 @@ struct Conn {
 pub struct TcpSource {
     listener: TcpListener,
     local: SocketAddr,
-    poller: Poller,
+    poll: Poll,
+    events: Events,
+    /// Clients may be waiting to be accepted: set by the listener's event,
+    /// cleared once `accept` finds no one.
+    accepting: bool,
     /// Clients by token; `None` is a free token, reused first.
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
     open: usize,
-    /// This round: the sockets the last `epoll_wait` reported, and the next
-    /// one to serve.
-    events: Box<[libc::epoll_event]>,
-    ready: usize,
-    next_event: usize,
+    /// Clients reported readable and not yet read to `WouldBlock`, in the
+    /// order they are served; each appears once (see `Conn::readable`).
+    readable: VecDeque<usize>,
+    /// How many at the front of `readable` this round still reads.
+    round_left: usize,
     /// The client whose buffered lines are being sent.
     serving: Option<usize>,
     spare: Vec<LineBuffer>,
@@ -145,38 +113,40 @@ pub struct TcpSource {
     name: String,
 }
 
+/// A non-blocking listener on `addr` with a [`BACKLOG`]-long accept queue
+/// (`std` and `mio` have no way to ask for more than 128).
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // As `std` and `mio` do: a restarted run can bind again at once.
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
 impl TcpSource {
     /// Binds `address` (non-blocking).
     pub fn bind(address: &str) -> Result<TcpSource, String> {
         let addr = listen_address(address)?;
-        let listener = TcpListener::bind(addr).map_err(|e| format!("cannot bind {addr}: {e}"))?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| format!("cannot make the listener non-blocking: {e}"))?;
+        let mut listener = listen(addr).map_err(|e| format!("cannot bind {addr}: {e}"))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
-        // SAFETY: a valid listening socket; `listen` again only changes the
-        // length of its accept queue.
-        if unsafe { libc::listen(listener.as_raw_fd(), BACKLOG) } != 0 {
-            log::warn!(
-                "cannot lengthen the accept queue of {local}: {}",
-                std::io::Error::last_os_error()
-            );
-        }
-        let poller = Poller::new().map_err(|e| format!("cannot create an epoll instance: {e}"))?;
-        poller
-            .add(listener.as_raw_fd(), LISTENER)
+        let poll = Poll::new().map_err(|e| format!("cannot create a poller: {e}"))?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
             .map_err(|e| format!("cannot watch the listener: {e}"))?;
         Ok(TcpSource {
             listener,
             local,
-            poller,
+            poll,
+            events: Events::with_capacity(EVENTS_PER_POLL),
+            accepting: false,
             conns: Vec::new(),
             free: Vec::new(),
             open: 0,
-            events: vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS_PER_ROUND]
-                .into_boxed_slice(),
-            ready: 0,
-            next_event: 0,
+            readable: VecDeque::new(),
+            round_left: 0,
             serving: None,
             spare: Vec::new(),
             problems: VecDeque::new(),
@@ -216,14 +186,46 @@ impl TcpSource {
         self
     }
 
+    /// Starts a round: one poll without waiting puts the clients it reports
+    /// on the `readable` list (behind those still there), then the waiting
+    /// clients are accepted.
+    fn start_round(&mut self) -> Result<(), StageError> {
+        match self.poll.poll(&mut self.events, Some(Duration::ZERO)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => self.events.clear(),
+            Err(e) => return Err(StageError::Fatal(format!("poll failed: {e}"))),
+        }
+        for event in &self.events {
+            if event.token() == LISTENER {
+                self.accepting = true;
+                continue;
+            }
+            let i = event.token().0;
+            if let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) {
+                if !conn.readable {
+                    conn.readable = true;
+                    self.readable.push_back(i);
+                }
+            }
+        }
+        self.round_left = self.readable.len().min(READS_PER_ROUND);
+        if self.accepting {
+            self.accept_new();
+        }
+        Ok(())
+    }
+
     /// Accepts the waiting clients (up to a round's share): registers them,
     /// or refuses them past `max_connections`.
     fn accept_new(&mut self) {
         for _ in 0..ACCEPTS_PER_ROUND {
-            let (stream, peer) = match self.listener.accept() {
+            let (mut stream, peer) = match self.listener.accept() {
                 Ok(accepted) => accepted,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.accepting = false;
+                    return;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
                     // E.g. out of file descriptors: the client waits in the
                     // backlog and the next round tries again.
@@ -248,9 +250,11 @@ impl TcpSource {
                 self.conns.push(None);
                 self.conns.len() - 1
             });
-            let watched = stream
-                .set_nonblocking(true)
-                .and_then(|()| self.poller.add(stream.as_raw_fd(), token as u64));
+            // Data it sent already is reported by the next poll.
+            let watched =
+                self.poll
+                    .registry()
+                    .register(&mut stream, Token(token), Interest::READABLE);
             if let Err(e) = watched {
                 self.free.push(token);
                 self.problems
@@ -263,41 +267,45 @@ impl TcpSource {
                 peer,
                 lines: None,
                 eof: false,
+                readable: false,
             });
             self.open += 1;
         }
     }
 
-    /// One read from client `i` (reported ready); on data or end of stream
-    /// its lines are served next.
-    fn read(&mut self, i: usize) -> Result<(), StageError> {
-        // A client closed earlier in this round has nothing to read.
+    /// One read from the next client on the `readable` list; its lines are
+    /// served next. It stays on the list (at the back) while reads find
+    /// data.
+    fn read_next(&mut self) -> Result<(), StageError> {
+        let Some(i) = self.readable.pop_front() else {
+            return Ok(());
+        };
         let Some(conn) = self.conns.get_mut(i).and_then(Option::as_mut) else {
             return Ok(());
         };
+        conn.readable = false;
         let spare = &mut self.spare;
         let lines = conn
             .lines
             .get_or_insert_with(|| spare.pop().unwrap_or_else(|| LineBuffer::new(READ_BUFFER)));
+        self.serving = Some(i);
         match conn.stream.read(lines.spare()) {
             Ok(0) => {
                 log::debug!("{}: client {} disconnected", self.name, conn.peer);
                 conn.eof = true;
-                self.serving = Some(i);
             }
             Ok(n) => {
                 lines.filled(n);
                 self.last_activity_ns = 0; // stamped lazily, when idle
-                self.serving = Some(i);
+                                           // More may be waiting, and no new event would say so.
+                conn.readable = true;
+                self.readable.push_back(i);
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
-                ) =>
-            {
-                // Nothing after all; epoll reports it again if need be.
-                self.serving = Some(i);
+            // Read out: the next event says when more comes.
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {
+                conn.readable = true;
+                self.readable.push_back(i);
             }
             Err(e) => {
                 let peer = conn.peer;
@@ -349,7 +357,20 @@ impl TcpSource {
 
     /// Closes client `i` (its buffered bytes, if any, are discarded).
     fn close(&mut self, i: usize) {
-        if let Some(conn) = self.conns[i].take() {
+        if let Some(mut conn) = self.conns[i].take() {
+            // Its token is reused by the next client: no stale entry may
+            // stay on the list.
+            if conn.readable {
+                if let Some(at) = self.readable.iter().position(|&j| j == i) {
+                    self.readable.remove(at);
+                    if at < self.round_left {
+                        self.round_left -= 1;
+                    }
+                }
+            }
+            // Closing the socket would also end its registration; this
+            // does not depend on the platform.
+            let _ = self.poll.registry().deregister(&mut conn.stream);
             self.open -= 1;
             self.free.push(i);
             if let Some(lines) = conn.lines {
@@ -379,8 +400,8 @@ impl Source for TcpSource {
             return Ok(Pull::Done);
         }
         // Go on with the round: the client being served, then the next
-        // ready socket; when the round is over, start one more (one
-        // `epoll_wait` per call at most).
+        // read; when the round is over, start one more (one poll per call
+        // at most).
         let mut polled = false;
         loop {
             if let Some(i) = self.serving {
@@ -389,28 +410,19 @@ impl Source for TcpSource {
                 }
                 self.serving = None;
             }
-            if self.next_event < self.ready {
-                let token = self.events[self.next_event].u64;
-                self.next_event += 1;
-                if token == LISTENER {
-                    self.accept_new();
-                    if let Some(reason) = self.problems.pop_front() {
-                        return Err(StageError::Rejected(reason));
-                    }
-                } else {
-                    self.read(token as usize)?;
-                }
+            if self.round_left > 0 {
+                self.round_left -= 1;
+                self.read_next()?;
                 continue;
             }
             if polled {
                 break;
             }
             polled = true;
-            self.next_event = 0;
-            self.ready = self
-                .poller
-                .ready(&mut self.events)
-                .map_err(|e| StageError::Fatal(format!("epoll_wait failed: {e}")))?;
+            self.start_round()?;
+            if let Some(reason) = self.problems.pop_front() {
+                return Err(StageError::Rejected(reason));
+            }
         }
         let now = now_ns();
         if self.last_activity_ns == 0 {
@@ -424,6 +436,9 @@ impl Source for TcpSource {
 
     fn teardown(&mut self) {
         self.conns.clear();
+        self.readable.clear();
+        self.round_left = 0;
+        self.serving = None;
         self.open = 0;
     }
 }
@@ -457,6 +472,7 @@ pub(crate) fn build(p: TcpSourceParams) -> Result<TcpSource, String> {
 #[cfg(test)]
 mod tests {
     use std::io::Write;
+    use std::net::TcpStream;
 
     use super::*;
     use crate::operators::testing::{strings, Harness};
@@ -567,6 +583,60 @@ mod tests {
         let (got, errors) = h.pull_all(&mut src, 1, 5000);
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(strings(&got), ["{\"c\":3}"]);
+    }
+
+    /// Writes `lines` short lines from a thread and waits (up to 5 s) until
+    /// the kernel took them all, so that no data arrives once pulling
+    /// starts; the stream stays open.
+    fn send_lines(addr: SocketAddr, tag: &str, lines: usize) -> TcpStream {
+        let tag = tag.to_string();
+        let writer = std::thread::spawn(move || {
+            let mut c = TcpStream::connect(addr).unwrap();
+            let mut bytes = Vec::new();
+            for n in 0..lines {
+                bytes.extend_from_slice(format!("{tag}{n:05}\n").as_bytes());
+            }
+            c.write_all(&bytes).unwrap();
+            c
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !writer.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(writer.is_finished(), "the kernel buffers the lines");
+        writer.join().unwrap()
+    }
+
+    /// Readiness is reported once per arrival: a client whose bytes take
+    /// several reads is served to the end with no new event, while another
+    /// client's line goes out after at most one read of the first.
+    #[test]
+    fn serves_data_beyond_one_read_without_a_new_event() {
+        const BULK: usize = 30_000; // 210 KB: four reads of 64 KiB
+        let mut h = Harness::new(64);
+        let mut src = TcpSource::bind("127.0.0.1:0").unwrap();
+        src.init(&h.info()).unwrap();
+        let addr = src.local_addr();
+        let _bulk = send_lines(addr, "b", BULK);
+        let _one = send_lines(addr, "one", 1);
+        let (got, errors) = h.pull_all(&mut src, BULK + 1, 50);
+        assert!(errors.is_empty(), "{errors:?}");
+        let got = strings(&got);
+        assert_eq!(got.len(), BULK + 1, "nothing stranded");
+        let bulk: Vec<&String> = got.iter().filter(|l| l.starts_with('b')).collect();
+        assert!(bulk
+            .iter()
+            .enumerate()
+            .all(|(n, l)| **l == format!("b{n:05}")));
+        let one = got.iter().position(|l| l == "one00000").unwrap();
+        assert!(
+            one <= READ_BUFFER / "b00000\n".len(),
+            "served after one read of the bulk, not {one}"
+        );
+        // Once a read finds nothing, the clients wait for their next event.
+        let (more, _) = h.pull_all(&mut src, 1, 5);
+        assert!(more.is_empty());
+        assert!(src.readable.is_empty() && src.round_left == 0);
     }
 
     /// Read buffers are lent only while a client has bytes buffered.
