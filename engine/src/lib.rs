@@ -43,7 +43,7 @@ pub use ring::wait::WaitStrategy;
 pub use ring::WhenFull;
 pub use runtime::{InFlight, Pipeline};
 pub use stage::{
-    Element, Emitter, Processor, Pull, Reason, Role, Router, Sink, SlotWriter, Source, Stage,
-    StageError, Verdict,
+    Element, Emitter, Flush, Processor, Pull, Reason, Role, Router, Sink, SlotWriter, Source,
+    Stage, StageError, Verdict,
 };
 pub use topology::{ConfigError, ConfigErrors, PipelineBuilder, Settings};

@@ -554,13 +554,13 @@ impl Stage {
                 p.push(ERROR_PORT.to_string());
                 p
             }
-            Stage::Sink(_) => Vec::new(),
+            Stage::Sink(_) => vec![ERROR_PORT.to_string()],
         }
     }
 
     /// Whether output port `name` may be left unconnected.
     pub fn is_optional_port(&self, name: &str) -> bool {
-        name == ERROR_PORT && matches!(self, Stage::Processor(_) | Stage::Router(..))
+        name == ERROR_PORT && !matches!(self, Stage::Source(_))
     }
 
     /// Whether the stage has an `input` port.

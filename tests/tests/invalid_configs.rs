@@ -47,7 +47,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ),
     (
         "sink_with_output.toml",
-        &["sink_with_output.toml:16:1: edge sink.output -> after.input: sink 'sink' has no output ports"],
+        &["sink_with_output.toml:16:1: edge sink.output -> after.input: sink 'sink' has no output port 'output'; a sink's only output is its optional 'error' port"],
     ),
     (
         "unconnected_output.toml",

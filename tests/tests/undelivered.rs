@@ -74,3 +74,63 @@ to = { node = "out" }
         out.dump()
     );
 }
+
+/// With its `error` port connected, what tcp-out cannot buffer goes there
+/// (routed, not failed); only what it had buffered and could not deliver
+/// at the end counts as failed.
+#[test]
+fn tcp_out_routes_what_it_cannot_deliver_to_its_error_port() {
+    let dir = TempDir::new("nobody-routed");
+    let port = free_port(false);
+    let rejects = dir.path().join("rejects.ndjson");
+    let config = format!(
+        r#"
+[flow.main.nodes.gen]
+component = "generator"
+count = 5000
+
+[flow.main.nodes.out]
+component = "tcp-out"
+address = "127.0.0.1:{port}"
+linger_ms = 50
+buffer_bytes = 1
+
+[flow.main.nodes.keep]
+component = "file-out"
+path = "{}"
+
+[[flow.main.edges]]
+from = {{ node = "gen" }}
+to = {{ node = "out" }}
+
+[[flow.main.edges]]
+from = {{ node = "out", port = "error" }}
+to = {{ node = "keep" }}
+"#,
+        rejects.display()
+    );
+    let out = run_config(&dir.write("routed.toml", &config), &[]);
+    out.assert_no_panic()
+        .assert_stderr_contains("sent to port 'error'");
+    let sink = out.stage("out");
+    let routed = sink.sent;
+    assert_eq!(sink.received, 5000, "{}", out.dump());
+    assert_eq!(
+        routed + sink.failed,
+        5000,
+        "routed + failed = received\n{}",
+        out.dump()
+    );
+    assert!(routed >= 4990, "nearly everything routed\n{}", out.dump());
+    let kept = std::fs::read_to_string(&rejects).unwrap();
+    assert_eq!(
+        kept.lines().count() as u64,
+        routed,
+        "the error port's sink wrote them all"
+    );
+    assert_eq!(out.stage("keep").received, routed);
+    // The one buffered line still failed: not delivered, not routed.
+    if sink.failed > 0 {
+        out.assert_code(EXIT_IOERR);
+    }
+}

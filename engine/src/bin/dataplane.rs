@@ -333,7 +333,7 @@ fn list(registry: &Registry) -> ExitCode {
             Role::Source => "out: output",
             Role::Router => "in: input; out: the ports named in its parameters, error (optional)",
             Role::Processor => "in: input; out: output, error (optional)",
-            Role::Sink => "in: input",
+            Role::Sink => "in: input; out: error (optional: what it could not deliver)",
         };
         println!("{role}s ({ports})");
         for (name, c) in registry.iter().filter(|(_, c)| c.role == role) {

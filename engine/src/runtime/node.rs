@@ -745,11 +745,16 @@ fn reject(
             }
             Ok(Taken::Yes)
         }
-        StageError::Failed(reason) => {
-            arena.release(handle, ctx.pool);
-            lane.report.fail_with(reason, 1);
-            Ok(Taken::Yes)
-        }
+        // A sink's undelivered element goes to its `error` port when one
+        // is connected (then it is routed, not failed), as a rejected one.
+        StageError::Failed(reason) => match lane.error_port {
+            Some(_) => reject(StageError::Rejected(reason), lane, handle, ctx),
+            None => {
+                arena.release(handle, ctx.pool);
+                lane.report.fail_with(reason, 1);
+                Ok(Taken::Yes)
+            }
+        },
         StageError::Fatal(m) => {
             arena.release(handle, ctx.pool);
             lane.report

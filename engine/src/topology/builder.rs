@@ -337,12 +337,12 @@ impl PipelineBuilder {
             let to_node = &nodes[to];
             let port = out_ports[from].iter().position(|p| *p == e.from.1);
             let mut ok = true;
-            if from_node.stage.role() == Role::Sink {
+            if from_node.stage.role() == Role::Sink && port.is_none() {
                 errors.push(ConfigError::new(
                     &loc,
                     format!(
-                        "sink '{}' has no output ports; a sink cannot start an edge",
-                        e.from.0
+                        "sink '{}' has no output port '{}'; a sink's only output is its optional 'error' port (elements it could not deliver)",
+                        e.from.0, e.from.1
                     ),
                 ));
                 ok = false;
