@@ -220,3 +220,29 @@ fn validate_does_not_steal_a_running_pipelines_port() {
         .wait_timeout(Duration::from_secs(60))
         .assert_code(EXIT_OK);
 }
+
+/// `dataplane list | head -1`: a reader that closes the pipe early is not
+/// an error (no panic, no backtrace, exit 0), for every printing command.
+#[test]
+fn a_closed_stdout_pipe_is_not_a_panic() {
+    let fanout = repo_root().join("configs/fanout.toml");
+    let fanout = fanout.to_str().unwrap();
+    for args in [
+        vec!["list"],
+        vec!["validate", "--config", fanout],
+        vec!["graph", "--config", fanout],
+    ] {
+        let mut child = std::process::Command::new(dataplane_tests::binary())
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start dataplane");
+        // Close the read end before the command writes.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait for dataplane");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(EXIT_OK), "{args:?}: {stderr}");
+    }
+}

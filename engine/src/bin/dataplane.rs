@@ -291,23 +291,38 @@ fn write_file(
     w.flush()
 }
 
+/// Writes a command's whole output to stdout. A reader that went away
+/// (`dataplane list | head -1`) is not an error: the command has nothing
+/// left to say to anyone, so it exits 0 quietly, as Unix tools do.
+fn print_out(text: &str) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(exit::OK),
+        Err(e) => {
+            eprintln!("error: cannot write to stdout: {e}");
+            ExitCode::from(exit::IOERR)
+        }
+    }
+}
+
 fn validate(registry: &Registry, args: &ConfigArgs) -> ExitCode {
     match load(registry, args) {
         Ok((pipeline, path)) => {
-            println!(
-                "{}: valid ({} stages, arena {} x {} B)",
+            let mut text = format!(
+                "{}: valid ({} stages, arena {} x {} B)\n",
                 path.display(),
                 pipeline.placement().len(),
                 pipeline.arena_slots(),
                 pipeline.settings().slot_size
             );
             for e in &pipeline.placement() {
-                println!(
-                    "  {:<16} {:<15} {:<9} core {} (worker {})",
+                text.push_str(&format!(
+                    "  {:<16} {:<15} {:<9} core {} (worker {})\n",
                     e.stage, e.component, e.role, e.core, e.worker
-                );
+                ));
             }
-            ExitCode::from(exit::OK)
+            print_out(&text)
         }
         Err(code) => code,
     }
@@ -320,14 +335,14 @@ fn graph(registry: &Registry, args: &ConfigArgs, format: Format) -> ExitCode {
                 Format::Dot => GraphFormat::Dot,
                 Format::Mermaid => GraphFormat::Mermaid,
             };
-            print!("{}", render(&pipeline, format));
-            ExitCode::from(exit::OK)
+            print_out(&render(&pipeline, format))
         }
         Err(code) => code,
     }
 }
 
 fn list(registry: &Registry) -> ExitCode {
+    let mut text = String::new();
     for role in [Role::Source, Role::Router, Role::Processor, Role::Sink] {
         let ports = match role {
             Role::Source => "out: output",
@@ -335,14 +350,14 @@ fn list(registry: &Registry) -> ExitCode {
             Role::Processor => "in: input; out: output, error (optional)",
             Role::Sink => "in: input; out: error (optional: what it could not deliver)",
         };
-        println!("{role}s ({ports})");
+        text.push_str(&format!("{role}s ({ports})\n"));
         for (name, c) in registry.iter().filter(|(_, c)| c.role == role) {
-            println!("  {name:<16} {}", c.summary);
+            text.push_str(&format!("  {name:<16} {}\n", c.summary));
             for (param, doc) in c.params {
-                println!("      {param:<14} {doc}");
+                text.push_str(&format!("      {param:<14} {doc}\n"));
             }
         }
-        println!();
+        text.push('\n');
     }
-    ExitCode::from(exit::OK)
+    print_out(&text)
 }

@@ -53,11 +53,15 @@ impl Worker {
         }
         // A timed park (waiting for a paced source's next element) otherwise
         // wakes up to the kernel's default timer slack (50 us) late, and the
-        // element's intended-time stamp makes that show as latency.
+        // element's intended-time stamp makes that show as latency. Linux
+        // only; elsewhere parks keep the platform's slack.
+        #[cfg(target_os = "linux")]
         // SAFETY: PR_SET_TIMERSLACK takes one integer argument and only
         // changes this thread's timer slack; it cannot fail in a way that
         // matters here (the default slack stays).
-        unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
+        unsafe {
+            libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
+        }
         let me = &shared.parkers[self.id];
         me.register();
         let mut pool = LocalPool::new(shared.batch);
