@@ -76,6 +76,18 @@ const EXPECTED: &[(&str, &[&str])] = &[
         "arena_too_small.toml",
         &["arena_too_small.toml: engine.arena.slots: 16 slots cannot hold what the rings may carry: this topology needs at least "],
     ),
+    (
+        "out_of_bounds.toml",
+        &[
+            "out_of_bounds.toml: engine.arena: slot_size 1099511627776 is larger than the largest slot, 67108864 bytes (64 MiB)",
+            "out_of_bounds.toml: engine: batch 1000000000 is larger than the largest batch, 65536",
+            "out_of_bounds.toml: engine: ring_capacity 1099511627776 is larger than the largest ring, 4194304 handles",
+        ],
+    ),
+    (
+        "arena_too_large.toml",
+        &["arena_too_large.toml: engine.arena: the arena would take about ", " of memory is available; lower slots, slot_size or the ring capacities"],
+    ),
     ("no_flow.toml", &["no_flow.toml: no flow defined (expected a [flow.NAME] table)"]),
     (
         "multiple_errors.toml",

@@ -87,6 +87,33 @@ pub(crate) struct Edge {
     pub(crate) when_full: WhenFull,
 }
 
+/// Largest arena slot a config may ask for (64 MiB).
+pub const MAX_SLOT_SIZE: usize = 64 << 20;
+/// Largest ring a config may ask for, in handles (16 MiB of `u32`s).
+pub const MAX_RING_CAPACITY: usize = 1 << 22;
+/// Largest batch a config may ask for.
+pub const MAX_BATCH: usize = 1 << 16;
+/// Per-slot memory besides the payload (metadata and refcount, one cache
+/// line), for the arena size check.
+const SLOT_OVERHEAD: u64 = 64;
+
+/// Memory the arena may take: `MemAvailable` on Linux; `None` (no check)
+/// where it cannot be read.
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib.saturating_mul(1024))
+}
+
+fn human_bytes(b: u64) -> String {
+    match b {
+        0..=1_048_575 => format!("{b} B"),
+        1_048_576..=1_073_741_823 => format!("{:.1} MiB", b as f64 / 1_048_576.0),
+        _ => format!("{:.1} GiB", b as f64 / 1_073_741_824.0),
+    }
+}
+
 /// Default [`Settings::drain_timeout_ms`].
 pub const DEFAULT_DRAIN_TIMEOUT_MS: u64 = 5000;
 
@@ -399,6 +426,14 @@ impl PipelineBuilder {
             if capacity == 0 {
                 errors.push(ConfigError::new(&loc, "ring capacity must be at least 1"));
                 ok = false;
+            } else if capacity > MAX_RING_CAPACITY && capacity != settings.ring_capacity {
+                errors.push(ConfigError::new(
+                    &loc,
+                    format!(
+                        "ring capacity {capacity} is larger than the largest ring, {MAX_RING_CAPACITY} handles"
+                    ),
+                ));
+                ok = false;
             }
             if from == to {
                 errors.push(ConfigError::new(
@@ -481,17 +516,41 @@ impl PipelineBuilder {
                 global("engine.arena"),
                 "slot_size must be at least 1 byte",
             ));
+        } else if settings.slot_size > MAX_SLOT_SIZE {
+            errors.push(ConfigError::new(
+                global("engine.arena"),
+                format!(
+                    "slot_size {} is larger than the largest slot, {MAX_SLOT_SIZE} bytes (64 MiB)",
+                    settings.slot_size
+                ),
+            ));
         }
         if settings.batch == 0 {
             errors.push(ConfigError::new(
                 global("engine"),
                 "batch must be at least 1",
             ));
+        } else if settings.batch > MAX_BATCH {
+            errors.push(ConfigError::new(
+                global("engine"),
+                format!(
+                    "batch {} is larger than the largest batch, {MAX_BATCH}",
+                    settings.batch
+                ),
+            ));
         }
         if settings.ring_capacity == 0 {
             errors.push(ConfigError::new(
                 global("engine"),
                 "ring_capacity must be at least 1",
+            ));
+        } else if settings.ring_capacity > MAX_RING_CAPACITY {
+            errors.push(ConfigError::new(
+                global("engine"),
+                format!(
+                    "ring_capacity {} is larger than the largest ring, {MAX_RING_CAPACITY} handles",
+                    settings.ring_capacity
+                ),
             ));
         }
 
@@ -564,13 +623,33 @@ impl PipelineBuilder {
             ));
         }
 
+        let slots = settings
+            .slots
+            .unwrap_or_else(|| (required.min(u32::MAX as u64) as u32).max(DEFAULT_SLOTS));
+        // The arena is allocated and pre-faulted at start: say so now if it
+        // cannot fit, instead of an abort later.
+        let arena_bytes =
+            u64::from(slots).saturating_mul(settings.slot_size as u64 + SLOT_OVERHEAD);
+        let in_bounds = settings.slot_size <= MAX_SLOT_SIZE
+            && settings.ring_capacity <= MAX_RING_CAPACITY
+            && settings.batch <= MAX_BATCH;
+        if let Some(available) = available_memory().filter(|_| in_bounds) {
+            if arena_bytes > available {
+                errors.push(ConfigError::new(
+                    global("engine.arena"),
+                    format!(
+                        "the arena would take about {} ({slots} slots x {} B) but only {} of memory is available; lower slots, slot_size or the ring capacities",
+                        human_bytes(arena_bytes),
+                        settings.slot_size,
+                        human_bytes(available)
+                    ),
+                ));
+            }
+        }
+
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
-
-        let slots = settings
-            .slots
-            .unwrap_or_else(|| (required as u32).max(DEFAULT_SLOTS));
         let assignment = placement::assign(&order, &pinned, usable.len());
         let core_of: Vec<core_affinity::CoreId> = assignment
             .iter()
