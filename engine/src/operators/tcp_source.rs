@@ -104,6 +104,8 @@ pub struct TcpSource {
     /// Refused clients and failed connections not reported yet: `pull`
     /// returns one each as a rejection.
     problems: VecDeque<Reason>,
+    /// Done: only the counts of what was left unread remain to report.
+    closing: bool,
     accept_failing: bool,
     max_connections: usize,
     max_elements: Option<u64>,
@@ -150,6 +152,7 @@ impl TcpSource {
             serving: None,
             spare: Vec::new(),
             problems: VecDeque::new(),
+            closing: false,
             accept_failing: false,
             max_connections: default_max_connections(),
             max_elements: None,
@@ -383,6 +386,37 @@ impl TcpSource {
     }
 }
 
+impl TcpSource {
+    /// The source is done: what clients sent that was never read into an
+    /// element (complete lines past `max_elements`, an unterminated last
+    /// line) is counted as dropped, one reason per line, on the next pulls;
+    /// then `Done`.
+    fn finish_reading(&mut self, why: &'static str) -> Result<Pull, StageError> {
+        self.closing = true;
+        for conn in self.conns.iter_mut().flatten() {
+            let Some(lines) = conn.lines.as_mut() else {
+                continue;
+            };
+            while let Next::Line(_) | Next::TooLong(_) = lines.next_line() {
+                self.problems.push_back(Reason::new(
+                    "not read: source finished",
+                    format!("{why}; from {}", conn.peer),
+                ));
+            }
+            if lines.take_rest().is_some() {
+                self.problems.push_back(Reason::new(
+                    "incomplete line at end of run",
+                    format!("{why}; from {}", conn.peer),
+                ));
+            }
+        }
+        match self.problems.pop_front() {
+            Some(reason) => Err(StageError::Rejected(reason)),
+            None => Ok(Pull::Done),
+        }
+    }
+}
+
 impl Source for TcpSource {
     fn init(&mut self, info: &StageInfo) -> Result<(), StageError> {
         self.name = info.name.clone();
@@ -396,8 +430,11 @@ impl Source for TcpSource {
         if let Some(reason) = self.problems.pop_front() {
             return Err(StageError::Rejected(reason));
         }
-        if self.max_elements.is_some_and(|m| self.emitted >= m) {
+        if self.closing {
             return Ok(Pull::Done);
+        }
+        if self.max_elements.is_some_and(|m| self.emitted >= m) {
+            return self.finish_reading("max_elements reached");
         }
         // Go on with the round: the client being served, then the next
         // read; when the round is over, start one more (one poll per call
@@ -429,7 +466,7 @@ impl Source for TcpSource {
             self.last_activity_ns = now;
         }
         match self.idle_timeout_ns {
-            Some(t) if now - self.last_activity_ns >= t => Ok(Pull::Done),
+            Some(t) if now - self.last_activity_ns >= t => self.finish_reading("idle timeout"),
             _ => Ok(Pull::Pending),
         }
     }
@@ -542,6 +579,38 @@ mod tests {
 
     /// Past `max_connections` a client is closed at once and counted (one
     /// rejection each); a freed place is taken by the next client.
+    #[test]
+    fn lines_left_unread_at_the_end_are_counted() {
+        let mut h = Harness::new(64);
+        let mut src = TcpSource::bind("127.0.0.1:0").unwrap().max_elements(2);
+        src.init(&h.info()).unwrap();
+        let mut c = TcpStream::connect(src.local_addr()).unwrap();
+        c.write_all(b"a\nb\nc\nd\ne\npartial").unwrap();
+        // Wait until every byte is buffered (one read takes them all).
+        let (got, errors) = h.pull_all(&mut src, 2, 5000);
+        assert_eq!(strings(&got), ["a", "b"]);
+        assert!(errors.is_empty(), "{errors:?}");
+        let (got, errors) = h.pull_all(&mut src, 10, 50);
+        assert!(got.is_empty());
+        let kinds: Vec<&str> = errors
+            .iter()
+            .map(|e| match e {
+                StageError::Rejected(r) => r.kind,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "not read: source finished",
+                "not read: source finished",
+                "not read: source finished",
+                "incomplete line at end of run"
+            ]
+        );
+        assert_eq!(h.pull(&mut src).0, Ok(Pull::Done));
+    }
+
     #[test]
     fn refuses_and_counts_clients_past_max_connections() {
         let mut h = Harness::new(64);
