@@ -143,18 +143,25 @@ fn release_raw(arena: &Arena, pool: &mut LocalPool, raws: impl Iterator<Item = u
     }
 }
 
-/// Queues `handle` on each edge of `edges` that takes it: one slot, its
-/// refcount raised once for all of them, the same index on every edge, no
-/// copy. A `drop_newest` edge whose ring has no room left for this batch
+/// Queues `handle` on each edge of `ports[port]` that takes it: one slot,
+/// its refcount raised once for all of them, the same index on every edge,
+/// no copy. A `drop_newest` edge whose ring has no room left for this batch
 /// refuses the element (counted) without touching the refcount, unless no
 /// edge takes it (then the first edge queues it and sheds it at flush).
 ///
-/// `refusing`: whether any of these edges is `drop_newest` (the caller
+/// `refusing`: whether any of the node's edges is `drop_newest` (the caller
 /// knows it per node); without, every edge takes and nothing is checked.
 #[inline(always)]
-pub(crate) fn fan_out(arena: &Arena, handle: Handle, edges: &mut [EdgeOut], refusing: bool) {
+pub(crate) fn fan_out(
+    arena: &Arena,
+    handle: Handle,
+    ports: &mut [Vec<EdgeOut>],
+    port: usize,
+    refusing: bool,
+) {
+    let edges = &mut ports[port];
     debug_assert!(!edges.is_empty(), "fan_out to no edge");
-    if let [edge] = edges {
+    if let [edge] = edges.as_mut_slice() {
         edge.outbox.push(handle.into_raw());
         return;
     }
@@ -166,22 +173,7 @@ pub(crate) fn fan_out(arena: &Arena, handle: Handle, edges: &mut [EdgeOut], refu
         }
         return;
     }
-    fan_out_refusing(arena, handle, edges);
-}
-
-#[inline(never)]
-fn fan_out_refusing(arena: &Arena, handle: Handle, edges: &mut [EdgeOut]) {
-    let taking = edges.iter().filter(|e| e.takes()).count();
-    if taking == 0 {
-        edges[0].outbox.push(handle.into_raw());
-        edges[1..].iter_mut().for_each(|e| e.refused += 1);
-        return;
-    }
-    arena.add_refs(&handle, taking as u32 - 1);
-    let raw = handle.into_raw();
-    for edge in edges {
-        edge.offer(raw);
-    }
+    fan_out_refusing(arena, handle, ports, 1 << port);
 }
 
 /// Queues `handle` on every edge of every port set in `mask` (bit `p`:
@@ -213,11 +205,13 @@ pub(crate) fn fan_out_ports(
         }
         return;
     }
-    fan_out_ports_refusing(arena, handle, ports, mask);
+    fan_out_refusing(arena, handle, ports, mask);
 }
 
+/// [`fan_out_ports`] when some edge may refuse: counts the edges that take
+/// the element, raises the refcount for them only, counts the refusals.
 #[inline(never)]
-fn fan_out_ports_refusing(arena: &Arena, handle: Handle, ports: &mut [Vec<EdgeOut>], mask: u64) {
+fn fan_out_refusing(arena: &Arena, handle: Handle, ports: &mut [Vec<EdgeOut>], mask: u64) {
     let mut taking = 0;
     let mut bits = mask;
     while bits != 0 {
@@ -483,9 +477,9 @@ mod tests {
     /// `n` fresh slots of `arena`, as raw indices in an outbox.
     fn queue(out: &mut EdgeOut, arena: &Arena, pool: &mut LocalPool, n: usize) {
         for _ in 0..n {
+            // What `fan_out` does for a port with one edge.
             let h = arena.alloc(pool).expect("a free slot");
-            let refusing = out.refuses();
-            fan_out(arena, h, std::slice::from_mut(out), refusing);
+            out.outbox.push(h.into_raw());
         }
     }
 
@@ -593,14 +587,15 @@ mod tests {
         let mut pool = LocalPool::new(8);
         let (keep, mut keep_rx, keep_stats) = edge(8, WhenFull::Block);
         let (drop, mut drop_rx, drop_stats) = edge(2, WhenFull::DropNewest);
-        let mut edges = [keep, drop];
+        let mut ports = vec![vec![keep, drop]];
         for _ in 0..5 {
             let h = arena.alloc(&mut pool).expect("a free slot");
-            fan_out(&arena, h, &mut edges, true);
+            fan_out(&arena, h, &mut ports, 0, true);
         }
+        let edges = &mut ports[0];
         assert_eq!(edges[0].outbox.len(), 5);
         assert_eq!(edges[1].outbox.len(), 2, "room for two, three refused");
-        for e in &mut edges {
+        for e in edges.iter_mut() {
             e.flush(&arena, &mut pool);
         }
         assert_eq!(drop_stats.dropped(), 3);

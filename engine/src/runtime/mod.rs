@@ -239,7 +239,7 @@ impl Pipeline {
         let mut targets = Vec::new();
         // Per stage: what a report needs if its worker is still running at
         // the drain deadline.
-        let mut live: Vec<(StageReport, Arc<LiveCounters>)> = Vec::with_capacity(n);
+        let mut live: Vec<Arc<LiveCounters>> = Vec::with_capacity(n);
         for &i in &self.order {
             let d = decls[i].take().expect("each node once");
             let w = &mut workers[worker_of[i]];
@@ -262,16 +262,7 @@ impl Pipeline {
                 targets.push((d.name.clone(), d.targets.clone()));
             }
             let counters = Arc::new(LiveCounters::default());
-            let mut stuck_row = StageReport::new(
-                &d.name,
-                &d.component,
-                d.stage.role(),
-                d.stage.output_ports(),
-                false,
-            );
-            stuck_row.latency = None;
-            stuck_row.worker = worker_of[i];
-            live.push((stuck_row, Arc::clone(&counters)));
+            live.push(Arc::clone(&counters));
             w.nodes.push(Node::new(
                 info,
                 d.stage,
@@ -355,10 +346,14 @@ impl Pipeline {
             .collect();
         // Stages of a worker still running: their counters as last
         // published, marked as such.
-        for (mut r, counters) in live {
-            if !stuck_stages.contains(&r.name) {
+        // `live` and `placement` both follow the topological order.
+        for (p, counters) in placement.iter().zip(&live) {
+            if !stuck.contains(&p.worker) {
                 continue;
             }
+            let mut r = StageReport::new(&p.stage, &p.component, p.role, Vec::new(), false);
+            r.latency = None;
+            r.worker = p.worker;
             (r.received, r.sent, r.dropped) = counters.snapshot();
             r.failure = Some(
                 "still running at the drain deadline (counters as last published)".to_string(),

@@ -774,7 +774,7 @@ fn emit_port(
     arena: &Arena,
     refusing: bool,
 ) {
-    ring::fan_out(arena, handle, &mut ports[port], refusing);
+    ring::fan_out(arena, handle, ports, port, refusing);
 }
 
 /// Queues `handle` on every edge of every port in `mask`: one slot, one
