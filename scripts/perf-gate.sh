@@ -29,7 +29,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 
-GATE_LIMIT_CHAIN=${GATE_LIMIT_CHAIN:-0.4}
+GATE_LIMIT_CHAIN=${GATE_LIMIT_CHAIN:-0.3}
 GATE_LIMIT_FANOUT=${GATE_LIMIT_FANOUT:-0.35}
 PAIRS=${PAIRS:-7}
 GATE_FANOUT=${GATE_FANOUT:-0.8}
