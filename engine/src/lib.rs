@@ -28,7 +28,9 @@
 
 pub mod arena;
 pub mod clock;
+pub mod control;
 pub mod metrics;
+pub mod observe;
 pub mod operators;
 pub mod ring;
 pub mod runtime;

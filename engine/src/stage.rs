@@ -513,6 +513,11 @@ pub trait Sink: Send {
     }
     /// Called once at the very end.
     fn teardown(&mut self) {}
+    /// A sink that serves subscribers through the control endpoint (the
+    /// `mux` component) returns the point they read from.
+    fn tap_point(&self) -> Option<std::sync::Arc<crate::observe::tap::TapPoint>> {
+        None
+    }
 }
 
 /// The optional output port of processors and routers that receives
@@ -588,13 +593,20 @@ pub enum Role {
     Sink,
 }
 
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(match self {
+impl Role {
+    /// Lower-case name (`source`, `processor`, `router`, `sink`).
+    pub fn as_str(self) -> &'static str {
+        match self {
             Role::Source => "source",
             Role::Processor => "processor",
             Role::Router => "router",
             Role::Sink => "sink",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
     }
 }

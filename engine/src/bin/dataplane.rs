@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use dataplane::control::{tap::TapError, Control, ControlSettings};
 use dataplane::metrics::{write_histogram_log, write_json_report};
 use dataplane::topology::config::{load_pipeline, LoadError};
 use dataplane::topology::graph::{render, GraphFormat};
@@ -40,6 +41,13 @@ mod exit {
     pub const CANTCREAT: u8 = 73;
     /// The config is invalid (EX_CONFIG).
     pub const CONFIG: u8 = 78;
+    /// The control endpoint could not start, or `tap` could not reach it
+    /// (EX_UNAVAILABLE).
+    pub const UNAVAILABLE: u8 = 69;
+    /// `tap` asked for something the endpoint refused (EX_USAGE).
+    pub const USAGE: u8 = 64;
+    /// `tap` was refused for want of the right token (EX_NOPERM).
+    pub const NOPERM: u8 = 77;
     /// Stopped by a second signal before the drain finished.
     pub const INTERRUPTED: i32 = 130;
 }
@@ -84,6 +92,27 @@ enum Command {
     },
     /// List the built-in components: role, ports and parameters.
     List,
+    /// Print the elements leaving a node's output port of a running pipeline (one JSON line each).
+    Tap(TapArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct TapArgs {
+    /// The running pipeline's control endpoint (its `[control] listen` or `run --control`).
+    #[arg(long, value_name = "ADDR")]
+    control: String,
+    /// NODE (its first output port), NODE.PORT, or a mux sink's name.
+    #[arg(value_name = "NODE[.PORT]")]
+    target: String,
+    /// Only elements satisfying this predicate (the filter component's tree, as JSON).
+    #[arg(long = "where", value_name = "JSON")]
+    predicate: Option<String>,
+    /// Stop after this many elements.
+    #[arg(long, value_name = "N")]
+    limit: Option<u64>,
+    /// File holding the endpoint's bearer token (when it has a `token_file`).
+    #[arg(long, value_name = "FILE", env = "DATAPLANE_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -115,6 +144,9 @@ struct RunArgs {
     /// Write the HDR histograms as an interval log (V2) to FILE.
     #[arg(long, value_name = "FILE")]
     histograms: Option<PathBuf>,
+    /// Serve the control endpoint (health, metrics, subscribers, taps) on ADDR: a bare port binds 127.0.0.1 (overrides `[control] listen`).
+    #[arg(long, value_name = "ADDR")]
+    control: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -133,6 +165,7 @@ fn main() -> ExitCode {
             graph(&Registry::builtin().dry(), &config, format)
         }
         Some(Command::List) => list(&registry),
+        Some(Command::Tap(args)) => tap(&args),
     }
 }
 
@@ -216,8 +249,52 @@ fn run(registry: &Registry, args: RunArgs) -> ExitCode {
         print_placement(&pipeline, "[dataplane]");
     }
 
+    let mut control_settings = pipeline.settings().control.clone();
+    if let Some(addr) = &args.control {
+        match dataplane::control::parse_listen(addr) {
+            Ok(listen) => {
+                let mut c = control_settings.unwrap_or(ControlSettings::new(listen));
+                c.listen = listen;
+                control_settings = Some(c);
+            }
+            Err(e) => {
+                eprintln!("error: --control: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let control = match &control_settings {
+        None => None,
+        Some(c) => {
+            let pinned: Vec<usize> = if pipeline.settings().pin {
+                pipeline.placement().iter().map(|p| p.core).collect()
+            } else {
+                Vec::new()
+            };
+            match Control::start(c, pipeline.live(), &pinned) {
+                Ok(control) => {
+                    if !args.quiet {
+                        eprintln!(
+                            "[dataplane] control endpoint on http://{} (/health /metrics /stats /subscribe /tap)",
+                            control.local_addr()
+                        );
+                    }
+                    Some(control)
+                }
+                Err(e) => {
+                    eprintln!("error: control endpoint: {e}");
+                    return ExitCode::from(exit::UNAVAILABLE);
+                }
+            }
+        }
+    };
+
     let started = SystemTime::now();
     let report = pipeline.run();
+    // Subscribers get the end of what the run produced, then their end.
+    if let Some(control) = control {
+        control.stop();
+    }
     if !args.quiet {
         let stopped = match (&report.drain, stop.load(Ordering::Relaxed)) {
             (Some(_), _) => " (drain deadline passed)",
@@ -360,4 +437,38 @@ fn list(registry: &Registry) -> ExitCode {
         text.push('\n');
     }
     print_out(&text)
+}
+
+fn tap(args: &TapArgs) -> ExitCode {
+    let token = match &args.token_file {
+        None => None,
+        Some(f) => match std::fs::read_to_string(f) {
+            Ok(t) => Some(t.trim().to_string()),
+            Err(e) => {
+                eprintln!("error: cannot read token file {}: {e}", f.display());
+                return ExitCode::from(exit::NOINPUT);
+            }
+        },
+    };
+    let request = dataplane::control::tap::TapRequest {
+        control: args.control.clone(),
+        target: args.target.clone(),
+        predicate: args.predicate.clone(),
+        limit: args.limit,
+        token,
+    };
+    let mut out = std::io::stdout().lock();
+    match dataplane::control::tap::run(&request, &mut out) {
+        Ok(_) => ExitCode::from(exit::OK),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(match e {
+                TapError::Unreachable(_) | TapError::Unavailable(_) => exit::UNAVAILABLE,
+                TapError::Refused(_) => exit::USAGE,
+                TapError::Unauthorized(_) => exit::NOPERM,
+                TapError::Cut(_) => exit::IOERR,
+                TapError::Output(_) => exit::IOERR,
+            })
+        }
+    }
 }

@@ -12,7 +12,8 @@ pub mod targets;
 pub use export::{write_histogram_log, write_json_report};
 pub use report::{human_ns, DrainTimeout, EdgeReport, PlacementEntry, RunReport};
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::Mutex;
 
 use hdrhistogram::Histogram;
 
@@ -26,21 +27,99 @@ pub fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_TRACKABLE_NS, 3).expect("valid histogram bounds")
 }
 
-/// A stage's element counters as its worker last published them (after
-/// every step that moved something, never per element): readable while the
-/// pipeline runs, e.g. for a stage still running at the drain deadline.
-#[derive(Debug, Default)]
+/// A stage's counters as its worker last published them (after every step
+/// that moved something, never per element): readable while the pipeline
+/// runs, by the control endpoint or for a stage still running at the drain
+/// deadline.
+#[derive(Debug)]
 pub struct LiveCounters {
     received: AtomicU64,
     sent: AtomicU64,
     dropped: AtomicU64,
+    failed: AtomicU64,
+    /// Per output port: elements sent.
+    ports: Box<[AtomicU64]>,
+    state: AtomicU8,
+    /// A reader asked for a fresh latency snapshot (see
+    /// [`LiveCounters::request_latency`]); the worker copies its histogram
+    /// at its next publish and clears the flag. Nothing is copied while
+    /// nobody asks.
+    want_latency: AtomicBool,
+    latency: Mutex<Option<Histogram<u64>>>,
+}
+
+/// What a stage is doing, as last published.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LiveState {
+    /// Not stepped yet, or processing.
+    Running,
+    /// Done: every input completed and every output drained.
+    Finished,
+    /// The stage failed; its inputs are drained and counted as dropped.
+    Failed,
+}
+
+impl LiveState {
+    /// Lower-case name (`running`, `finished`, `failed`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LiveState::Running => "running",
+            LiveState::Finished => "finished",
+            LiveState::Failed => "failed",
+        }
+    }
+}
+
+impl Default for LiveCounters {
+    fn default() -> Self {
+        LiveCounters::new(0)
+    }
 }
 
 impl LiveCounters {
-    pub(crate) fn publish(&self, r: &StageReport) {
+    /// Counters for a stage with `ports` output ports.
+    pub fn new(ports: usize) -> LiveCounters {
+        LiveCounters {
+            received: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            ports: (0..ports).map(|_| AtomicU64::new(0)).collect(),
+            state: AtomicU8::new(0),
+            want_latency: AtomicBool::new(false),
+            latency: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn publish(&self, r: &StageReport, state: LiveState) {
         self.received.store(r.received, Ordering::Relaxed);
         self.sent.store(r.sent, Ordering::Relaxed);
         self.dropped.store(r.dropped, Ordering::Relaxed);
+        self.failed.store(r.failed, Ordering::Relaxed);
+        for (live, (_, n)) in self.ports.iter().zip(&r.ports) {
+            live.store(*n, Ordering::Relaxed);
+        }
+        self.state.store(state as u8, Ordering::Relaxed);
+        if self.want_latency.load(Ordering::Relaxed) || state != LiveState::Running {
+            self.copy_latency(r);
+        }
+    }
+
+    #[cold]
+    fn copy_latency(&self, r: &StageReport) {
+        let Some(h) = &r.latency else { return };
+        // Never wait on a reader: try again at the next publish.
+        if let Ok(mut slot) = self.latency.try_lock() {
+            match slot.as_mut() {
+                Some(copy) => {
+                    copy.reset();
+                    // Same bounds: cannot fail.
+                    let _ = copy.add(h);
+                }
+                None => *slot = Some(h.clone()),
+            }
+            self.want_latency.store(false, Ordering::Relaxed);
+        }
     }
 
     /// `(received, sent, dropped)` as last published.
@@ -50,6 +129,44 @@ impl LiveCounters {
             self.sent.load(Ordering::Relaxed),
             self.dropped.load(Ordering::Relaxed),
         )
+    }
+
+    /// Elements a sink could not deliver, as last published.
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Elements sent per output port, as last published.
+    pub fn port_sent(&self) -> Vec<u64> {
+        self.ports
+            .iter()
+            .map(|p| p.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// The stage's state, as last published.
+    pub fn state(&self) -> LiveState {
+        match self.state.load(Ordering::Relaxed) {
+            1 => LiveState::Finished,
+            2 => LiveState::Failed,
+            _ => LiveState::Running,
+        }
+    }
+
+    /// Asks the worker for a fresh copy of a sink's latency histogram at
+    /// its next publish (one relaxed load per publish otherwise).
+    pub fn request_latency(&self) {
+        self.want_latency.store(true, Ordering::Relaxed);
+    }
+
+    /// The latest latency histogram copy (`None` before the first one, and
+    /// for stages without one). Call [`request_latency`](Self::request_latency)
+    /// first; the copy may be one request old.
+    pub fn latency(&self) -> Option<Histogram<u64>> {
+        self.latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 

@@ -4,7 +4,7 @@
 use crate::operators::{
     dedupe, fields, file_sink, file_source, filter, params, processors, rate_limit, route_by_field,
     routers, sample, sinks, sources, tcp_sink, tcp_source, ticker, udp, window, Discard, Forward,
-    NoParams, Registry,
+    Mux, NoParams, Registry,
 };
 use crate::stage::{Role, Stage};
 
@@ -370,6 +370,16 @@ pub(crate) fn register_sinks(r: &mut Registry) {
             ("linger_ms", "at the end of the stream, try this long to deliver the rest (default 2000)"),
         ],
         |t| Ok(Stage::Sink(Box::new(tcp_sink::build(params(t)?)?))),
+    );
+    r.register(
+        "mux",
+        Role::Sink,
+        "serves its elements to clients subscribed through the control endpoint, each with a predicate (counts them when nobody listens)",
+        &[],
+        |t| {
+            params::<NoParams>(t)?;
+            Ok(Stage::Sink(Box::new(Mux::new())))
+        },
     );
     r.register(
         "discard",

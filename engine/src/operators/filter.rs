@@ -106,6 +106,27 @@ impl Filter {
         Filter::new(fields, cond, strict)
     }
 
+    /// Parses a condition given as JSON (the same tree as the TOML form,
+    /// e.g. `{"field":"type","eq":"metric"}`), as subscribers send it.
+    pub fn from_json(text: &str) -> Result<Filter, String> {
+        let json: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("where: not JSON: {e}"))?;
+        let value = toml::Value::try_from(&json)
+            .map_err(|e| format!("where: not a condition tree: {e}"))?;
+        Filter::from_toml(&value, false)
+    }
+
+    /// Whether `payload` satisfies the condition (a payload that is not a
+    /// JSON object, or a strict test that fails, does not).
+    pub fn matches(&self, payload: &[u8]) -> bool {
+        let keys: [&str; MAX_FIELDS] =
+            std::array::from_fn(|i| self.fields.get(i).map_or("", String::as_str));
+        let mut found = [None; MAX_FIELDS];
+        let n = self.fields.len();
+        find_members(payload, &keys[..n], &mut found[..n]).is_ok()
+            && matches!(self.eval(&self.cond, &found[..n]), Ok(true))
+    }
+
     fn eval(&self, c: &Cond, found: &[Option<Member<'_>>]) -> Result<bool, Bad> {
         Ok(match c {
             Cond::All(cs) => {

@@ -38,6 +38,7 @@ use std::sync::Arc;
 use rtrb::{Consumer, Producer, RingBuffer};
 
 use crate::arena::{Arena, Handle, LocalPool};
+use crate::observe::tap::{TapPoint, TapWriter};
 
 /// Default ring capacity (handles per edge) when a config does not say.
 pub const DEFAULT_CAPACITY: usize = 1024;
@@ -97,12 +98,20 @@ pub struct EdgeStats {
     /// `DropOldest`: elements the producer asks the consumer to shed from
     /// the head of the ring.
     shed: AtomicUsize,
+    /// Elements in the ring, as either end last saw it (stored once per
+    /// batch published or read).
+    depth: AtomicUsize,
 }
 
 impl EdgeStats {
     /// Elements dropped on this edge so far.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Elements in the ring at the last batch published or read.
+    pub fn depth(&self) -> usize {
+        self.depth.load(Ordering::Relaxed)
     }
 
     fn add_dropped(&self, n: usize) {
@@ -123,10 +132,13 @@ pub(crate) fn edge(capacity: usize, when_full: WhenFull) -> (EdgeOut, EdgeIn, Ar
             room: capacity,
             refused: 0,
             stats: Arc::clone(&stats),
+            tap: None,
+            tapped: 0,
         },
         EdgeIn {
             consumer,
             shed_from: (when_full == WhenFull::DropOldest).then(|| Arc::clone(&stats)),
+            stats: Arc::clone(&stats),
         },
         stats,
     )
@@ -262,6 +274,11 @@ pub(crate) struct EdgeOut {
     /// Elements refused by [`fan_out`] since the last flush.
     refused: usize,
     stats: Arc<EdgeStats>,
+    /// The port's tap, on the one edge of the port that carries it.
+    tap: Option<TapWriter>,
+    /// Outbox entries already offered to the tap (or passed while nobody
+    /// watched): leftovers of a full ring are not copied twice.
+    tapped: usize,
 }
 
 impl EdgeOut {
@@ -281,6 +298,31 @@ impl EdgeOut {
         } else {
             self.refused += 1;
         }
+    }
+
+    /// Makes this edge carry its port's tap: what it publishes is copied to
+    /// `point` while someone watches.
+    pub(crate) fn set_tap(&mut self, point: Arc<TapPoint>) {
+        self.tap = Some(TapWriter::new(point));
+    }
+
+    /// Copies the outbox's new entries to the tap when watched (one atomic
+    /// load per flush otherwise).
+    fn offer_to_tap(&mut self, arena: &Arena) {
+        let Some(tap) = self.tap.as_mut() else { return };
+        if self.tapped < self.outbox.len() && tap.begin() {
+            for &raw in &self.outbox[self.tapped..] {
+                // SAFETY: the outbox owns one reference to each of its
+                // indices (see `outbox`), so the slot stays allocated and
+                // sealed while it is read here; the handle is given back
+                // with `into_raw` without touching the refcount.
+                let handle = unsafe { arena.handle_from_raw(raw) };
+                tap.push(arena.payload(&handle));
+                let _ = handle.into_raw();
+            }
+            tap.commit();
+        }
+        self.tapped = self.outbox.len();
     }
 
     /// Whether everything queued has been published.
@@ -316,6 +358,9 @@ impl EdgeOut {
         if self.outbox.is_empty() && self.when_full == WhenFull::Block {
             return 0;
         }
+        if self.tap.is_some() {
+            self.offer_to_tap(arena);
+        }
         let n = self.outbox.len().min(self.producer.slots());
         if n > 0 {
             let chunk = self
@@ -324,8 +369,12 @@ impl EdgeOut {
                 .expect("n is at most the free space");
             let written = chunk.fill_from_iter(self.outbox.drain(..n));
             debug_assert_eq!(written, n);
+            self.stats
+                .depth
+                .store(self.capacity - self.producer.slots(), Ordering::Relaxed);
         }
         if self.when_full == WhenFull::Block {
+            self.tapped = self.outbox.len();
             return n;
         }
         let rest = self.outbox.len();
@@ -336,6 +385,7 @@ impl EdgeOut {
         if rest > 0 {
             self.shed(arena, pool, rest);
         }
+        self.tapped = self.outbox.len();
         self.room = self.producer.slots();
         n + rest + refused
     }
@@ -378,6 +428,7 @@ pub(crate) struct EdgeIn {
     consumer: Consumer<u32>,
     /// `DropOldest` edges: where the producer asks for the head to be shed.
     shed_from: Option<Arc<EdgeStats>>,
+    stats: Arc<EdgeStats>,
 }
 
 impl EdgeIn {
@@ -452,6 +503,9 @@ impl EdgeIn {
             }
         }
         chunk.commit(consumed);
+        self.stats
+            .depth
+            .store(self.consumer.slots(), Ordering::Relaxed);
         consumed
     }
 

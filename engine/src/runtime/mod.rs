@@ -14,6 +14,8 @@ use crate::arena::Arena;
 use crate::metrics::{
     DrainTimeout, EdgeReport, LiveCounters, PlacementEntry, RunReport, StageReport,
 };
+use crate::observe::tap::TapPoint;
+use crate::observe::{EdgeLive, LiveHandle, LiveView, NodeLive};
 use crate::ring::{self, wait::Parker, EdgeStats, WhenFull};
 use crate::stage::StageInfo;
 use crate::topology::builder::{Edge, NodeDecl, Settings};
@@ -57,6 +59,7 @@ pub struct Pipeline {
     cores: Vec<core_affinity::CoreId>,
     stop: Arc<AtomicBool>,
     held: Arc<OnceLock<Arc<Arena>>>,
+    live: LiveHandle,
 }
 
 impl Pipeline {
@@ -77,6 +80,7 @@ impl Pipeline {
             cores,
             stop: Arc::new(AtomicBool::new(false)),
             held: Arc::default(),
+            live: LiveHandle::default(),
         }
     }
 
@@ -129,6 +133,12 @@ impl Pipeline {
     /// second signal ends the process before the drain finished).
     pub fn in_flight(&self) -> InFlight {
         InFlight(Arc::clone(&self.held))
+    }
+
+    /// Where the run publishes its [`LiveView`] (counters, queues, taps)
+    /// when it starts: for a control endpoint started before `run`.
+    pub fn live(&self) -> LiveHandle {
+        self.live.clone()
     }
 
     /// Where each stage will run, in topological order.
@@ -205,6 +215,44 @@ impl Pipeline {
             }
         }
 
+        // One tap per connected port, carried by the port's first edge that
+        // takes every element (a `drop_newest` edge may refuse some).
+        let mut taps: Vec<Vec<Option<Arc<TapPoint>>>> = outputs
+            .iter_mut()
+            .map(|ports| {
+                ports
+                    .iter_mut()
+                    .map(|edges| {
+                        let at = edges
+                            .iter()
+                            .position(|e| !e.refuses())
+                            .or((!edges.is_empty()).then_some(0))?;
+                        let point = TapPoint::new();
+                        edges[at].set_tap(Arc::clone(&point));
+                        Some(point)
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut edge_inputs: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (k, e) in self.edges.iter().enumerate() {
+            edge_inputs[e.to].push(k);
+        }
+        let edges_live: Vec<EdgeLive> = self
+            .edges
+            .iter()
+            .zip(&edge_stats)
+            .map(|(e, stats)| EdgeLive {
+                from: self.nodes[e.from].name.clone(),
+                port: self.nodes[e.from].stage.output_ports()[e.port].clone(),
+                to: self.nodes[e.to].name.clone(),
+                capacity: e.capacity,
+                when_full: e.when_full,
+                stats: Arc::clone(stats),
+            })
+            .collect();
+        let mut nodes_live = Vec::with_capacity(n);
+
         let mut edge_reports: Vec<EdgeReport> = self
             .edges
             .iter()
@@ -261,8 +309,23 @@ impl Pipeline {
             if !d.targets.is_empty() {
                 targets.push((d.name.clone(), d.targets.clone()));
             }
-            let counters = Arc::new(LiveCounters::default());
+            let ports = d.stage.output_ports();
+            let counters = Arc::new(LiveCounters::new(ports.len()));
             live.push(Arc::clone(&counters));
+            nodes_live.push(NodeLive {
+                name: d.name.clone(),
+                component: d.component.clone(),
+                role: d.stage.role(),
+                worker: worker_of[i],
+                ports,
+                counters: Arc::clone(&counters),
+                taps: std::mem::take(&mut taps[i]),
+                mux: match &d.stage {
+                    crate::stage::Stage::Sink(s) => s.tap_point(),
+                    _ => None,
+                },
+                inputs: std::mem::take(&mut edge_inputs[i]),
+            });
             w.nodes.push(Node::new(
                 info,
                 d.stage,
@@ -289,6 +352,12 @@ impl Pipeline {
         // The run's clock starts when the workers do: arena pre-faulting and
         // ring wiring are set-up, not throughput.
         let started = Instant::now();
+        let _ = self.live.0.set(Arc::new(LiveView {
+            nodes: nodes_live,
+            edges: edges_live,
+            arena: Arc::clone(&arena),
+            started,
+        }));
         let (done_tx, done_rx) = mpsc::channel();
         let mut handles: Vec<Option<_>> = workers
             .into_iter()

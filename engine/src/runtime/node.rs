@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::arena::{Arena, Handle, LocalPool, Meta};
 use crate::clock::now_ns;
-use crate::metrics::{LiveCounters, StageReport};
+use crate::metrics::{LiveCounters, LiveState, StageReport};
 use crate::ring::{self, EdgeIn, EdgeOut, Taken};
 use crate::stage::{
     Element, Emitter, Flush, Outlet, PortMask, Pull, Reason, SlotWriter, Stage, StageError,
@@ -112,7 +112,14 @@ impl Node {
 
     /// Publishes the counters (after a step that moved something).
     pub(crate) fn publish(&self) {
-        self.live.publish(&self.report);
+        let state = if self.report.failure.is_some() {
+            LiveState::Failed
+        } else if self.state == State::Done {
+            LiveState::Finished
+        } else {
+            LiveState::Running
+        };
+        self.live.publish(&self.report, state);
     }
 
     /// When a waiting source wants to run again (see `Source::next_due_ns`).

@@ -42,6 +42,8 @@ pub struct Settings {
     /// (end of input or a signal) before the run gives up on the stages
     /// still running, names them and counts what they held (0: no limit).
     pub drain_timeout_ms: u64,
+    /// The control endpoint (`[control]`), off when `None`.
+    pub control: Option<crate::control::ControlSettings>,
 }
 
 impl Default for Settings {
@@ -56,6 +58,7 @@ impl Default for Settings {
             cores: None,
             stage_metrics: false,
             drain_timeout_ms: DEFAULT_DRAIN_TIMEOUT_MS,
+            control: None,
         }
     }
 }

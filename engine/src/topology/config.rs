@@ -10,6 +10,12 @@
 //! drain_timeout_ms = 5000        # then stuck stages are named, exit 74
 //! arena = { slots = 16384, slot_size = 2048 }
 //!
+//! [control]                      # optional: the control endpoint
+//! listen = "127.0.0.1:9464"      # a bare port binds loopback only
+//! token_file = "secret"          # optional: /subscribe and /tap need it
+//! max_subscribers = 256
+//! subscriber_queue = 4096        # elements per subscriber (drop_oldest)
+//!
 //! [flow.main]
 //! [flow.main.nodes.source]
 //! component = "list"
@@ -32,6 +38,7 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::control::{parse_listen, ControlSettings};
 use crate::metrics::targets;
 use crate::operators::Registry;
 use crate::ring::wait::WaitStrategy;
@@ -49,6 +56,16 @@ struct RawConfig {
     engine: RawEngine,
     #[serde(default)]
     flow: BTreeMap<String, RawFlow>,
+    control: Option<Spanned<RawControl>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawControl {
+    listen: Spanned<String>,
+    token_file: Option<std::path::PathBuf>,
+    max_subscribers: Option<Spanned<usize>>,
+    subscriber_queue: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -204,6 +221,9 @@ pub fn load_str(
     settings.stage_metrics = eng.stage_metrics.unwrap_or(false);
     if let Some(ms) = eng.drain_timeout_ms {
         settings.drain_timeout_ms = ms;
+    }
+    if let Some(c) = raw.control {
+        settings.control = control_settings(c.into_inner(), file, text, &mut b);
     }
     let default_capacity = settings.ring_capacity;
     b.settings(settings);
@@ -363,6 +383,58 @@ pub fn load_str(
         }
     }
     b
+}
+
+/// Most subscribers a `[control]` section may allow.
+const MAX_SUBSCRIBERS: usize = 65_536;
+/// Largest per-subscriber queue, in elements.
+const MAX_SUBSCRIBER_QUEUE: usize = 1 << 20;
+
+/// The `[control]` section, checked (each problem located).
+fn control_settings(
+    c: RawControl,
+    file: &str,
+    text: &str,
+    b: &mut PipelineBuilder,
+) -> Option<ControlSettings> {
+    let at = |span: std::ops::Range<usize>| locate(file, text, span.start);
+    let listen = match parse_listen(c.listen.get_ref()) {
+        Ok(a) => a,
+        Err(m) => {
+            b.error(ConfigError::new(
+                format!("{}: control.listen", at(c.listen.span())),
+                m,
+            ));
+            return None;
+        }
+    };
+    let mut settings = ControlSettings::new(listen);
+    settings.token_file = c.token_file;
+    for (key, value, max, slot) in [
+        (
+            "max_subscribers",
+            c.max_subscribers,
+            MAX_SUBSCRIBERS,
+            &mut settings.max_subscribers,
+        ),
+        (
+            "subscriber_queue",
+            c.subscriber_queue,
+            MAX_SUBSCRIBER_QUEUE,
+            &mut settings.subscriber_queue,
+        ),
+    ] {
+        let Some(v) = value else { continue };
+        if (1..=max).contains(v.get_ref()) {
+            *slot = v.into_inner();
+        } else {
+            b.error(ConfigError::new(
+                format!("{}: control.{key}", at(v.span())),
+                format!("{key} = {} is out of range (1 to {max})", v.get_ref()),
+            ));
+        }
+    }
+    Some(settings)
 }
 
 /// Loads and validates a pipeline file in one go.

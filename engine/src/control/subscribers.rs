@@ -1,0 +1,336 @@
+//! Subscribers: clients reading a tap point (a `mux` sink or a tapped
+//! port), each with a predicate, a bounded `drop_oldest` queue and its own
+//! counters. Runs on the control endpoint's thread only.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use crate::metrics::{LiveCounters, LiveState};
+use crate::observe::tap::TapPoint;
+use crate::operators::Filter;
+
+use super::prometheus::SubscriberCounts;
+
+/// Bytes a subscriber's queue may hold, whatever its element count.
+pub const QUEUE_BYTES: usize = 4 << 20;
+
+/// Identifies a subscriber (its connection's token).
+pub type SubId = usize;
+
+/// One attached client.
+pub struct Subscriber {
+    node: String,
+    point: Arc<TapPoint>,
+    /// The watched node's counters (its state ends the stream).
+    counters: Arc<LiveCounters>,
+    filter: Option<Filter>,
+    queue: VecDeque<Arc<[u8]>>,
+    queued_bytes: usize,
+    /// Elements accepted so far (matched, queued or lost).
+    matched: u64,
+    limit: Option<u64>,
+    /// The node finished and everything it sent was matched.
+    source_done: bool,
+}
+
+/// Every subscriber, grouped by the point it reads.
+pub struct Hub {
+    subs: HashMap<SubId, Subscriber>,
+    /// Per point (by address): the sequence number expected next, to see
+    /// what the log discarded.
+    expect: HashMap<usize, Option<u64>>,
+    /// Per node: attached count and totals, departed subscribers included.
+    counts: BTreeMap<String, SubscriberCounts>,
+    capacity: usize,
+}
+
+/// What a new subscriber asks for.
+pub struct Subscription {
+    /// Node name (the label its counts go under).
+    pub node: String,
+    /// Where it reads.
+    pub point: Arc<TapPoint>,
+    /// The node's counters.
+    pub counters: Arc<LiveCounters>,
+    /// Only the elements this accepts.
+    pub filter: Option<Filter>,
+    /// End the stream after this many elements.
+    pub limit: Option<u64>,
+}
+
+impl Hub {
+    /// A hub whose subscribers queue at most `capacity` elements each.
+    pub fn new(capacity: usize) -> Hub {
+        Hub {
+            subs: HashMap::new(),
+            expect: HashMap::new(),
+            counts: BTreeMap::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Subscribers attached now.
+    pub fn len(&self) -> usize {
+        self.subs.len()
+    }
+
+    /// Whether nobody is attached.
+    pub fn is_empty(&self) -> bool {
+        self.subs.is_empty()
+    }
+
+    /// Per node: attached now, sent and dropped (for `/metrics`, `/stats`).
+    pub fn counts(&self) -> &BTreeMap<String, SubscriberCounts> {
+        &self.counts
+    }
+
+    /// Attaches a subscriber: its point starts copying at its next batch.
+    pub fn attach(&mut self, id: SubId, s: Subscription) {
+        let key = Arc::as_ptr(&s.point) as usize;
+        if s.point.readers() == 0 {
+            // Whatever the point counted before is nobody's gap.
+            self.expect.insert(key, None);
+        }
+        s.point.attach();
+        self.counts.entry(s.node.clone()).or_default().attached += 1;
+        self.subs.insert(
+            id,
+            Subscriber {
+                node: s.node,
+                point: s.point,
+                counters: s.counters,
+                filter: s.filter,
+                queue: VecDeque::new(),
+                queued_bytes: 0,
+                matched: 0,
+                limit: s.limit,
+                source_done: false,
+            },
+        );
+    }
+
+    /// Detaches a subscriber (its client left, or its stream ended).
+    pub fn detach(&mut self, id: SubId) {
+        let Some(s) = self.subs.remove(&id) else {
+            return;
+        };
+        let c = self.counts.entry(s.node).or_default();
+        c.attached -= 1;
+        // What it had queued never reached it.
+        c.dropped += s.queue.len() as u64;
+        s.point.detach();
+    }
+
+    /// Moves what the points collected into the subscribers' queues.
+    pub fn pump(&mut self) {
+        let mut by_point: HashMap<usize, Vec<SubId>> = HashMap::new();
+        for (&id, s) in &self.subs {
+            by_point
+                .entry(Arc::as_ptr(&s.point) as usize)
+                .or_default()
+                .push(id);
+        }
+        for (key, ids) in by_point {
+            let point = Arc::clone(&self.subs[&ids[0]].point);
+            // Read the state before draining: once the node is done, this
+            // drain holds its last elements.
+            let done = self.subs[&ids[0]].counters.state() != LiveState::Running;
+            let expect = self.expect.entry(key).or_default();
+            for chunk in point.drain() {
+                if let Some(gap) = expect.and_then(|e| chunk.first.checked_sub(e)) {
+                    for id in &ids {
+                        let s = &self.subs[id];
+                        if s.limit.is_none_or(|l| s.matched < l) {
+                            self.counts.get_mut(&s.node).expect("counted").dropped += gap;
+                        }
+                    }
+                }
+                *expect = Some(chunk.first + chunk.len() as u64);
+                for payload in chunk.iter() {
+                    let mut line: Option<Arc<[u8]>> = None;
+                    for id in &ids {
+                        let s = self.subs.get_mut(id).expect("listed");
+                        if s.limit.is_some_and(|l| s.matched >= l)
+                            || s.filter.as_ref().is_some_and(|f| !f.matches(payload))
+                        {
+                            continue;
+                        }
+                        s.matched += 1;
+                        let line = line.get_or_insert_with(|| ndjson_line(payload).into());
+                        s.queued_bytes += line.len();
+                        s.queue.push_back(Arc::clone(line));
+                        while s.queue.len() > self.capacity
+                            || (s.queued_bytes > QUEUE_BYTES && s.queue.len() > 1)
+                        {
+                            let old = s.queue.pop_front().expect("not empty");
+                            s.queued_bytes -= old.len();
+                            self.counts.get_mut(&s.node).expect("counted").dropped += 1;
+                        }
+                    }
+                }
+            }
+            if done {
+                for id in &ids {
+                    self.subs.get_mut(id).expect("listed").source_done = true;
+                }
+            }
+        }
+    }
+
+    /// Appends up to `max` bytes of `id`'s queued lines to `out`; returns
+    /// how many lines.
+    pub fn take(&mut self, id: SubId, out: &mut Vec<u8>, max: usize) -> usize {
+        let Some(s) = self.subs.get_mut(&id) else {
+            return 0;
+        };
+        let mut n = 0;
+        while let Some(line) = s.queue.front() {
+            if n > 0 && out.len() + line.len() > max {
+                break;
+            }
+            out.extend_from_slice(line);
+            s.queued_bytes -= line.len();
+            s.queue.pop_front();
+            n += 1;
+        }
+        self.counts.get_mut(&s.node).expect("counted").sent += n as u64;
+        n
+    }
+
+    /// Whether `id`'s stream is over: its limit reached, or its node done,
+    /// and nothing left queued.
+    pub fn finished(&self, id: SubId) -> bool {
+        self.subs.get(&id).is_none_or(|s| {
+            s.queue.is_empty() && (s.source_done || s.limit.is_some_and(|l| s.matched >= l))
+        })
+    }
+}
+
+/// One element as an NDJSON line: the payload as it is when it is JSON (made
+/// compact if it spans lines), else a JSON string (invalid UTF-8 replaced).
+pub fn ndjson_line(payload: &[u8]) -> Vec<u8> {
+    let mut line = match serde_json::from_slice::<serde::de::IgnoredAny>(payload) {
+        Ok(_) if !payload.contains(&b'\n') => trim(payload).to_vec(),
+        Ok(_) => serde_json::from_slice::<serde_json::Value>(payload)
+            .and_then(|v| serde_json::to_vec(&v))
+            .unwrap_or_default(),
+        Err(_) => serde_json::to_vec(&String::from_utf8_lossy(payload)).unwrap_or_default(),
+    };
+    line.push(b'\n');
+    line
+}
+
+fn trim(b: &[u8]) -> &[u8] {
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    &b[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::tap::TapWriter;
+
+    fn sub(point: &Arc<TapPoint>, counters: &Arc<LiveCounters>, w: Option<&str>) -> Subscription {
+        Subscription {
+            node: "mux".into(),
+            point: Arc::clone(point),
+            counters: Arc::clone(counters),
+            filter: w.map(|w| Filter::from_json(w).unwrap()),
+            limit: None,
+        }
+    }
+
+    fn lines(hub: &mut Hub, id: SubId) -> Vec<String> {
+        let mut out = Vec::new();
+        hub.take(id, &mut out, usize::MAX);
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn each_subscriber_gets_what_its_predicate_matches() {
+        let point = TapPoint::new();
+        let counters = Arc::new(LiveCounters::new(0));
+        let mut hub = Hub::new(100);
+        hub.attach(1, sub(&point, &counters, Some(r#"{"field":"k","eq":1}"#)));
+        hub.attach(2, sub(&point, &counters, None));
+        let mut w = TapWriter::new(Arc::clone(&point));
+        assert!(w.begin());
+        for p in [r#"{"k":1}"#, r#"{"k":2}"#, "plain text"] {
+            w.push(p.as_bytes());
+        }
+        w.commit();
+        hub.pump();
+        assert_eq!(lines(&mut hub, 1), [r#"{"k":1}"#]);
+        assert_eq!(
+            lines(&mut hub, 2),
+            [r#"{"k":1}"#, r#"{"k":2}"#, r#""plain text""#]
+        );
+        assert_eq!(hub.counts()["mux"].sent, 4);
+    }
+
+    #[test]
+    fn a_full_queue_drops_its_oldest_and_counts_them() {
+        let point = TapPoint::new();
+        let counters = Arc::new(LiveCounters::new(0));
+        let mut hub = Hub::new(2);
+        hub.attach(7, sub(&point, &counters, None));
+        let mut w = TapWriter::new(Arc::clone(&point));
+        w.begin();
+        for i in 0..5 {
+            w.push(format!("{i}").as_bytes());
+        }
+        w.commit();
+        hub.pump();
+        assert_eq!(lines(&mut hub, 7), ["3", "4"]);
+        assert_eq!(hub.counts()["mux"].dropped, 3);
+        hub.detach(7);
+        assert_eq!(hub.counts()["mux"].attached, 0);
+        assert_eq!(point.readers(), 0);
+    }
+
+    #[test]
+    fn the_stream_ends_after_the_node_and_the_limit() {
+        let point = TapPoint::new();
+        let counters = Arc::new(LiveCounters::new(0));
+        let mut hub = Hub::new(10);
+        let mut s = sub(&point, &counters, None);
+        s.limit = Some(1);
+        hub.attach(1, s);
+        hub.attach(2, sub(&point, &counters, None));
+        let mut w = TapWriter::new(Arc::clone(&point));
+        w.begin();
+        w.push(b"1");
+        w.push(b"2");
+        w.commit();
+        hub.pump();
+        assert!(!hub.finished(1), "a line is still queued");
+        assert_eq!(lines(&mut hub, 1), ["1"]);
+        assert!(hub.finished(1));
+        assert!(!hub.finished(2));
+        let report =
+            crate::metrics::StageReport::new("mux", "mux", crate::Role::Sink, Vec::new(), false);
+        counters.publish(&report, LiveState::Finished);
+        hub.pump();
+        assert_eq!(lines(&mut hub, 2), ["1", "2"]);
+        assert!(hub.finished(2));
+    }
+
+    #[test]
+    fn lines_are_json() {
+        assert_eq!(ndjson_line(b" {\"a\":1} "), b"{\"a\":1}\n");
+        assert_eq!(ndjson_line(b"{\"a\":\n1}"), b"{\"a\":1}\n");
+        assert_eq!(ndjson_line(b"x\"y"), b"\"x\\\"y\"\n");
+        assert_eq!(ndjson_line(b"\xff"), "\"\u{fffd}\"\n".as_bytes());
+    }
+}
