@@ -12,6 +12,8 @@
 //! killed and the test fails with whatever it printed. The deadline is a
 //! guard against livelock, not a measurement; no test asserts on time.
 
+pub mod http;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

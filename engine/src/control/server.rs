@@ -25,8 +25,12 @@ pub(super) const WAKER: Token = Token(1);
 /// How often the loop wakes without events: moves tapped elements to their
 /// subscribers at least this often.
 const TICK: Duration = Duration::from_millis(10);
+/// Chunks per point handed out between two polls.
+const ROUNDS: usize = 256;
 /// How long a client may take to send its request head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Kernel send buffer asked for per stream.
+const STREAM_SNDBUF: usize = 256 * 1024;
 /// Output a stream may have pending before its queue stops draining into it.
 const STREAM_PENDING: usize = 256 * 1024;
 /// How often sinks are asked for a fresh latency histogram.
@@ -52,6 +56,9 @@ struct Conn {
     written: usize,
     opened: Instant,
     kind: Kind,
+    /// A request that came before the run published its view: answered
+    /// as soon as it does (the endpoint starts just before the run).
+    waiting: Option<Request>,
 }
 
 impl Conn {
@@ -122,10 +129,18 @@ impl Server {
                     }
                 }
             }
+            self.answer_waiting();
             self.refresh_latency();
-            self.hub.pump();
-            self.feed_streams(stopping.is_some_and(|t| t.elapsed() >= LINGER));
-            self.write_all();
+            let end_all = stopping.is_some_and(|t| t.elapsed() >= LINGER);
+            // One chunk per point at a time, written out before the next.
+            for _ in 0..ROUNDS {
+                let more = self.hub.pump();
+                self.feed_streams(end_all);
+                self.write_all();
+                if !more {
+                    break;
+                }
+            }
             self.expire_heads();
             if stopping.is_none() && stop.load(Ordering::Acquire) {
                 stopping = Some(Instant::now());
@@ -170,6 +185,7 @@ impl Server {
                         written: 0,
                         opened: Instant::now(),
                         kind: Kind::Head,
+                        waiting: None,
                     };
                     if self.conns.len() >= self.max_subscribers + EXTRA_CONNECTIONS {
                         conn.reply(http::error(503, "too many connections"));
@@ -255,7 +271,10 @@ impl Server {
             return self.respond(id, http::error(405, "only GET is served"));
         }
         let Some(view) = self.view() else {
-            return self.respond(id, http::error(503, "starting"));
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.waiting = Some(req);
+            }
+            return;
         };
         let reply = match req.path.as_str() {
             "/health" if view.all_done() => http::error(503, "finished"),
@@ -388,6 +407,12 @@ impl Server {
             },
         );
         let conn = self.conns.get_mut(&id).expect("the requesting client");
+        // Bound what the kernel buffers for one client, so that a stalled
+        // one meets its queue's drop_oldest soon and holds little memory
+        // (autotuning would let it hold megabytes).
+        if let Err(e) = socket2::SockRef::from(&conn.stream).set_send_buffer_size(STREAM_SNDBUF) {
+            log::debug!("control endpoint: cannot size a stream's send buffer: {e}");
+        }
         conn.out = http::stream_head();
         conn.written = 0;
         conn.kind = Kind::Stream;
@@ -445,6 +470,23 @@ impl Server {
         }
         for id in gone {
             self.close(id);
+        }
+    }
+
+    fn answer_waiting(&mut self) {
+        if self.live.get().is_none() {
+            return;
+        }
+        let ids: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.waiting.is_some())
+            .map(|(&id, _)| id)
+            .collect();
+        for id in ids {
+            if let Some(req) = self.conns.get_mut(&id).and_then(|c| c.waiting.take()) {
+                self.route(id, req);
+            }
         }
     }
 

@@ -39,9 +39,18 @@ pub struct Hub {
     /// Per point (by address): the sequence number expected next, to see
     /// what the log discarded.
     expect: HashMap<usize, Option<u64>>,
+    /// Per point: chunks drained from its log, not yet handed out.
+    backlog: HashMap<usize, Backlog>,
     /// Per node: attached count and totals, departed subscribers included.
     counts: BTreeMap<String, SubscriberCounts>,
     capacity: usize,
+}
+
+#[derive(Default)]
+struct Backlog {
+    chunks: VecDeque<crate::observe::tap::Chunk>,
+    /// The node had finished before these chunks were drained.
+    node_done: bool,
 }
 
 /// What a new subscriber asks for.
@@ -64,6 +73,7 @@ impl Hub {
         Hub {
             subs: HashMap::new(),
             expect: HashMap::new(),
+            backlog: HashMap::new(),
             counts: BTreeMap::new(),
             capacity: capacity.max(1),
         }
@@ -118,11 +128,18 @@ impl Hub {
         c.attached -= 1;
         // What it had queued never reached it.
         c.dropped += s.queue.len() as u64;
+        if s.point.readers() == 1 {
+            // The last reader: the point empties its log, and so do we.
+            self.backlog.remove(&(Arc::as_ptr(&s.point) as usize));
+        }
         s.point.detach();
     }
 
-    /// Moves what the points collected into the subscribers' queues.
-    pub fn pump(&mut self) {
+    /// Moves one chunk per point from what the points collected into the
+    /// subscribers' queues; returns whether chunks are left (the caller
+    /// writes to the clients between calls, so that a queue holds what one
+    /// client has not taken yet, not what the endpoint has not written).
+    pub fn pump(&mut self) -> bool {
         let mut by_point: HashMap<usize, Vec<SubId>> = HashMap::new();
         for (&id, s) in &self.subs {
             by_point
@@ -130,13 +147,19 @@ impl Hub {
                 .or_default()
                 .push(id);
         }
-        for (key, ids) in by_point {
+        let mut more = false;
+        for (key, mut ids) in by_point {
+            ids.sort_unstable();
             let point = Arc::clone(&self.subs[&ids[0]].point);
-            // Read the state before draining: once the node is done, this
-            // drain holds its last elements.
-            let done = self.subs[&ids[0]].counters.state() != LiveState::Running;
-            let expect = self.expect.entry(key).or_default();
-            for chunk in point.drain() {
+            let backlog = self.backlog.entry(key).or_default();
+            if backlog.chunks.is_empty() {
+                // Read the state before draining: once the node is done,
+                // this drain holds its last elements.
+                backlog.node_done = self.subs[&ids[0]].counters.state() != LiveState::Running;
+                backlog.chunks.extend(point.drain());
+            }
+            if let Some(chunk) = backlog.chunks.pop_front() {
+                let expect = self.expect.entry(key).or_default();
                 if let Some(gap) = expect.and_then(|e| chunk.first.checked_sub(e)) {
                     for id in &ids {
                         let s = &self.subs[id];
@@ -169,12 +192,15 @@ impl Hub {
                     }
                 }
             }
-            if done {
+            let backlog = &self.backlog[&key];
+            if backlog.chunks.is_empty() && backlog.node_done {
                 for id in &ids {
                     self.subs.get_mut(id).expect("listed").source_done = true;
                 }
             }
+            more |= !backlog.chunks.is_empty();
         }
+        more
     }
 
     /// Appends up to `max` bytes of `id`'s queued lines to `out`; returns
@@ -270,7 +296,7 @@ mod tests {
             w.push(p.as_bytes());
         }
         w.commit();
-        hub.pump();
+        while hub.pump() {}
         assert_eq!(lines(&mut hub, 1), [r#"{"k":1}"#]);
         assert_eq!(
             lines(&mut hub, 2),
@@ -291,7 +317,7 @@ mod tests {
             w.push(format!("{i}").as_bytes());
         }
         w.commit();
-        hub.pump();
+        while hub.pump() {}
         assert_eq!(lines(&mut hub, 7), ["3", "4"]);
         assert_eq!(hub.counts()["mux"].dropped, 3);
         hub.detach(7);
@@ -313,7 +339,7 @@ mod tests {
         w.push(b"1");
         w.push(b"2");
         w.commit();
-        hub.pump();
+        while hub.pump() {}
         assert!(!hub.finished(1), "a line is still queued");
         assert_eq!(lines(&mut hub, 1), ["1"]);
         assert!(hub.finished(1));
@@ -321,7 +347,7 @@ mod tests {
         let report =
             crate::metrics::StageReport::new("mux", "mux", crate::Role::Sink, Vec::new(), false);
         counters.publish(&report, LiveState::Finished);
-        hub.pump();
+        while hub.pump() {}
         assert_eq!(lines(&mut hub, 2), ["1", "2"]);
         assert!(hub.finished(2));
     }
