@@ -5,6 +5,26 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Tools the end-to-end tests use: promtool checks the /metrics exposition,
+# tmux runs `dataplane top` as a terminal would. Installed from Debian's
+# packages when missing (root, as on CI); elsewhere the tests say they
+# skipped them, except under CI=true, where a missing tool fails them.
+need=()
+command -v promtool >/dev/null || need+=(prometheus)
+command -v tmux >/dev/null || need+=(tmux)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "== installing ${need[*]} (for promtool and tmux)"
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+        # The package's service is not wanted here (no systemd on CI, but
+        # be sure): the tests run promtool only.
+        pkill -x prometheus 2>/dev/null || true
+    else
+        echo "warning: cannot install ${need[*]} (not root or no apt-get)" >&2
+    fi
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
