@@ -16,7 +16,10 @@
 //! node = "rejected"                # a sink: what it received
 //! count = 1
 //! reason = "invalid JSON"          # every element was rejected for this
-//! where = { field = "type", exists = false }    # every element satisfies it
+//!
+//! [[tests.outputs]]
+//! node = "kept"
+//! where = { field = "value", gt = 50 }   # every element satisfies it
 //! ```
 //!
 //! How a test runs:
