@@ -385,6 +385,9 @@ fn test(registry: &Registry, args: &ConfigArgs) -> ExitCode {
         }
     };
     let n = suite.len();
+    if n == 0 {
+        eprintln!("warning: {} has no [[tests]] blocks", path.display());
+    }
     let mut out = std::io::stdout().lock();
     // A reader that went away is not a test failure: the tally decides.
     let _ = writeln!(
