@@ -137,7 +137,8 @@ fn main() -> ExitCode {
             graph(&Registry::builtin().dry(), &config, format)
         }
         Some(Command::List) => list(&registry),
-        // Tests open no real source: the dry registry only proves addresses.
+        // Checked as `validate` checks (dry: a network source only proves
+        // its address); the tests themselves open no real source or sink.
         Some(Command::Test(args)) => test(&Registry::builtin().dry(), &args),
     }
 }
