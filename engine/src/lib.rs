@@ -36,6 +36,7 @@ pub mod ring;
 pub mod runtime;
 pub mod stage;
 mod sync;
+pub mod testing;
 pub mod topology;
 
 pub use arena::{Arena, Handle, LocalPool, Meta};

@@ -90,6 +90,13 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ),
     ("no_flow.toml", &["no_flow.toml: no flow defined (expected a [flow.NAME] table)"]),
     (
+        "bad_tests.toml",
+        &[
+            "bad_tests.toml:26:8: test 'forwarded': node 'fwd' has no output port 'outptu' (its output ports: output, error)",
+            "bad_tests.toml:29:1: test 'forwarded': the expectation on 'sink' checks nothing (give payloads, count, where or reason)",
+        ],
+    ),
+    (
         "multiple_errors.toml",
         &[
             "engine.wait: unknown wait strategy 'spinny'",

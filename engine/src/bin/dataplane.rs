@@ -28,6 +28,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod exit {
     /// The pipeline ran, every stage succeeded, every latency target was met.
     pub const OK: u8 = 0;
+    /// `dataplane test`: a test of the config failed.
+    pub const TEST_FAILED: u8 = 1;
     /// A latency target was missed (the run itself succeeded).
     pub const TARGET_MISSED: u8 = 3;
     /// The config file could not be read (EX_NOINPUT).
@@ -92,6 +94,8 @@ enum Command {
     },
     /// List the built-in components: role, ports and parameters.
     List,
+    /// Run the config's [[tests]]: payloads in at a node, expectations out, no real source or sink (exit 1 when one fails).
+    Test(ConfigArgs),
     /// Print the elements leaving a node's output port of a running pipeline (one JSON line each).
     Tap(TapArgs),
 }
@@ -166,6 +170,9 @@ fn main() -> ExitCode {
         }
         Some(Command::List) => list(&registry),
         Some(Command::Tap(args)) => tap(&args),
+        // Checked as `validate` checks (dry: a network source only proves
+        // its address); the tests themselves open no real source or sink.
+        Some(Command::Test(args)) => test(&Registry::builtin().dry(), &args),
     }
 }
 
@@ -471,4 +478,45 @@ fn tap(args: &TapArgs) -> ExitCode {
             })
         }
     }
+}
+
+fn test(registry: &Registry, args: &ConfigArgs) -> ExitCode {
+    let Some(path) = &args.config else {
+        eprintln!("error: --config FILE is required (see --help)");
+        return ExitCode::from(2);
+    };
+    let suite = match dataplane::testing::load_file(path, registry, args.flow.as_deref()) {
+        Ok(suite) => suite,
+        Err(LoadError::Io(msg)) => {
+            eprintln!("error: {msg}");
+            return ExitCode::from(exit::NOINPUT);
+        }
+        Err(LoadError::Invalid(errors)) => {
+            eprint!("{errors}");
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
+    let n = suite.len();
+    if n == 0 {
+        eprintln!("warning: {} has no [[tests]] blocks", path.display());
+    }
+    let mut out = std::io::stdout().lock();
+    // A reader that went away is not a test failure: the tally decides.
+    let _ = writeln!(
+        out,
+        "running {n} test{} from {}",
+        if n == 1 { "" } else { "s" },
+        path.display()
+    );
+    let summary = suite.run(registry, |result| {
+        let _ = write!(out, "{result}");
+        let _ = out.flush();
+    });
+    let _ = writeln!(out, "\n{summary}");
+    let _ = out.flush();
+    ExitCode::from(if summary.failed > 0 {
+        exit::TEST_FAILED
+    } else {
+        exit::OK
+    })
 }

@@ -174,7 +174,9 @@ impl Hub {
                     for id in &ids {
                         let s = self.subs.get_mut(id).expect("listed");
                         if s.limit.is_some_and(|l| s.matched >= l)
-                            || s.filter.as_ref().is_some_and(|f| !f.matches(payload))
+                            || s.filter
+                                .as_ref()
+                                .is_some_and(|f| f.matches(payload) != Ok(true))
                         {
                             continue;
                         }

@@ -116,17 +116,6 @@ impl Filter {
         Filter::from_toml(&value, false)
     }
 
-    /// Whether `payload` satisfies the condition (a payload that is not a
-    /// JSON object, or a strict test that fails, does not).
-    pub fn matches(&self, payload: &[u8]) -> bool {
-        let keys: [&str; MAX_FIELDS] =
-            std::array::from_fn(|i| self.fields.get(i).map_or("", String::as_str));
-        let mut found = [None; MAX_FIELDS];
-        let n = self.fields.len();
-        find_members(payload, &keys[..n], &mut found[..n]).is_ok()
-            && matches!(self.eval(&self.cond, &found[..n]), Ok(true))
-    }
-
     fn eval(&self, c: &Cond, found: &[Option<Member<'_>>]) -> Result<bool, Bad> {
         Ok(match c {
             Cond::All(cs) => {
@@ -186,25 +175,32 @@ fn equals(f: &Field<'_>, l: &Literal) -> bool {
     }
 }
 
-impl Processor for Filter {
-    fn process(&mut self, element: &mut Element<'_>) -> Result<Verdict, StageError> {
+impl Filter {
+    /// Whether `payload` satisfies the condition; `Err` when the filter
+    /// would reject it instead (not a JSON object, or with `strict` a
+    /// missing field or a non-number). The test runner's `where` uses this
+    /// too, so a test's predicate means what the `filter` component means.
+    #[inline]
+    pub fn matches(&self, payload: &[u8]) -> Result<bool, Reason> {
         let keys: [&str; MAX_FIELDS] =
             std::array::from_fn(|i| self.fields.get(i).map_or("", String::as_str));
         let mut found = [None; MAX_FIELDS];
         let n = self.fields.len();
-        find_members(element.payload(), &keys[..n], &mut found[..n])
-            .map_err(|e| StageError::Rejected(Reason::new("invalid JSON", e.to_string())))?;
-        match self.eval(&self.cond, &found[..n]) {
+        find_members(payload, &keys[..n], &mut found[..n])
+            .map_err(|e| Reason::new("invalid JSON", e.to_string()))?;
+        self.eval(&self.cond, &found[..n]).map_err(|bad| match bad {
+            Bad::Missing(i) => Reason::new("missing field", self.fields[i].clone()),
+            Bad::NotANumber(i) => Reason::new("not a number", self.fields[i].clone()),
+        })
+    }
+}
+
+impl Processor for Filter {
+    fn process(&mut self, element: &mut Element<'_>) -> Result<Verdict, StageError> {
+        match self.matches(element.payload()) {
             Ok(true) => Ok(Verdict::Emit),
             Ok(false) => Ok(Verdict::Drop),
-            Err(Bad::Missing(i)) => Err(StageError::Rejected(Reason::new(
-                "missing field",
-                self.fields[i].clone(),
-            ))),
-            Err(Bad::NotANumber(i)) => Err(StageError::Rejected(Reason::new(
-                "not a number",
-                self.fields[i].clone(),
-            ))),
+            Err(reason) => Err(StageError::Rejected(reason)),
         }
     }
 }

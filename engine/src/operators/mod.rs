@@ -43,6 +43,7 @@ pub use route_by_field::RouteByField;
 pub use routers::{Broadcast, RoundRobin, RouteByHash};
 pub use sample::Sample;
 pub use sinks::{Console, Discard};
+pub(crate) use sources::payload_bytes;
 pub use sources::{Generator, ListSource};
 pub use tcp_sink::TcpSink;
 pub use tcp_source::TcpSource;

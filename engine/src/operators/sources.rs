@@ -75,14 +75,20 @@ fn one() -> u64 {
     1
 }
 
+/// A payload given in TOML: a string as it is, anything else (a table) as
+/// compact JSON. `list` and the `[[tests]]` of a config read payloads so.
+pub(crate) fn payload_bytes(v: &toml::Value) -> Result<Vec<u8>, String> {
+    match v {
+        toml::Value::String(s) => Ok(s.clone().into_bytes()),
+        other => serde_json::to_vec(other).map_err(|e| format!("payload cannot be JSON: {e}")),
+    }
+}
+
 pub(crate) fn build_list(p: ListParams) -> Result<ListSource, String> {
     let payloads = p
         .payloads
-        .into_iter()
-        .map(|v| match v {
-            toml::Value::String(s) => Ok(s.into_bytes()),
-            other => serde_json::to_vec(&other).map_err(|e| format!("payload cannot be JSON: {e}")),
-        })
+        .iter()
+        .map(payload_bytes)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(ListSource::new(payloads).repeat(p.repeat))
 }

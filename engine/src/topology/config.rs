@@ -47,7 +47,7 @@ use crate::topology::builder::{PipelineBuilder, Settings};
 use crate::topology::error::{ConfigError, ConfigErrors};
 
 /// Keys of a node table that belong to the engine, not the component.
-const NODE_KEYS: [&str; 4] = ["component", "core", "description", "targets"];
+pub(crate) const NODE_KEYS: [&str; 4] = ["component", "core", "description", "targets"];
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -57,6 +57,9 @@ struct RawConfig {
     #[serde(default)]
     flow: BTreeMap<String, RawFlow>,
     control: Option<Spanned<RawControl>>,
+    /// `[[tests]]` blocks: checked by [`crate::testing`], run by `dataplane test`.
+    #[serde(default)]
+    tests: Vec<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -141,7 +144,7 @@ impl std::fmt::Display for LoadError {
 impl std::error::Error for LoadError {}
 
 /// `file:line:col` of a byte offset.
-fn locate(file: &str, text: &str, offset: usize) -> String {
+pub(crate) fn locate(file: &str, text: &str, offset: usize) -> String {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
@@ -380,6 +383,11 @@ pub fn load_str(
                 when_full,
                 origin,
             );
+        }
+    }
+    if !raw.tests.is_empty() {
+        for e in crate::testing::check_str(text, file, registry) {
+            b.error(e);
         }
     }
     b
