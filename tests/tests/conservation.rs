@@ -7,8 +7,14 @@ use std::path::PathBuf;
 use dataplane_tests::{repo_root, run_config, TempDir};
 
 /// Configs that need input from outside (stdin, a TCP or UDP client) or a
-/// peer; the network tests run those with their inputs.
-const NEEDS_INPUT: &[&str] = &["stdin.toml", "tcp.toml", "udp.toml", "udp_out.toml"];
+/// peer, or run until stopped; the network and control tests run those.
+const NEEDS_INPUT: &[&str] = &[
+    "stdin.toml",
+    "tcp.toml",
+    "udp.toml",
+    "udp_out.toml",
+    "live.toml",
+];
 
 fn shipped() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(repo_root().join("configs"))

@@ -86,41 +86,21 @@ fn check_with_promtool(metrics: &str) {
     );
 }
 
-const LONG_RUNNING: &str = r#"
-[flow.live.nodes.gen]
-component = "generator"
-template = '{"seq":{seq},"k":"{pick:a|b|c}"}'
-rate = 20000
-
-[flow.live.nodes.keep]
-component = "filter"
-where = { field = "k", ne = "c" }
-
-[flow.live.nodes.mux]
-component = "mux"
-
-[flow.live.nodes.out]
-component = "discard"
-
-[[flow.live.edges]]
-from = { node = "gen" }
-to = { node = "keep" }
-
-[[flow.live.edges]]
-from = { node = "keep" }
-to = { node = "mux" }
-
-[[flow.live.edges]]
-from = { node = "keep" }
-to = { node = "out" }
-capacity = 256
-when_full = "drop_oldest"
-"#;
+/// The shipped `configs/live.toml`, its endpoint moved to a free port.
+fn start_live(dir: &TempDir) -> (Running, SocketAddr) {
+    let text =
+        std::fs::read_to_string(dataplane_tests::repo_root().join("configs/live.toml")).unwrap();
+    assert!(text.contains("listen = \"127.0.0.1:9464\""));
+    start_with_control(
+        dir,
+        &text.replace("127.0.0.1:9464", "127.0.0.1:CONTROL_PORT"),
+    )
+}
 
 #[test]
 fn metrics_are_valid_prometheus_and_move() {
     let dir = TempDir::new("control-metrics");
-    let (run, addr) = start_with_control(&dir, LONG_RUNNING);
+    let (run, addr) = start_live(&dir);
     let health = http::get(addr, "/health", None);
     assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
     let first = http::get(addr, "/metrics", None);
@@ -130,48 +110,56 @@ fn metrics_are_valid_prometheus_and_move() {
         "{}",
         first.head
     );
-    let gen_out = |m: &str| {
+    let events_out = |m: &str| {
         sample(
             m,
             "dataplane_node_elements_total",
-            r#"node="gen",port="output",outcome="out""#,
+            r#"node="events",port="output",outcome="out""#,
         )
     };
-    let before = gen_out(&first.body).expect("the generator's out counter");
+    let before = events_out(&first.body).expect("the generator's out counter");
     // The sinks' latency is copied at the endpoint's next refresh (1 s).
     let second = wait_metrics(addr, "the counters to move and a latency summary", |m| {
-        gen_out(m) > Some(before)
-            && sample(m, "dataplane_sink_latency_seconds_count", r#"node="out""#)
+        events_out(m) > Some(before)
+            && sample(m, "dataplane_sink_latency_seconds_count", r#"node="store""#)
                 .is_some_and(|c| c > 0.0)
     });
     check_with_promtool(&second);
     for (name, labels) in [
         (
             "dataplane_node_elements_total",
-            r#"node="keep",port="input",outcome="in""#,
+            r#"node="metrics-only",port="input",outcome="in""#,
         ),
         (
             "dataplane_node_elements_total",
-            r#"node="keep",port="",outcome="dropped""#,
+            r#"node="metrics-only",port="",outcome="dropped""#,
         ),
         (
             "dataplane_node_elements_total",
-            r#"node="mux",port="input",outcome="in""#,
+            r#"node="watchers",port="input",outcome="in""#,
         ),
         (
-            "dataplane_edge_queue_capacity",
-            r#"from="keep",port="output",to="out",when_full="drop_oldest""#,
+            "dataplane_node_elements_total",
+            r#"node="store",port="",outcome="failed""#,
         ),
         (
             "dataplane_edge_queue_depth",
-            r#"from="gen",port="output",to="keep",when_full="block""#,
+            r#"from="events",port="output",to="metrics-only",when_full="block""#,
+        ),
+        (
+            "dataplane_edge_dropped_total",
+            r#"from="metrics-only",port="output",to="watchers",when_full="drop_oldest""#,
         ),
         (
             "dataplane_sink_latency_seconds",
-            r#"node="out",quantile="0.99""#,
+            r#"node="store",quantile="0.99""#,
         ),
         ("dataplane_arena_slots", r#"state="free""#),
-        ("dataplane_subscribers", r#"node="mux""#),
+        ("dataplane_subscribers", r#"node="watchers""#),
+        (
+            "dataplane_node_running",
+            r#"node="events",component="generator",role="source""#,
+        ),
         ("dataplane_up", ""),
     ] {
         assert!(
@@ -179,18 +167,16 @@ fn metrics_are_valid_prometheus_and_move() {
             "no {name}{{{labels}}} in:\n{second}"
         );
     }
+    let capacity = r#"from="metrics-only",port="output",to="watchers",when_full="drop_oldest""#;
     assert_eq!(
-        sample(
-            &second,
-            "dataplane_edge_queue_capacity",
-            r#"from="keep",port="output",to="out",when_full="drop_oldest""#
-        ),
+        sample(&second, "dataplane_edge_queue_capacity", capacity),
         Some(256.0)
     );
     let stats: serde_json::Value =
         serde_json::from_str(&http::get(addr, "/stats", None).body).unwrap();
-    assert_eq!(stats["nodes"][0]["name"], "gen");
+    assert_eq!(stats["nodes"][0]["name"], "events");
     assert!(stats["nodes"][0]["sent"].as_u64().unwrap() > 0);
+    assert_eq!(stats["running"], true);
     run.signal("TERM");
     let out = run.wait();
     out.assert_no_panic();
