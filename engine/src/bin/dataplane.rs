@@ -300,7 +300,15 @@ fn run(registry: &Registry, args: RunArgs) -> ExitCode {
     let report = pipeline.run();
     // Subscribers get the end of what the run produced, then their end.
     if let Some(control) = control {
-        control.stop();
+        let subscribers = control.stop();
+        if !args.quiet {
+            for (node, c) in subscribers.iter().filter(|(_, c)| c.sent + c.dropped > 0) {
+                eprintln!(
+                    "[dataplane] subscribers of {node}: {} elements sent, {} lost (slow or stopped clients)",
+                    c.sent, c.dropped
+                );
+            }
+        }
     }
     if !args.quiet {
         let stopped = match (&report.drain, stop.load(Ordering::Relaxed)) {

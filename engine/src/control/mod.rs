@@ -2,8 +2,8 @@
 //! live stats, and its elements for subscribers (`mux` sinks) and taps.
 //!
 //! Off unless configured (`[control] listen = "127.0.0.1:9464"` or
-//! `dataplane run --control ADDR`). It runs on a thread of its own at a
-//! lower scheduling priority, reads only what workers publish (counters per
+//! `dataplane run --control ADDR`). It runs on a thread of its own, on a
+//! core the workers do not use or else at idle scheduling priority, reads only what workers publish (counters per
 //! step, tap logs per batch) and never makes a worker wait: a slow or
 //! stalled client loses its own elements, counted, and nothing else.
 //!
@@ -27,6 +27,7 @@ pub mod stats;
 pub mod subscribers;
 pub mod tap;
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,6 +35,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+pub use prometheus::SubscriberCounts;
 pub use server::parse_listen;
 
 use crate::observe::LiveHandle;
@@ -73,7 +75,7 @@ pub struct Control {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
     waker: Arc<mio::Waker>,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<JoinHandle<BTreeMap<String, SubscriberCounts>>>,
 }
 
 impl Control {
@@ -148,16 +150,18 @@ impl Control {
     }
 
     /// Ends the endpoint: open streams get what is left (within a short
-    /// linger) and their end; then the thread is joined.
-    pub fn stop(mut self) {
-        self.shutdown();
+    /// linger) and their end; then the thread is joined. Returns, per node,
+    /// what its subscribers got and lost over the whole run.
+    pub fn stop(mut self) -> BTreeMap<String, SubscriberCounts> {
+        self.shutdown()
     }
 
-    fn shutdown(&mut self) {
+    fn shutdown(&mut self) -> BTreeMap<String, SubscriberCounts> {
         self.stop.store(true, Ordering::Release);
         let _ = self.waker.wake();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(counts)) => counts,
+            _ => BTreeMap::new(),
         }
     }
 }
@@ -175,17 +179,32 @@ fn spare_core(avoid: &[usize]) -> Option<core_affinity::CoreId> {
         .find(|c| !avoid.contains(&c.id))
 }
 
-/// Moves the calling thread off the workers' cores when it can, and lowers
-/// its priority so that on a machine without a spare core it takes the CPU
-/// only when the workers leave it.
+/// Moves the calling thread off the workers' cores when it can. When it
+/// cannot (every core runs a worker), it makes the thread `SCHED_IDLE`: it
+/// then runs only on CPU time the workers leave, and a worker that wakes
+/// preempts it at once (a niced thread would still hold a core for a
+/// scheduler slice, milliseconds, while the worker's ring fills). Under a
+/// load that takes every core, subscribers then lose elements (counted),
+/// and the pipeline keeps its pace.
 fn lower_priority(spare: Option<core_affinity::CoreId>) {
     if let Some(core) = spare {
-        core_affinity::set_for_current(core);
+        if core_affinity::set_for_current(core) {
+            return;
+        }
     }
     #[cfg(target_os = "linux")]
-    // SAFETY: setpriority on this thread's id only changes its nice value;
-    // a failure (not permitted) leaves it as it was.
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: sched_setscheduler with pid 0 changes only the calling
+        // thread's policy; `param` is a valid sched_param for SCHED_IDLE
+        // (priority 0). A failure leaves the policy as it was.
+        let idle = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0;
+        if !idle {
+            // SAFETY: setpriority on this thread's id only changes its
+            // nice value; a failure leaves it as it was.
+            unsafe {
+                libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19);
+            }
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! (`mio`), every client served in turn. Nothing here runs on a stage's
 //! worker; workers only publish counters and fill tap logs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +17,7 @@ use crate::operators::Filter;
 use crate::stage::Role;
 
 use super::http::{self, HeadError, Request};
+use super::prometheus::SubscriberCounts;
 use super::subscribers::{Hub, Subscription};
 use super::{prometheus, stats, ControlSettings};
 
@@ -29,6 +30,10 @@ const TICK: Duration = Duration::from_millis(10);
 const ROUNDS: usize = 256;
 /// How long a client may take to send its request head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes handed to the kernel per write: on a machine whose cores run
+/// workers, a long write (copying, and loopback delivery done in the
+/// writer's context) is a stretch a waking worker cannot preempt.
+const WRITE_AT_ONCE: usize = 16 * 1024;
 /// Kernel send buffer asked for per stream.
 const STREAM_SNDBUF: usize = 256 * 1024;
 /// Output a stream may have pending before its queue stops draining into it.
@@ -108,7 +113,11 @@ impl Server {
 
     /// Serves until `stop` is raised, then lets streams deliver what is
     /// left for at most [`LINGER`] and ends them.
-    pub(super) fn run(mut self, stop: Arc<AtomicBool>, _waker: Arc<Waker>) {
+    pub(super) fn run(
+        mut self,
+        stop: Arc<AtomicBool>,
+        _waker: Arc<Waker>,
+    ) -> BTreeMap<String, SubscriberCounts> {
         let mut events = Events::with_capacity(256);
         let mut stopping: Option<Instant> = None;
         loop {
@@ -155,9 +164,11 @@ impl Server {
                 }
             }
         }
+        self.hub.charge_unseen();
         for id in self.conns.keys().copied().collect::<Vec<_>>() {
             self.close(id);
         }
+        self.hub.counts().clone()
     }
 
     fn view(&self) -> Option<Arc<LiveView>> {
@@ -436,6 +447,11 @@ impl Server {
                 self.hub.take(id, &mut chunk, STREAM_PENDING);
                 http::push_chunk(&mut conn.out, &chunk);
             }
+            if end_all {
+                // What the endpoint never got to counts as lost by every
+                // stream it ends now.
+                self.hub.charge_unseen();
+            }
             if end_all || self.hub.finished(id) {
                 conn.out.extend_from_slice(http::LAST_CHUNK);
                 conn.kind = Kind::Reply;
@@ -449,7 +465,8 @@ impl Server {
         let mut gone = Vec::new();
         for (&id, conn) in &mut self.conns {
             while conn.pending() > 0 {
-                match conn.stream.write(&conn.out[conn.written..]) {
+                let end = conn.out.len().min(conn.written + WRITE_AT_ONCE);
+                match conn.stream.write(&conn.out[conn.written..end]) {
                     Ok(0) => {
                         gone.push(id);
                         break;

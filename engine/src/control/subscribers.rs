@@ -158,7 +158,8 @@ impl Hub {
                 backlog.node_done = self.subs[&ids[0]].counters.state() != LiveState::Running;
                 backlog.chunks.extend(point.drain());
             }
-            if let Some(chunk) = backlog.chunks.pop_front() {
+            let chunk = backlog.chunks.pop_front();
+            if let Some(chunk) = &chunk {
                 let expect = self.expect.entry(key).or_default();
                 if let Some(gap) = expect.and_then(|e| chunk.first.checked_sub(e)) {
                     for id in &ids {
@@ -194,6 +195,9 @@ impl Hub {
                     }
                 }
             }
+            if let Some(chunk) = chunk {
+                point.recycle([chunk]);
+            }
             let backlog = &self.backlog[&key];
             if backlog.chunks.is_empty() && backlog.node_done {
                 for id in &ids {
@@ -203,6 +207,30 @@ impl Hub {
             more |= !backlog.chunks.is_empty();
         }
         more
+    }
+
+    /// Charges every attached subscriber with the elements its point
+    /// collected that were never examined (backlog and log): called when
+    /// streams are ended before the endpoint caught up (shutdown).
+    pub fn charge_unseen(&mut self) {
+        for s in self.subs.values() {
+            let key = Arc::as_ptr(&s.point) as usize;
+            let mut unseen: u64 = self
+                .backlog
+                .get(&key)
+                .map_or(0, |b| b.chunks.iter().map(|c| c.len() as u64).sum());
+            unseen += s.point.pending() as u64;
+            if s.limit.is_none_or(|l| s.matched < l) {
+                self.counts.get_mut(&s.node).expect("counted").dropped += unseen;
+            }
+        }
+        for b in self.backlog.values_mut() {
+            b.chunks.clear();
+        }
+        let points: Vec<_> = self.subs.values().map(|s| Arc::clone(&s.point)).collect();
+        for p in points {
+            p.drain();
+        }
     }
 
     /// Appends up to `max` bytes of `id`'s queued lines to `out`; returns

@@ -66,7 +66,16 @@ impl Chunk {
     fn bytes(&self) -> usize {
         self.data.len()
     }
+
+    fn clear(&mut self) {
+        self.data.clear();
+        self.ends.clear();
+    }
 }
+
+/// Chunks kept for reuse: a producer fills warm, already sized buffers
+/// instead of growing a fresh allocation every batch.
+const SPARE_CHUNKS: usize = 16;
 
 #[derive(Debug, Default)]
 struct Log {
@@ -75,6 +84,17 @@ struct Log {
     bytes: usize,
     /// Elements discarded because the reader fell behind.
     overrun: u64,
+    /// Emptied chunks, for the producer's next batches.
+    spare: Vec<Chunk>,
+}
+
+impl Log {
+    fn keep_spare(&mut self, mut chunk: Chunk) {
+        if self.spare.len() < SPARE_CHUNKS {
+            chunk.clear();
+            self.spare.push(chunk);
+        }
+    }
 }
 
 /// Where a port's (or a `mux` sink's) elements are copied for readers.
@@ -111,8 +131,11 @@ impl TapPoint {
     pub fn detach(&self) {
         if self.readers.fetch_sub(1, Ordering::Relaxed) == 1 {
             let mut log = self.lock();
+            let overrun = log.overrun;
+            let spare = std::mem::take(&mut log.spare);
             *log = Log {
-                overrun: log.overrun,
+                overrun,
+                spare,
                 ..Log::default()
             };
         }
@@ -125,6 +148,19 @@ impl TapPoint {
         log.elements = 0;
         log.bytes = 0;
         log.chunks.drain(..).collect()
+    }
+
+    /// Elements in the log, not drained yet.
+    pub fn pending(&self) -> usize {
+        self.lock().elements
+    }
+
+    /// Gives chunks the reader is done with back to the producer.
+    pub fn recycle(&self, chunks: impl IntoIterator<Item = Chunk>) {
+        let mut log = self.lock();
+        for c in chunks {
+            log.keep_spare(c);
+        }
     }
 
     /// Elements discarded so far because the reader fell behind.
@@ -200,7 +236,10 @@ impl TapWriter {
             }
             return;
         };
-        Self::append(log, std::mem::take(&mut self.chunk));
+        let chunk = std::mem::take(&mut self.chunk);
+        if let Some(next) = Self::append(log, chunk) {
+            self.chunk = next;
+        }
     }
 
     /// Offers what is left, waiting for the lock if need be (the reader
@@ -213,7 +252,9 @@ impl TapWriter {
         Self::append(self.point.lock(), chunk);
     }
 
-    fn append(mut log: std::sync::MutexGuard<'_, Log>, chunk: Chunk) {
+    /// Appends a chunk to the log (discarding its oldest past the bounds);
+    /// returns a spare chunk for the next batch, if one is kept.
+    fn append(mut log: std::sync::MutexGuard<'_, Log>, chunk: Chunk) -> Option<Chunk> {
         log.elements += chunk.len();
         log.bytes += chunk.bytes();
         log.chunks.push_back(chunk);
@@ -224,7 +265,9 @@ impl TapWriter {
             log.elements -= old.len();
             log.bytes -= old.bytes();
             log.overrun += old.len() as u64;
+            log.keep_spare(old);
         }
+        log.spare.pop()
     }
 }
 
