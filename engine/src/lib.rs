@@ -34,6 +34,7 @@ pub mod ring;
 pub mod runtime;
 pub mod stage;
 mod sync;
+pub mod top;
 pub mod topology;
 
 pub use arena::{Arena, Handle, LocalPool, Meta};

@@ -84,6 +84,8 @@ enum Command {
     },
     /// List the built-in components: role, ports and parameters.
     List,
+    /// Watch a running pipeline through its control endpoint: rates, drops, queues, latency.
+    Top(dataplane::top::Options),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -133,6 +135,18 @@ fn main() -> ExitCode {
             graph(&Registry::builtin().dry(), &config, format)
         }
         Some(Command::List) => list(&registry),
+        Some(Command::Top(opts)) => match dataplane::top::run(&opts) {
+            Ok(()) => ExitCode::from(exit::OK),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(match e.kind() {
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+                        exit::NOINPUT
+                    }
+                    _ => exit::IOERR,
+                })
+            }
+        },
     }
 }
 
