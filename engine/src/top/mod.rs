@@ -16,7 +16,8 @@ pub mod view;
 
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,7 @@ use crossterm::event::{self, Event};
 use crossterm::{cursor, execute, terminal};
 use ratatui::backend::CrosstermBackend;
 use ratatui::Terminal;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use app::{Action, App, Fetched};
 use http::Client;
@@ -34,7 +36,7 @@ pub struct Options {
     /// The pipeline's control endpoint, HOST:PORT.
     #[arg(long, value_name = "ADDR")]
     pub control: String,
-    /// Send `Authorization: Bearer <token>` with the token in FILE (trimmed).
+    /// Send `Authorization: Bearer <token>` with the token read from PATH (trimmed).
     #[arg(long, value_name = "PATH")]
     pub token_file: Option<PathBuf>,
     /// Milliseconds between refreshes.
@@ -43,8 +45,9 @@ pub struct Options {
     pub interval_ms: u64,
 }
 
-/// Runs the view until the user quits (`q`, Esc, Ctrl-C). Fails when the
-/// token file cannot be read or standard output is not a terminal.
+/// Runs the view until the user quits (`q`, Esc, Ctrl-C) or a SIGINT,
+/// SIGTERM or SIGHUP arrives. Fails when the token file cannot be read or
+/// standard output is not a terminal.
 pub fn run(opts: &Options) -> io::Result<()> {
     let token = match &opts.token_file {
         Some(path) => Some(read_token(path)?),
@@ -62,17 +65,37 @@ pub fn run(opts: &Options) -> io::Result<()> {
     let mut app = App::new(client.authority(), interval);
     let polls = spawn_poller(client, interval)?;
 
+    // In raw mode Ctrl-C is a key, not a signal; a signal from elsewhere
+    // (kill, a closing terminal) must still leave through the guard.
+    let signalled = Arc::new(AtomicBool::new(false));
+    let mut handlers = Vec::new();
+    for sig in [SIGINT, SIGTERM, SIGHUP] {
+        handlers.push(signal_hook::flag::register(sig, Arc::clone(&signalled))?);
+    }
+    let result = draw_until_quit(&mut app, &polls, &signalled);
+    for id in handlers {
+        signal_hook::low_level::unregister(id);
+    }
+    result
+}
+
+/// Owns the terminal from raw mode on; every return restores it.
+fn draw_until_quit(
+    app: &mut App,
+    polls: &mpsc::Receiver<(Fetched, Instant)>,
+    signalled: &AtomicBool,
+) -> io::Result<()> {
     let _restore = TerminalGuard::enter()?;
     let mut term = Terminal::new(CrosstermBackend::new(io::stdout()))?;
     term.clear()?;
     let mut dirty = true;
-    loop {
+    while !signalled.load(Ordering::Relaxed) {
         while let Ok((fetched, at)) = polls.try_recv() {
             app.on_fetch(fetched, at);
             dirty = true;
         }
         if dirty {
-            term.draw(|f| view::render(f, &app))?;
+            term.draw(|f| view::render(f, app))?;
             dirty = false;
         }
         // Short enough that a new snapshot shows promptly, long enough to
@@ -89,6 +112,7 @@ pub fn run(opts: &Options) -> io::Result<()> {
             }
         }
     }
+    Ok(())
 }
 
 /// The token in `path`, without surrounding whitespace (a trailing newline).
