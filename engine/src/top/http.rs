@@ -173,27 +173,32 @@ impl Client {
 fn read_response(stream: &mut TcpStream, deadline: Instant) -> Result<Vec<u8>, FetchError> {
     let mut buf = Vec::with_capacity(8 * 1024);
     let mut chunk = [0u8; 8 * 1024];
+    // Where the response ends: unknown until the head is in; then after
+    // `Content-Length` bytes of body, or at the end of the stream (the head
+    // is parsed once, not on every read).
     let mut wanted: Option<usize> = None;
+    let mut to_eof = false;
     loop {
         if let Some(total) = wanted {
             if buf.len() >= total {
                 buf.truncate(total);
                 return Ok(buf);
             }
-        } else if let Some(head_end) = find_head_end(&buf) {
-            let head = parse_head(&buf[..head_end])?;
-            match head.content_length {
-                Some(n) if n > MAX_BODY => {
-                    return Err(FetchError::Malformed(format!("body of {n} bytes")))
+        } else if !to_eof {
+            if let Some(head_end) = find_head_end(&buf) {
+                match parse_head(&buf[..head_end])?.content_length {
+                    Some(n) if n > MAX_BODY => {
+                        return Err(FetchError::Malformed(format!("body of {n} bytes")))
+                    }
+                    Some(n) => {
+                        wanted = Some(head_end + 4 + n);
+                        continue;
+                    }
+                    None => to_eof = true,
                 }
-                Some(n) => {
-                    wanted = Some(head_end + 4 + n);
-                    continue;
-                }
-                None => {}
+            } else if buf.len() > MAX_HEAD {
+                return Err(FetchError::Malformed("headers too long".into()));
             }
-        } else if buf.len() > MAX_HEAD {
-            return Err(FetchError::Malformed("headers too long".into()));
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {

@@ -50,7 +50,12 @@ pub fn render(frame: &mut Frame<'_>, app: &App) {
     frame.render_widget(Paragraph::new(title_line(app)), title);
     frame.render_widget(Paragraph::new(status_line(app)), status);
     render_table(frame, table, app);
-    frame.render_widget(Paragraph::new(keys_line(app)), keys);
+    // The header takes one line of the table's area.
+    let hidden = app
+        .rows
+        .len()
+        .saturating_sub(table.height.saturating_sub(1).into());
+    frame.render_widget(Paragraph::new(keys_line(app, hidden)), keys);
 }
 
 fn title_line(app: &App) -> Line<'static> {
@@ -104,7 +109,7 @@ fn status_line(app: &App) -> Line<'static> {
     Line::from(Span::styled(text, Style::new().fg(colour)))
 }
 
-fn keys_line(app: &App) -> Line<'static> {
+fn keys_line(app: &App, hidden: usize) -> Line<'static> {
     let arrow = if app.sort.reversed { "asc" } else { "desc" };
     let arrow = if app.sort.key == SortKey::Name {
         if app.sort.reversed {
@@ -116,7 +121,7 @@ fn keys_line(app: &App) -> Line<'static> {
         arrow
     };
     let key = Style::new().add_modifier(Modifier::BOLD);
-    Line::from(vec![
+    let mut spans = vec![
         Span::styled("q", key),
         Span::raw(" quit  "),
         Span::styled("s/S", key),
@@ -124,7 +129,14 @@ fn keys_line(app: &App) -> Line<'static> {
         Span::styled("r", key),
         Span::raw(" reverse  "),
         Span::raw(format!("sorted by {} {arrow}", app.sort.key.label())),
-    ])
+    ];
+    if hidden > 0 {
+        spans.push(Span::styled(
+            format!("  +{hidden} rows below"),
+            Style::new().fg(Color::Yellow),
+        ));
+    }
+    Line::from(spans)
 }
 
 fn style_of(level: Level) -> Style {
@@ -391,6 +403,14 @@ mod tests {
             let b = draw(&app, w, h);
             assert_eq!((b.area.width, b.area.height), (w, h));
         }
+        // 6 lines: 3 for the table's header and two rows, 2 rows cut off.
+        let l = lines(&draw(&app, 80, 6));
+        assert!(
+            l[5].trim_end()
+                .ends_with("sorted by IN/s desc  +2 rows below"),
+            "{l:?}"
+        );
+        assert!(!lines(&draw(&app, 80, 24))[23].contains("below"));
         let l = lines(&draw(&app, 200, 50));
         assert!(
             line_with(&l, "proc")
