@@ -154,6 +154,7 @@ impl Drop for Endpoint {
 struct Screen {
     socket: PathBuf,
     status: PathBuf,
+    pid: PathBuf,
     _dir: TempDir,
 }
 
@@ -169,8 +170,18 @@ impl Screen {
         let dir = TempDir::new(label);
         let socket = dir.path().join("tmux.sock");
         let status = dir.path().join("status");
-        let mut cmd = quote(&binary().to_string_lossy());
-        cmd.push_str(" top");
+        let pid = dir.path().join("pid");
+        // An inner shell writes its pid and becomes `dataplane top` (exec),
+        // so the test knows top's pid; the outer one records the status.
+        let inner = format!(
+            "echo $$ > {}; exec \"$0\" top \"$@\"",
+            quote(&pid.to_string_lossy())
+        );
+        let mut cmd = format!(
+            "sh -c {} {}",
+            quote(&inner),
+            quote(&binary().to_string_lossy())
+        );
         for a in args {
             cmd.push(' ');
             cmd.push_str(&quote(a));
@@ -205,6 +216,7 @@ impl Screen {
         Screen {
             socket,
             status,
+            pid,
             _dir: dir,
         }
     }
@@ -261,6 +273,21 @@ impl Screen {
             }
             thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+/// Whether process `pid` still runs (a zombie does not: whoever adopted it
+/// may never reap it).
+fn running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.starts_with(" Z")),
+        Err(_) if std::path::Path::new("/proc/self").exists() => false,
+        Err(_) => Command::new("kill")
+            .args(["-0", &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success()),
     }
 }
 
@@ -321,6 +348,40 @@ fn shows_nodes_and_rates_sends_the_token_and_quits_on_q() {
         !after.contains("IN/s"),
         "the main screen is back after quitting:\n{after}"
     );
+}
+
+#[test]
+fn closing_the_terminal_ends_top() {
+    require_tmux!();
+    let endpoint = Endpoint::start(None, None);
+    let screen = Screen::start(
+        "hangup",
+        &["--control", &endpoint.addr, "--interval-ms", "200"],
+    );
+    screen.wait_for("the sink's row", |s| row(s, "sink").is_some());
+    let pid: u32 = std::fs::read_to_string(&screen.pid)
+        .expect("the pid file is written before top starts")
+        .trim()
+        .parse()
+        .expect("a pid");
+    assert!(running(pid));
+    // The terminal goes away under it, as when a window is closed: the
+    // shell that owns it dies (without a word to its children), then the
+    // tmux server, having no pane left, closes the terminal.
+    let shell = screen.tmux(&["display-message", "-p", "#{pane_pid}"]);
+    let killed = Command::new("kill")
+        .args(["-KILL", shell.trim()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success(), "kill -KILL {shell}");
+    let deadline = Instant::now() + SCREEN_TIMEOUT;
+    while running(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "dataplane top (pid {pid}) still runs after its terminal closed"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
