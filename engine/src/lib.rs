@@ -37,6 +37,7 @@ pub mod runtime;
 pub mod stage;
 mod sync;
 pub mod testing;
+pub mod top;
 pub mod topology;
 
 pub use arena::{Arena, Handle, LocalPool, Meta};

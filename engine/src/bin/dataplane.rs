@@ -98,6 +98,8 @@ enum Command {
     Test(ConfigArgs),
     /// Print the elements leaving a node's output port of a running pipeline (one JSON line each).
     Tap(TapArgs),
+    /// Watch a running pipeline through its control endpoint: rates, drops, queues, latency.
+    Top(dataplane::top::Options),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -173,6 +175,18 @@ fn main() -> ExitCode {
         // Checked as `validate` checks (dry: a network source only proves
         // its address); the tests themselves open no real source or sink.
         Some(Command::Test(args)) => test(&Registry::builtin().dry(), &args),
+        Some(Command::Top(opts)) => match dataplane::top::run(&opts) {
+            Ok(()) => ExitCode::from(exit::OK),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(match e.kind() {
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+                        exit::NOINPUT
+                    }
+                    _ => exit::IOERR,
+                })
+            }
+        },
     }
 }
 
