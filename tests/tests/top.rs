@@ -429,3 +429,48 @@ fn an_ended_pipeline_keeps_its_last_numbers() {
     screen.send("q");
     assert_eq!(screen.wait_exit(), 0);
 }
+
+/// The real thing: `configs/live.toml` running with its control endpoint,
+/// watched by `top` in tmux.
+#[test]
+fn watches_a_running_pipeline() {
+    require_tmux!();
+    let dir = TempDir::new("top-live");
+    let port = dataplane_tests::free_port(false);
+    let text = std::fs::read_to_string(dataplane_tests::repo_root().join("configs/live.toml"))
+        .expect("configs/live.toml");
+    let config = dir.write(
+        "live.toml",
+        &text.replace("127.0.0.1:9464", &format!("127.0.0.1:{port}")),
+    );
+    let mut run = dataplane_tests::start(&[std::ffi::OsStr::new("--config"), config.as_os_str()]);
+    run.wait_for_stderr("[dataplane] control endpoint on", SCREEN_TIMEOUT);
+    let addr = format!("127.0.0.1:{port}");
+    let screen = Screen::start("live", &["--control", &addr, "--interval-ms", "300"]);
+    // The generator runs at 2000/s: its row shows a rate in thousands, and
+    // the sink standing in for storage a p99 once the endpoint has copied
+    // its histogram (every second).
+    let shown = screen.wait_for("the pipeline's rates and a sink p99", |s| {
+        let rate = |name: &str| {
+            row(s, name).is_some_and(|r| {
+                r.split_whitespace()
+                    .any(|w| w.ends_with('k') && w[..w.len() - 1].parse::<f64>().is_ok())
+            })
+        };
+        rate("events")
+            && rate("metrics-only")
+            && row(s, "store").is_some_and(|r| r.contains("us") || r.contains("ms"))
+    });
+    for name in ["events", "metrics-only", "store", "watchers"] {
+        assert!(row(&shown, name).is_some(), "no row for {name}:\n{shown}");
+    }
+    for line in shown.lines() {
+        assert!(line.chars().count() <= 80, "{line:?}");
+    }
+    screen.send("q");
+    assert_eq!(screen.wait_exit(), 0, "q quits with status 0");
+    run.signal("TERM");
+    let out = run.wait();
+    out.assert_no_panic();
+    assert_eq!(out.code(), Some(0), "{}", out.dump());
+}
