@@ -515,7 +515,7 @@ pub trait Sink: Send {
     fn teardown(&mut self) {}
     /// A sink that serves subscribers through the control endpoint (the
     /// `mux` component) returns the point they read from.
-    fn tap_point(&self) -> Option<std::sync::Arc<crate::observe::tap::TapPoint>> {
+    fn mux_point(&self) -> Option<std::sync::Arc<crate::observe::tap::RefPoint>> {
         None
     }
 }

@@ -216,6 +216,11 @@ fn a_hundred_subscribers_get_exactly_their_elements_and_a_stuck_one_hurts_nobody
     let input = free_port(false);
     let config = format!(
         r#"
+[engine]
+# Spare slots are what a mux's subscribers may hold while the endpoint
+# catches up with a burst: room for the whole sequence.
+arena = {{ slots = 65536 }}
+
 [control]
 listen = "127.0.0.1:CONTROL_PORT"
 subscriber_queue = 64

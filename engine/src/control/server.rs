@@ -18,7 +18,7 @@ use crate::stage::Role;
 
 use super::http::{self, HeadError, Request};
 use super::prometheus::SubscriberCounts;
-use super::subscribers::{Hub, Subscription};
+use super::subscribers::{Feed, Hub, Subscription};
 use super::{prometheus, stats, ControlSettings};
 
 const LISTENER: Token = Token(0);
@@ -140,6 +140,13 @@ impl Server {
             }
             self.answer_waiting();
             self.refresh_latency();
+            if let Some(view) = self.live.get() {
+                for n in &view.nodes {
+                    if let Some(mux) = &n.mux {
+                        self.hub.sweep(mux, &view.arena);
+                    }
+                }
+            }
             let end_all = stopping.is_some_and(|t| t.elapsed() >= LINGER);
             // One chunk per point at a time, written out before the next.
             for _ in 0..ROUNDS {
@@ -344,8 +351,8 @@ impl Server {
                 format!("no node '{name}' (nodes: {})", names.join(", ")),
             )
         })?;
-        let point = if req.path == "/subscribe" {
-            node.mux.clone().ok_or_else(|| {
+        let feed = if req.path == "/subscribe" {
+            let mux = node.mux.clone().ok_or_else(|| {
                 (
                     400,
                     format!(
@@ -353,38 +360,36 @@ impl Server {
                         node.component, node.role
                     ),
                 )
-            })?
+            })?;
+            Feed::Refs(mux, Arc::clone(&view.arena))
+        } else if node.mux.is_some() && req.param("port").is_none() {
+            // A mux has no output port: tapping it means subscribing.
+            Feed::Refs(node.mux.clone().expect("checked"), Arc::clone(&view.arena))
         } else {
-            if node.role == Role::Sink && node.mux.is_some() && req.param("port").is_none() {
-                node.mux.clone().expect("checked")
-            } else {
-                let port = match req.param("port") {
-                    Some(p) => p,
-                    None => node.ports.first().map(String::as_str).ok_or_else(|| {
-                        (
-                            400,
-                            format!("node '{name}' is a sink: it has no output port to tap"),
-                        )
-                    })?,
-                };
-                let at = node.ports.iter().position(|p| p == port).ok_or_else(|| {
+            let port = match req.param("port") {
+                Some(p) => p,
+                None => node.ports.first().map(String::as_str).ok_or_else(|| {
                     (
-                        404,
-                        format!(
-                            "node '{name}' has no port '{port}' (ports: {})",
-                            node.ports.join(", ")
-                        ),
+                        400,
+                        format!("node '{name}' is a sink: it has no output port to tap"),
                     )
-                })?;
-                node.taps[at].clone().ok_or_else(|| {
-                    (
-                        409,
-                        format!(
-                            "port '{port}' of node '{name}' is not connected: nothing flows there"
-                        ),
-                    )
-                })?
-            }
+                })?,
+            };
+            let at = node.ports.iter().position(|p| p == port).ok_or_else(|| {
+                (
+                    404,
+                    format!(
+                        "node '{name}' has no port '{port}' (ports: {})",
+                        node.ports.join(", ")
+                    ),
+                )
+            })?;
+            Feed::Copies(node.taps[at].clone().ok_or_else(|| {
+                (
+                    409,
+                    format!("port '{port}' of node '{name}' is not connected: nothing flows there"),
+                )
+            })?)
         };
         let filter = match req.param("where") {
             None | Some("") => None,
@@ -411,7 +416,7 @@ impl Server {
             id,
             Subscription {
                 node: node.name.clone(),
-                point,
+                feed,
                 counters: Arc::clone(&node.counters),
                 filter,
                 limit,

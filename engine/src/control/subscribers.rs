@@ -5,8 +5,9 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
+use crate::arena::{Arena, LocalPool};
 use crate::metrics::{LiveCounters, LiveState};
-use crate::observe::tap::TapPoint;
+use crate::observe::tap::{Chunk, RefBatch, RefPoint, TapPoint};
 use crate::operators::Filter;
 
 use super::prometheus::SubscriberCounts;
@@ -17,10 +18,71 @@ pub const QUEUE_BYTES: usize = 4 << 20;
 /// Identifies a subscriber (its connection's token).
 pub type SubId = usize;
 
+/// Where a subscriber's elements come from.
+#[derive(Clone)]
+pub enum Feed {
+    /// Copies of a port's payloads (`/tap`).
+    Copies(Arc<TapPoint>),
+    /// References to a `mux` sink's slots (`/subscribe`), read from `arena`.
+    Refs(Arc<RefPoint>, Arc<Arena>),
+}
+
+impl Feed {
+    fn key(&self) -> usize {
+        match self {
+            Feed::Copies(p) => Arc::as_ptr(p) as usize,
+            Feed::Refs(p, _) => Arc::as_ptr(p) as usize,
+        }
+    }
+
+    fn readers(&self) -> usize {
+        match self {
+            Feed::Copies(p) => p.readers(),
+            Feed::Refs(p, _) => p.readers(),
+        }
+    }
+
+    fn attach(&self) {
+        match self {
+            Feed::Copies(p) => p.attach(),
+            Feed::Refs(p, _) => p.attach(),
+        }
+    }
+
+    fn drain(&self) -> Vec<Batch> {
+        match self {
+            Feed::Copies(p) => p.drain().into_iter().map(Batch::Copies).collect(),
+            Feed::Refs(p, _) => p.drain().into_iter().map(Batch::Refs).collect(),
+        }
+    }
+}
+
+/// One drained batch of either kind.
+enum Batch {
+    Copies(Chunk),
+    Refs(RefBatch),
+}
+
+impl Batch {
+    fn first(&self) -> u64 {
+        match self {
+            Batch::Copies(c) => c.first,
+            Batch::Refs(r) => r.first,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Batch::Copies(c) => c.len(),
+            Batch::Refs(r) => r.handles.len(),
+        }
+    }
+}
+
 /// One attached client.
 pub struct Subscriber {
     node: String,
-    point: Arc<TapPoint>,
+    feed: Feed,
     /// The watched node's counters (its state ends the stream).
     counters: Arc<LiveCounters>,
     filter: Option<Filter>,
@@ -39,17 +101,19 @@ pub struct Hub {
     /// Per point (by address): the sequence number expected next, to see
     /// what the log discarded.
     expect: HashMap<usize, Option<u64>>,
-    /// Per point: chunks drained from its log, not yet handed out.
+    /// Per point: batches drained from its log, not yet handed out.
     backlog: HashMap<usize, Backlog>,
     /// Per node: attached count and totals, departed subscribers included.
     counts: BTreeMap<String, SubscriberCounts>,
     capacity: usize,
+    /// Where references read from a mux's slots are released.
+    pool: LocalPool,
 }
 
 #[derive(Default)]
 struct Backlog {
-    chunks: VecDeque<crate::observe::tap::Chunk>,
-    /// The node had finished before these chunks were drained.
+    batches: VecDeque<Batch>,
+    /// The node had finished before these batches were drained.
     node_done: bool,
 }
 
@@ -58,7 +122,7 @@ pub struct Subscription {
     /// Node name (the label its counts go under).
     pub node: String,
     /// Where it reads.
-    pub point: Arc<TapPoint>,
+    pub feed: Feed,
     /// The node's counters.
     pub counters: Arc<LiveCounters>,
     /// Only the elements this accepts.
@@ -76,6 +140,7 @@ impl Hub {
             backlog: HashMap::new(),
             counts: BTreeMap::new(),
             capacity: capacity.max(1),
+            pool: LocalPool::new(64),
         }
     }
 
@@ -94,20 +159,20 @@ impl Hub {
         &self.counts
     }
 
-    /// Attaches a subscriber: its point starts copying at its next batch.
+    /// Attaches a subscriber: its point starts handing over at its next
+    /// batch.
     pub fn attach(&mut self, id: SubId, s: Subscription) {
-        let key = Arc::as_ptr(&s.point) as usize;
-        if s.point.readers() == 0 {
+        if s.feed.readers() == 0 {
             // Whatever the point counted before is nobody's gap.
-            self.expect.insert(key, None);
+            self.expect.insert(s.feed.key(), None);
         }
-        s.point.attach();
+        s.feed.attach();
         self.counts.entry(s.node.clone()).or_default().attached += 1;
         self.subs.insert(
             id,
             Subscriber {
                 node: s.node,
-                point: s.point,
+                feed: s.feed,
                 counters: s.counters,
                 filter: s.filter,
                 queue: VecDeque::new(),
@@ -128,108 +193,171 @@ impl Hub {
         c.attached -= 1;
         // What it had queued never reached it.
         c.dropped += s.queue.len() as u64;
-        if s.point.readers() == 1 {
-            // The last reader: the point empties its log, and so do we.
-            self.backlog.remove(&(Arc::as_ptr(&s.point) as usize));
+        if s.feed.readers() == 1 {
+            // The last reader: nothing more is read from this point.
+            let key = s.feed.key();
+            let left: Vec<Batch> = self
+                .backlog
+                .remove(&key)
+                .map(|b| b.batches.into_iter().collect())
+                .unwrap_or_default();
+            self.discard(&s.feed, left);
+            let logged = s.feed.drain();
+            self.discard(&s.feed, logged);
         }
-        s.point.detach();
+        match &s.feed {
+            Feed::Copies(p) => p.detach(),
+            Feed::Refs(p, _) => p.detach(),
+        }
     }
 
-    /// Moves one chunk per point from what the points collected into the
-    /// subscribers' queues; returns whether chunks are left (the caller
+    /// Gives batches nobody will read back: references are released.
+    fn discard(&mut self, feed: &Feed, batches: Vec<Batch>) {
+        for b in batches {
+            self.finish_batch(feed, b);
+        }
+    }
+
+    /// Done with a batch: copies go back to their producer for reuse,
+    /// references to the arena.
+    fn finish_batch(&mut self, feed: &Feed, batch: Batch) {
+        match (feed, batch) {
+            (Feed::Copies(p), Batch::Copies(c)) => p.recycle([c]),
+            (Feed::Refs(p, arena), Batch::Refs(r)) => {
+                let n = r.handles.len();
+                for h in r.handles {
+                    arena.release(h, &mut self.pool);
+                }
+                // Back on the free stack before the point says so: the
+                // run's leak check waits for `held` to reach zero.
+                arena.flush(&mut self.pool);
+                p.released(n);
+            }
+            _ => unreachable!("a point's batches are of its kind"),
+        }
+    }
+
+    /// Moves one batch per point from what the points collected into the
+    /// subscribers' queues; returns whether batches are left (the caller
     /// writes to the clients between calls, so that a queue holds what one
     /// client has not taken yet, not what the endpoint has not written).
     pub fn pump(&mut self) -> bool {
         let mut by_point: HashMap<usize, Vec<SubId>> = HashMap::new();
         for (&id, s) in &self.subs {
-            by_point
-                .entry(Arc::as_ptr(&s.point) as usize)
-                .or_default()
-                .push(id);
+            by_point.entry(s.feed.key()).or_default().push(id);
         }
         let mut more = false;
         for (key, mut ids) in by_point {
             ids.sort_unstable();
-            let point = Arc::clone(&self.subs[&ids[0]].point);
+            let feed = self.subs[&ids[0]].feed.clone();
             let backlog = self.backlog.entry(key).or_default();
-            if backlog.chunks.is_empty() {
+            if backlog.batches.is_empty() {
                 // Read the state before draining: once the node is done,
                 // this drain holds its last elements.
                 backlog.node_done = self.subs[&ids[0]].counters.state() != LiveState::Running;
-                backlog.chunks.extend(point.drain());
+                backlog.batches.extend(feed.drain());
             }
-            let chunk = backlog.chunks.pop_front();
-            if let Some(chunk) = &chunk {
+            if let Some(batch) = backlog.batches.pop_front() {
                 let expect = self.expect.entry(key).or_default();
-                if let Some(gap) = expect.and_then(|e| chunk.first.checked_sub(e)) {
-                    for id in &ids {
-                        let s = &self.subs[id];
-                        if s.limit.is_none_or(|l| s.matched < l) {
-                            self.counts.get_mut(&s.node).expect("counted").dropped += gap;
+                if let Some(gap) = expect.and_then(|e| batch.first().checked_sub(e)) {
+                    self.charge(&ids, gap);
+                }
+                *self.expect.entry(key).or_default() = Some(batch.first() + batch.len() as u64);
+                match (&batch, &feed) {
+                    (Batch::Copies(c), _) => {
+                        for payload in c.iter() {
+                            self.offer(&ids, payload);
                         }
                     }
-                }
-                *expect = Some(chunk.first + chunk.len() as u64);
-                for payload in chunk.iter() {
-                    let mut line: Option<Arc<[u8]>> = None;
-                    for id in &ids {
-                        let s = self.subs.get_mut(id).expect("listed");
-                        if s.limit.is_some_and(|l| s.matched >= l)
-                            || s.filter
-                                .as_ref()
-                                .is_some_and(|f| f.matches(payload) != Ok(true))
-                        {
-                            continue;
-                        }
-                        s.matched += 1;
-                        let line = line.get_or_insert_with(|| ndjson_line(payload).into());
-                        s.queued_bytes += line.len();
-                        s.queue.push_back(Arc::clone(line));
-                        while s.queue.len() > self.capacity
-                            || (s.queued_bytes > QUEUE_BYTES && s.queue.len() > 1)
-                        {
-                            let old = s.queue.pop_front().expect("not empty");
-                            s.queued_bytes -= old.len();
-                            self.counts.get_mut(&s.node).expect("counted").dropped += 1;
+                    (Batch::Refs(r), Feed::Refs(_, arena)) => {
+                        for h in &r.handles {
+                            self.offer(&ids, arena.payload(h));
                         }
                     }
+                    _ => unreachable!("a point's batches are of its kind"),
                 }
-            }
-            if let Some(chunk) = chunk {
-                point.recycle([chunk]);
+                self.finish_batch(&feed, batch);
             }
             let backlog = &self.backlog[&key];
-            if backlog.chunks.is_empty() && backlog.node_done {
+            if backlog.batches.is_empty() && backlog.node_done {
                 for id in &ids {
                     self.subs.get_mut(id).expect("listed").source_done = true;
                 }
             }
-            more |= !backlog.chunks.is_empty();
+            more |= !backlog.batches.is_empty();
         }
         more
     }
 
-    /// Charges every attached subscriber with the elements its point
-    /// collected that were never examined (backlog and log): called when
-    /// streams are ended before the endpoint caught up (shutdown).
-    pub fn charge_unseen(&mut self) {
-        for s in self.subs.values() {
-            let key = Arc::as_ptr(&s.point) as usize;
-            let mut unseen: u64 = self
-                .backlog
-                .get(&key)
-                .map_or(0, |b| b.chunks.iter().map(|c| c.len() as u64).sum());
-            unseen += s.point.pending() as u64;
+    /// Counts `n` elements lost by each of `ids` still wanting elements.
+    fn charge(&mut self, ids: &[SubId], n: u64) {
+        for id in ids {
+            let s = &self.subs[id];
             if s.limit.is_none_or(|l| s.matched < l) {
-                self.counts.get_mut(&s.node).expect("counted").dropped += unseen;
+                self.counts.get_mut(&s.node).expect("counted").dropped += n;
             }
         }
-        for b in self.backlog.values_mut() {
-            b.chunks.clear();
+    }
+
+    /// Queues `payload` for each of `ids` whose predicate it satisfies.
+    fn offer(&mut self, ids: &[SubId], payload: &[u8]) {
+        let mut line: Option<Arc<[u8]>> = None;
+        for id in ids {
+            let s = self.subs.get_mut(id).expect("listed");
+            if s.limit.is_some_and(|l| s.matched >= l)
+                || s.filter
+                    .as_ref()
+                    .is_some_and(|f| f.matches(payload) != Ok(true))
+            {
+                continue;
+            }
+            s.matched += 1;
+            let line = line.get_or_insert_with(|| ndjson_line(payload).into());
+            s.queued_bytes += line.len();
+            s.queue.push_back(Arc::clone(line));
+            while s.queue.len() > self.capacity
+                || (s.queued_bytes > QUEUE_BYTES && s.queue.len() > 1)
+            {
+                let old = s.queue.pop_front().expect("not empty");
+                s.queued_bytes -= old.len();
+                self.counts.get_mut(&s.node).expect("counted").dropped += 1;
+            }
         }
-        let points: Vec<_> = self.subs.values().map(|s| Arc::clone(&s.point)).collect();
-        for p in points {
-            p.drain();
+    }
+
+    /// Charges every attached subscriber with the elements its point
+    /// collected that were never examined (backlog and log), and gives
+    /// them back: called when streams are ended before the endpoint caught
+    /// up (shutdown).
+    pub fn charge_unseen(&mut self) {
+        let mut feeds: HashMap<usize, (Feed, Vec<SubId>)> = HashMap::new();
+        for (&id, s) in &self.subs {
+            feeds
+                .entry(s.feed.key())
+                .or_insert_with(|| (s.feed.clone(), Vec::new()))
+                .1
+                .push(id);
+        }
+        for (key, (feed, ids)) in feeds {
+            let mut left: Vec<Batch> = self
+                .backlog
+                .remove(&key)
+                .map(|b| b.batches.into_iter().collect())
+                .unwrap_or_default();
+            left.extend(feed.drain());
+            let unseen: u64 = left.iter().map(|b| b.len() as u64).sum();
+            self.charge(&ids, unseen);
+            self.discard(&feed, left);
+        }
+    }
+
+    /// Releases what a mux handed over after its last reader left (it
+    /// decided per batch, before the reader left).
+    pub fn sweep(&mut self, mux: &Arc<RefPoint>, arena: &Arc<Arena>) {
+        if mux.readers() == 0 && mux.held() > 0 {
+            let feed = Feed::Refs(Arc::clone(mux), Arc::clone(arena));
+            let left = feed.drain();
+            self.discard(&feed, left);
         }
     }
 
@@ -296,7 +424,7 @@ mod tests {
     fn sub(point: &Arc<TapPoint>, counters: &Arc<LiveCounters>, w: Option<&str>) -> Subscription {
         Subscription {
             node: "mux".into(),
-            point: Arc::clone(point),
+            feed: Feed::Copies(Arc::clone(point)),
             counters: Arc::clone(counters),
             filter: w.map(|w| Filter::from_json(w).unwrap()),
             limit: None,

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use crate::arena::Arena;
 use crate::metrics::LiveCounters;
-use crate::observe::tap::TapPoint;
+use crate::observe::tap::{RefPoint, TapPoint};
 use crate::ring::{EdgeStats, WhenFull};
 use crate::stage::Role;
 
@@ -27,7 +27,7 @@ pub struct NodeLive {
     /// Per output port: its tap (`None` when nothing is connected there).
     pub taps: Vec<Option<Arc<TapPoint>>>,
     /// A `mux` sink's subscriber point.
-    pub mux: Option<Arc<TapPoint>>,
+    pub mux: Option<Arc<RefPoint>>,
     /// Indices (into [`LiveView::edges`]) of the edges into this node.
     pub inputs: Vec<usize>,
 }

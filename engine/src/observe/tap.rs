@@ -360,3 +360,173 @@ mod tests {
         assert!(!w.begin());
     }
 }
+
+/// A `mux` sink's point: the producer hands over references to arena slots
+/// (a refcount bump and a `u32` per element) instead of copying payloads,
+/// within a bound on how many the reader may hold; the reader reads the
+/// payloads from the arena on its own thread and releases them. A worker
+/// thus neither reads nor writes payload bytes for subscribers.
+#[derive(Debug, Default)]
+pub struct RefPoint {
+    readers: AtomicUsize,
+    /// References handed over and not yet released by the reader.
+    held: AtomicUsize,
+    /// Most references the reader may hold: the arena's slots beyond what
+    /// the pipeline itself needs (set when the run starts; 0 until then).
+    cap: AtomicUsize,
+    log: Mutex<VecDeque<RefBatch>>,
+}
+
+/// References to one batch's elements, in order.
+#[derive(Debug, Default)]
+pub struct RefBatch {
+    /// Sequence number of the first element (elements offered while
+    /// watched; a jump is what the bound made the producer skip).
+    pub first: u64,
+    /// The references, each owned by the batch.
+    pub handles: Vec<crate::arena::Handle>,
+}
+
+impl RefPoint {
+    /// A new point with no reader.
+    pub fn new() -> Arc<RefPoint> {
+        Arc::default()
+    }
+
+    /// Sets how many references the reader may hold.
+    pub fn set_cap(&self, cap: usize) {
+        self.cap.store(cap, Ordering::Relaxed);
+    }
+
+    /// Whether anyone reads.
+    #[inline]
+    pub fn is_watched(&self) -> bool {
+        self.readers.load(Ordering::Relaxed) > 0
+    }
+
+    /// Readers attached now.
+    pub fn readers(&self) -> usize {
+        self.readers.load(Ordering::Relaxed)
+    }
+
+    /// References the reader holds now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Acquire)
+    }
+
+    /// One more reader.
+    pub fn attach(&self) {
+        self.readers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One reader fewer. The caller (the reader) then drains and releases
+    /// what the log holds when it was the last.
+    pub fn detach(&self) {
+        self.readers.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Takes every batch offered since the last call, oldest first.
+    pub fn drain(&self) -> Vec<RefBatch> {
+        self.lock().drain(..).collect()
+    }
+
+    /// Says that the reader released `n` references.
+    pub fn released(&self, n: usize) {
+        self.held.fetch_sub(n, Ordering::Release);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<RefBatch>> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The producing side of a [`RefPoint`] (the `mux` sink).
+#[derive(Debug)]
+pub struct RefWriter {
+    point: Arc<RefPoint>,
+    batch: RefBatch,
+    next: u64,
+}
+
+impl RefWriter {
+    /// A writer into `point`.
+    pub fn new(point: Arc<RefPoint>) -> RefWriter {
+        RefWriter {
+            point,
+            batch: RefBatch::default(),
+            next: 0,
+        }
+    }
+
+    /// The point written to.
+    pub fn point(&self) -> &Arc<RefPoint> {
+        &self.point
+    }
+
+    /// Whether the next element may be handed over: someone reads, and the
+    /// reader holds fewer references than its bound. Counts the element in
+    /// the sequence either way (a skipped one is a gap the reader counts).
+    #[inline]
+    pub fn offer(&mut self) -> bool {
+        if self.batch.handles.is_empty() {
+            self.batch.first = self.next;
+        }
+        self.next += 1;
+        let held = self.point.held.load(Ordering::Relaxed) + self.batch.handles.len();
+        if held < self.point.cap.load(Ordering::Relaxed) {
+            true
+        } else {
+            // The gap starts here: the batch so far goes out first.
+            self.next_batch_after_gap();
+            false
+        }
+    }
+
+    #[cold]
+    fn next_batch_after_gap(&mut self) {
+        if !self.batch.handles.is_empty() {
+            self.flush_blocking();
+        }
+        self.batch.first = self.next;
+    }
+
+    /// Hands over a reference taken for the element just offered.
+    #[inline]
+    pub fn push(&mut self, handle: crate::arena::Handle) {
+        self.batch.handles.push(handle);
+    }
+
+    /// Ends a batch: offers it without waiting (kept for the next batch
+    /// when the reader holds the lock).
+    pub fn commit(&mut self) {
+        if self.batch.handles.is_empty() {
+            return;
+        }
+        if let Ok(mut log) = self.point.log.try_lock() {
+            hand_over(&self.point, &mut self.batch, &mut log);
+        }
+    }
+
+    /// Offers what is left, waiting for the lock if need be.
+    pub fn flush_blocking(&mut self) {
+        if self.batch.handles.is_empty() {
+            return;
+        }
+        let mut log = self.point.lock();
+        hand_over(&self.point, &mut self.batch, &mut log);
+    }
+}
+
+/// Moves `batch` into the log, counting its references as held.
+fn hand_over(point: &RefPoint, batch: &mut RefBatch, log: &mut VecDeque<RefBatch>) {
+    let n = batch.handles.len();
+    point.held.fetch_add(n, Ordering::Relaxed);
+    let first = batch.first;
+    log.push_back(std::mem::replace(
+        batch,
+        RefBatch {
+            first: first + n as u64,
+            handles: Vec::with_capacity(n),
+        },
+    ));
+}

@@ -32,6 +32,12 @@ impl Harness {
         }
     }
 
+    /// The harness's arena and pool (to read and release handles a stage
+    /// kept).
+    pub(crate) fn arena_and_pool(&mut self) -> (&Arena, &mut LocalPool) {
+        (&self.arena, &mut self.pool)
+    }
+
     pub(crate) fn info(&self) -> StageInfo {
         StageInfo {
             name: "test.node".to_string(),

@@ -14,7 +14,7 @@ use crate::arena::Arena;
 use crate::metrics::{
     DrainTimeout, EdgeReport, LiveCounters, PlacementEntry, RunReport, StageReport,
 };
-use crate::observe::tap::TapPoint;
+use crate::observe::tap::{RefPoint, TapPoint};
 use crate::observe::{EdgeLive, LiveHandle, LiveView, NodeLive};
 use crate::ring::{self, wait::Parker, EdgeStats, WhenFull};
 use crate::stage::StageInfo;
@@ -321,7 +321,7 @@ impl Pipeline {
                 counters: Arc::clone(&counters),
                 taps: std::mem::take(&mut taps[i]),
                 mux: match &d.stage {
-                    crate::stage::Stage::Sink(s) => s.tap_point(),
+                    crate::stage::Stage::Sink(s) => s.mux_point(),
                     _ => None,
                 },
                 inputs: std::mem::take(&mut edge_inputs[i]),
@@ -352,6 +352,14 @@ impl Pipeline {
         // The run's clock starts when the workers do: arena pre-faulting and
         // ring wiring are set-up, not throughput.
         let started = Instant::now();
+        // Subscribers may hold the slots the pipeline itself never needs
+        // (see `required_slots`), shared among the muxes.
+        let required = Self::required_slots(&self.edges, n, n_workers, self.settings.batch);
+        let spare = (self.slots as u64).saturating_sub(required) as usize;
+        let muxes: Vec<Arc<RefPoint>> = nodes_live.iter().filter_map(|n| n.mux.clone()).collect();
+        for m in &muxes {
+            m.set_cap(spare / muxes.len().max(1));
+        }
         let _ = self.live.0.set(Arc::new(LiveView {
             nodes: nodes_live,
             edges: edges_live,
@@ -432,6 +440,13 @@ impl Pipeline {
         let elapsed = started.elapsed();
         let undelivered = (!stuck.is_empty()).then(|| arena.held_slots() as u64);
         drop(shared);
+        // Slots a mux handed to the control endpoint come back once it has
+        // read them (its thread runs on what the workers leave, and they
+        // are done): wait for them before counting leaks, within bounds.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while muxes.iter().any(|m| m.held() > 0) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let leaked_slots = if panics.is_empty() && stuck.is_empty() {
             arena.leaked_quiescent()
         } else {
