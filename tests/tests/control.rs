@@ -223,7 +223,9 @@ arena = {{ slots = 65536 }}
 
 [control]
 listen = "127.0.0.1:CONTROL_PORT"
-subscriber_queue = 64
+# Room for everything a reading subscriber expects (2000 at most), however
+# slowly a loaded machine schedules its thread; the stuck one gets 20000.
+subscriber_queue = 4096
 
 [flow.mux.nodes.in]
 component = "tcp-in"

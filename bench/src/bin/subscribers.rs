@@ -11,9 +11,10 @@
 //! The pipeline's rate is its elements over the run's elapsed time; the
 //! ratio (subscribed / none) is the median of per-rep ratios. The clients
 //! stand in for remote consumers: on a machine whose cores the workers
-//! take, all 100 are read by one thread at idle priority (`SCHED_IDLE`),
-//! as the endpoint's thread does when no core is spare, so what is measured is the engine's
-//! cost (a copy per element into the mux's tap log, the endpoint's share of
+//! take, all 100 are read by one thread at idle priority (`SCHED_IDLE`;
+//! the endpoint's own thread runs at nice 19 then), so what is measured is
+//! the engine's cost (a slot reference per element for the mux, the
+//! endpoint's share of
 //! the CPU), not two cores shared with 100 reader threads. What the readers
 //! received and what subscribers lost is printed alongside.
 //!
@@ -63,8 +64,8 @@ struct Received {
     bytes: AtomicU64,
 }
 
-/// `SCHED_IDLE`, as the endpoint's own thread: the stand-in clients run
-/// only on CPU time the workers leave.
+/// `SCHED_IDLE`: the stand-in clients run only on CPU time the workers
+/// leave.
 fn lowest_priority() {
     #[cfg(target_os = "linux")]
     {

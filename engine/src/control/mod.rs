@@ -3,7 +3,7 @@
 //!
 //! Off unless configured (`[control] listen = "127.0.0.1:9464"` or
 //! `dataplane run --control ADDR`). It runs on a thread of its own, on a
-//! core the workers do not use or else at idle scheduling priority, reads only what workers publish (counters per
+//! core the workers do not use or else at the lowest priority (nice 19), reads only what workers publish (counters per
 //! step, tap logs per batch) and never makes a worker wait: a slow or
 //! stalled client loses its own elements, counted, and nothing else.
 //!
@@ -180,12 +180,12 @@ fn spare_core(avoid: &[usize]) -> Option<core_affinity::CoreId> {
 }
 
 /// Moves the calling thread off the workers' cores when it can. When it
-/// cannot (every core runs a worker), it makes the thread `SCHED_IDLE`: it
-/// then runs only on CPU time the workers leave, and a worker that wakes
-/// preempts it at once (a niced thread would still hold a core for a
-/// scheduler slice, milliseconds, while the worker's ring fills). Under a
-/// load that takes every core, subscribers then lose elements (counted),
-/// and the pipeline keeps its pace.
+/// cannot (every core runs a worker), it takes the lowest normal priority
+/// (nice 19): it then gets about 1.5% of a core a busy worker shares with
+/// it, and a waking worker preempts it. Not `SCHED_IDLE`: that would
+/// starve `/metrics` entirely on a machine kept busy by anything else.
+/// Under a load that takes every core, subscribers then lose elements
+/// (counted), and the pipeline keeps its pace.
 fn lower_priority(spare: Option<core_affinity::CoreId>) {
     if let Some(core) = spare {
         if core_affinity::set_for_current(core) {
@@ -193,18 +193,9 @@ fn lower_priority(spare: Option<core_affinity::CoreId>) {
         }
     }
     #[cfg(target_os = "linux")]
-    {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: sched_setscheduler with pid 0 changes only the calling
-        // thread's policy; `param` is a valid sched_param for SCHED_IDLE
-        // (priority 0). A failure leaves the policy as it was.
-        let idle = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0;
-        if !idle {
-            // SAFETY: setpriority on this thread's id only changes its
-            // nice value; a failure leaves it as it was.
-            unsafe {
-                libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19);
-            }
-        }
+    // SAFETY: setpriority on this thread's id only changes its nice value;
+    // a failure (not permitted) leaves it as it was.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19);
     }
 }
