@@ -11,7 +11,7 @@ use toml::Spanned;
 use crate::operators::{payload_bytes, Filter, Registry};
 use crate::ring::WhenFull;
 use crate::stage::Role;
-use crate::topology::config::{locate, NODE_KEYS};
+use crate::topology::config::{self, locate, NODE_KEYS};
 use crate::topology::ConfigError;
 
 /// The parts of a pipeline file a test needs. The loader has already
@@ -160,19 +160,8 @@ pub(crate) fn resolve(
     file: &str,
     registry: &Registry,
 ) -> Result<Vec<TestCase>, Vec<ConfigError>> {
-    let view: FileView = toml::from_str(text).map_err(|e| {
-        let loc = match e.span() {
-            Some(span) => locate(file, text, span.start),
-            None => file.to_string(),
-        };
-        let message: Vec<&str> = e
-            .message()
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect();
-        vec![ConfigError::new(loc, message.join(": "))]
-    })?;
+    let view: FileView =
+        toml::from_str(text).map_err(|e| vec![config::toml_error(file, text, &e)])?;
     let nodes = node_infos(&view, registry);
     let mut cx = Checker {
         text,

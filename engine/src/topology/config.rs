@@ -151,6 +151,21 @@ pub(crate) fn locate(file: &str, text: &str, offset: usize) -> String {
     format!("{file}:{line}:{col}")
 }
 
+/// A TOML syntax or shape error, located and on one line.
+pub(crate) fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> ConfigError {
+    let loc = match e.span() {
+        Some(span) => locate(file, text, span.start),
+        None => file.to_string(),
+    };
+    let message: Vec<&str> = e
+        .message()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    ConfigError::new(loc, message.join(": "))
+}
+
 /// Reads a pipeline file into a builder (with any errors recorded in it).
 /// `flow` selects one `[flow.NAME]`; `None` runs every flow in the file.
 pub fn load_file(
@@ -175,17 +190,7 @@ pub fn load_str(
     let raw: RawConfig = match toml::from_str(text) {
         Ok(raw) => raw,
         Err(e) => {
-            let loc = match e.span() {
-                Some(span) => locate(file, text, span.start),
-                None => file.to_string(),
-            };
-            let message: Vec<&str> = e
-                .message()
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .collect();
-            b.error(ConfigError::new(loc, message.join(": ")));
+            b.error(toml_error(file, text, &e));
             return b;
         }
     };
