@@ -27,8 +27,10 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod arena;
+pub mod checkpoint;
 pub mod clock;
 pub mod control;
+pub mod event_time;
 pub mod metrics;
 pub mod observe;
 pub mod operators;

@@ -120,6 +120,11 @@ pub enum Verdict {
     /// later (a rate limiter delaying). Upstream sees backpressure. Return
     /// this before changing the element.
     Defer,
+    /// Send the element to side port `i` (an index into
+    /// [`Processor::side_ports`]; a window's `late` port) instead of
+    /// `output`. Unconnected, the element is dropped and counted under the
+    /// port's name.
+    Side(u8),
 }
 
 /// Whether a processor's `tick` or `finish` emitted everything it had to.
@@ -411,6 +416,18 @@ pub trait Source: Send {
     fn init(&mut self, _info: &StageInfo) -> Result<(), StageError> {
         Ok(())
     }
+    /// This stage's state for a checkpoint (see [`crate::checkpoint`]),
+    /// taken when a barrier passes: everything before the barrier is in
+    /// it, nothing after. Default: no state.
+    fn snapshot(&mut self) -> Result<Vec<u8>, StageError> {
+        Ok(Vec::new())
+    }
+    /// Restores what [`snapshot`](Self::snapshot) returned, before `init`,
+    /// when a run resumes from a checkpoint. Default: accepts only the
+    /// empty state.
+    fn restore(&mut self, state: &[u8]) -> Result<(), StageError> {
+        no_state(state)
+    }
     /// Fills `slot` with the next element (or says there is none yet, or no
     /// more). Returning `Err(Rejected)` drops this attempt with the reason.
     fn pull(&mut self, slot: &mut SlotWriter<'_>) -> Result<Pull, StageError>;
@@ -430,6 +447,18 @@ pub trait Processor: Send {
     /// Called once on the stage's worker before the first element.
     fn init(&mut self, _info: &StageInfo) -> Result<(), StageError> {
         Ok(())
+    }
+    /// This stage's state for a checkpoint (see [`crate::checkpoint`]),
+    /// taken when a barrier passes: everything before the barrier is in
+    /// it, nothing after. Default: no state.
+    fn snapshot(&mut self) -> Result<Vec<u8>, StageError> {
+        Ok(Vec::new())
+    }
+    /// Restores what [`snapshot`](Self::snapshot) returned, before `init`,
+    /// when a run resumes from a checkpoint. Default: accepts only the
+    /// empty state.
+    fn restore(&mut self, state: &[u8]) -> Result<(), StageError> {
+        no_state(state)
     }
     /// Handles one element: return `Emit` to send it on (possibly
     /// modified), `Drop` to consume it; [`Element::emit`] sends new ones.
@@ -471,6 +500,41 @@ pub trait Processor: Send {
     fn counts(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
     }
+    /// Extra output ports besides `output` and `error`, for
+    /// [`Verdict::Side`] (a window's `late`). Default: none.
+    fn side_ports(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Whether the processor reads event time (an event-time window): the
+    /// pipeline then checks that its upstream sources declare `event_time`
+    /// and hands it the declaration with [`set_event_time`](Self::set_event_time).
+    fn uses_event_time(&self) -> bool {
+        false
+    }
+    /// How the elements' timestamps are read (the upstream sources'
+    /// `event_time`), before `init`.
+    fn set_event_time(&mut self, _event_time: &crate::event_time::EventTime) {}
+    /// The input's watermark advanced to `watermark_ms` (Unix ms): no
+    /// element older than it is expected any more. Called before the
+    /// event-time timers it makes due fire.
+    fn on_watermark(&mut self, _watermark_ms: u64) {}
+    /// The processor's timers, when it uses any: the runtime fires the
+    /// event-time ones as the watermark passes them and the
+    /// processing-time ones as the clock does, with
+    /// [`on_timer`](Self::on_timer). Default: none.
+    fn timers(&mut self) -> Option<&mut crate::event_time::Timers> {
+        None
+    }
+    /// A timer registered in [`timers`](Self::timers) is due.
+    /// [`Flush::More`]: output is held for want of room; the same timer is
+    /// fired again on the next step.
+    fn on_timer(
+        &mut self,
+        _timer: crate::event_time::Timer,
+        _out: &mut Emitter<'_>,
+    ) -> Result<Flush, StageError> {
+        Ok(Flush::Done)
+    }
     /// Called once after the last element.
     fn teardown(&mut self) {}
 }
@@ -481,6 +545,18 @@ pub trait Router: Send {
     /// Called once on the stage's worker before the first element.
     fn init(&mut self, _info: &StageInfo) -> Result<(), StageError> {
         Ok(())
+    }
+    /// This stage's state for a checkpoint (see [`crate::checkpoint`]),
+    /// taken when a barrier passes: everything before the barrier is in
+    /// it, nothing after. Default: no state.
+    fn snapshot(&mut self) -> Result<Vec<u8>, StageError> {
+        Ok(Vec::new())
+    }
+    /// Restores what [`snapshot`](Self::snapshot) returned, before `init`,
+    /// when a run resumes from a checkpoint. Default: accepts only the
+    /// empty state.
+    fn restore(&mut self, state: &[u8]) -> Result<(), StageError> {
+        no_state(state)
     }
     /// Adds the element's destination ports to `ports` (none: dropped).
     fn route(&mut self, element: &Element<'_>, ports: &mut PortMask) -> Result<(), StageError>;
@@ -493,6 +569,18 @@ pub trait Sink: Send {
     /// Called once on the stage's worker before the first element.
     fn init(&mut self, _info: &StageInfo) -> Result<(), StageError> {
         Ok(())
+    }
+    /// This stage's state for a checkpoint (see [`crate::checkpoint`]),
+    /// taken when a barrier passes: everything before the barrier is in
+    /// it, nothing after. Default: no state.
+    fn snapshot(&mut self) -> Result<Vec<u8>, StageError> {
+        Ok(Vec::new())
+    }
+    /// Restores what [`snapshot`](Self::snapshot) returned, before `init`,
+    /// when a run resumes from a checkpoint. Default: accepts only the
+    /// empty state.
+    fn restore(&mut self, state: &[u8]) -> Result<(), StageError> {
+        no_state(state)
     }
     /// Receives one element.
     fn push(&mut self, element: &Element<'_>) -> Result<(), StageError>;
@@ -517,6 +605,19 @@ pub trait Sink: Send {
     /// `mux` component) returns the point they read from.
     fn mux_point(&self) -> Option<std::sync::Arc<crate::observe::tap::RefPoint>> {
         None
+    }
+}
+
+/// The default of `restore`: a stage without state accepts only an empty
+/// one.
+fn no_state(state: &[u8]) -> Result<(), StageError> {
+    if state.is_empty() {
+        Ok(())
+    } else {
+        Err(StageError::Fatal(format!(
+            "the checkpoint holds {} bytes of state for a stage that keeps none",
+            state.len()
+        )))
     }
 }
 
@@ -548,12 +649,17 @@ impl Stage {
         }
     }
 
-    /// Output port names. Processors and routers end with the optional
-    /// [`ERROR_PORT`].
+    /// Output port names. Every role has the optional [`ERROR_PORT`] (a
+    /// source's receives elements whose event time cannot be read).
     pub fn output_ports(&self) -> Vec<String> {
         match self {
-            Stage::Source(_) => vec!["output".to_string()],
-            Stage::Processor(_) => vec!["output".to_string(), ERROR_PORT.to_string()],
+            Stage::Source(_) => vec!["output".to_string(), ERROR_PORT.to_string()],
+            Stage::Processor(p) => {
+                let mut ports = vec!["output".to_string()];
+                ports.extend(p.side_ports().iter().map(|s| s.to_string()));
+                ports.push(ERROR_PORT.to_string());
+                ports
+            }
             Stage::Router(_, ports) => {
                 let mut p = ports.clone();
                 p.push(ERROR_PORT.to_string());
@@ -565,7 +671,10 @@ impl Stage {
 
     /// Whether output port `name` may be left unconnected.
     pub fn is_optional_port(&self, name: &str) -> bool {
-        name == ERROR_PORT && !matches!(self, Stage::Source(_))
+        match self {
+            Stage::Processor(p) => name == ERROR_PORT || p.side_ports().contains(&name),
+            _ => name == ERROR_PORT,
+        }
     }
 
     /// Whether the stage has an `input` port.

@@ -100,6 +100,8 @@ enum Command {
     Tap(TapArgs),
     /// Watch a running pipeline through its control endpoint: rates, drops, queues, latency.
     Top(dataplane::top::Options),
+    /// List the checkpoints of a config's `[engine] checkpoint` directory: id, time, size, per-node state.
+    Checkpoints(ConfigArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -153,6 +155,9 @@ struct RunArgs {
     /// Serve the control endpoint (health, metrics, subscribers, taps) on ADDR: a bare port binds 127.0.0.1 (overrides `[control] listen`).
     #[arg(long, value_name = "ADDR")]
     control: Option<String>,
+    /// With checkpoints on: delete the existing checkpoints and start from the beginning instead of resuming.
+    #[arg(long)]
+    fresh: bool,
 }
 
 fn main() -> ExitCode {
@@ -171,6 +176,7 @@ fn main() -> ExitCode {
             graph(&Registry::builtin().dry(), &config, format)
         }
         Some(Command::List) => list(&registry),
+        Some(Command::Checkpoints(args)) => checkpoints(&Registry::builtin().dry(), &args),
         Some(Command::Tap(args)) => tap(&args),
         // Checked as `validate` checks (dry: a network source only proves
         // its address); the tests themselves open no real source or sink.
@@ -210,6 +216,83 @@ fn load(registry: &Registry, args: &ConfigArgs) -> Result<(Pipeline, PathBuf), E
     }
 }
 
+/// `dataplane checkpoints`: what a config's checkpoint directory holds.
+fn checkpoints(registry: &Registry, args: &ConfigArgs) -> ExitCode {
+    let (pipeline, path) = match load(registry, args) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let Some(c) = &pipeline.settings().checkpoint else {
+        eprintln!(
+            "error: {} takes no checkpoints (add [engine] checkpoint = {{ dir = \"state\", interval_ms = 1000 }})",
+            path.display()
+        );
+        return ExitCode::from(exit::CONFIG);
+    };
+    let listed = match dataplane::checkpoint::list(&c.dir) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {}: {e}", c.dir.display());
+            return ExitCode::from(exit::NOINPUT);
+        }
+    };
+    let shape = pipeline.shape();
+    let mut out = String::new();
+    if listed.is_empty() {
+        out.push_str(&format!("no checkpoints in {}\n", c.dir.display()));
+    }
+    for l in &listed {
+        match &l.snapshot {
+            Ok(s) => {
+                let when = humantime_ms(s.unix_ms);
+                let fits = if s.shape == shape {
+                    ""
+                } else {
+                    " (another pipeline shape: `run` refuses it without --fresh)"
+                };
+                out.push_str(&format!(
+                    "checkpoint {}  {when}  {} bytes  {}{fits}\n",
+                    s.id,
+                    l.size,
+                    l.path.display()
+                ));
+                for (name, state) in &s.nodes {
+                    out.push_str(&format!("  {name:<24} {} bytes of state\n", state.len()));
+                }
+            }
+            Err(e) => out.push_str(&format!(
+                "checkpoint {}  unusable: {e}  {}\n",
+                l.id,
+                l.path.display()
+            )),
+        }
+    }
+    print_out(&out)
+}
+
+/// Unix milliseconds as an RFC 3339 UTC time.
+fn humantime_ms(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
 fn print_placement(p: &Pipeline, prefix: &str) {
     for e in &p.placement() {
         eprintln!(
@@ -220,10 +303,28 @@ fn print_placement(p: &Pipeline, prefix: &str) {
 }
 
 fn run(registry: &Registry, args: RunArgs) -> ExitCode {
-    let (pipeline, path) = match load(registry, &args.config) {
+    let (mut pipeline, path) = match load(registry, &args.config) {
         Ok(p) => p,
         Err(code) => return code,
     };
+    match pipeline.resume(args.fresh) {
+        Ok(Some(id)) if !args.quiet => {
+            let dir = pipeline
+                .settings()
+                .checkpoint
+                .as_ref()
+                .map(|c| c.dir.clone());
+            eprintln!(
+                "[dataplane] resuming from checkpoint {id} in {}",
+                dir.unwrap_or_default().display()
+            );
+        }
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(exit::CONFIG);
+        }
+    }
 
     // First SIGINT/SIGTERM: sources stop, everything accepted drains (up to
     // `drain_timeout_ms`). Second: exit at once, saying what was in flight.
@@ -451,7 +552,9 @@ fn list(registry: &Registry) -> ExitCode {
     let mut text = String::new();
     for role in [Role::Source, Role::Router, Role::Processor, Role::Sink] {
         let ports = match role {
-            Role::Source => "out: output",
+            Role::Source => {
+                "out: output, error (optional: elements whose event_time cannot be read)"
+            }
             Role::Router => "in: input; out: the ports named in its parameters, error (optional)",
             Role::Processor => "in: input; out: output, error (optional)",
             Role::Sink => "in: input; out: error (optional: what it could not deliver)",
@@ -465,6 +568,11 @@ fn list(registry: &Registry) -> ExitCode {
         }
         text.push('\n');
     }
+    text.push_str(
+        "engine keys of any node: core, description, targets (sinks), restart; of sources: \
+         event_time = { field, unit = \"ms\" | \"s\" | \"rfc3339\" }, \
+         watermark = { max_out_of_orderness_ms, idle_timeout_ms }\n",
+    );
     print_out(&text)
 }
 

@@ -83,6 +83,10 @@ pub fn report_json(r: &RunReport) -> Value {
         "throughput_eps": r.throughput(),
         "arena": { "slots": r.arena_slots, "slot_size": r.slot_size, "leaked": r.leaked_slots },
         "pinned": r.pinned,
+        "checkpoints": r.checkpoints.as_ref().map(|c| json!({
+            "completed": c.completed, "last_id": c.last_id,
+            "write_errors": c.write_errors, "restored_from": c.restored_from,
+        })),
         "drain_timeout": r.drain.as_ref().map(|d| json!({
             "timeout_ms": d.timeout_ms, "stuck": d.stuck, "undelivered": d.undelivered,
         })),

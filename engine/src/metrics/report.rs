@@ -80,6 +80,8 @@ pub struct RunReport {
     pub edges: Vec<EdgeReport>,
     /// Set when the drain deadline passed with stages still running.
     pub drain: Option<DrainTimeout>,
+    /// What the checkpoint coordinator did, when checkpoints are on.
+    pub checkpoints: Option<crate::checkpoint::CheckpointStats>,
 }
 
 impl RunReport {
@@ -114,6 +116,7 @@ impl RunReport {
             targets: Vec::new(),
             edges: Vec::new(),
             drain: None,
+            checkpoints: None,
         }
     }
 
@@ -292,6 +295,21 @@ impl fmt::Display for RunReport {
                 f,
                 "edge {}.{} -> {} ({}, capacity {}): {} dropped",
                 e.from, e.port, e.to, e.when_full, e.capacity, e.dropped
+            )?;
+        }
+        if let Some(c) = &self.checkpoints {
+            let resumed = c.restored_from.map_or(String::new(), |id| {
+                format!(", resumed from checkpoint {id}")
+            });
+            let errors = if c.write_errors > 0 {
+                format!(", {} could not be written", c.write_errors)
+            } else {
+                String::new()
+            };
+            writeln!(
+                f,
+                "checkpoints: {} completed (last id {}){errors}{resumed}",
+                c.completed, c.last_id
             )?;
         }
         if let Some(d) = &self.drain {

@@ -290,7 +290,9 @@ pub(crate) fn register_processors(r: &mut Registry) {
         &[
             ("kind", "\"tumbling\" (default) or \"sliding\""),
             ("size", "window length in elements (count windows; whole stream, all keys)"),
-            ("size_ms", "window length in ms of processing time, aligned on the Unix epoch (time windows)"),
+            ("size_ms", "window length in ms, aligned on the Unix epoch (time windows)"),
+            ("time", "\"processing\" (default: the clock when an element arrives) or \"event\" (the timestamps its upstream sources declare with event_time; windows close as the watermark passes their end)"),
+            ("allowed_lateness_ms", "event time: keep a window open this long after the watermark passed its end (default 0); later elements go to the port 'late'"),
             ("slide", "sliding count windows: advance by this many elements (must divide size)"),
             ("slide_ms", "sliding time windows: advance by this many ms (must divide size_ms)"),
             ("key", "top-level field to group by (default: one group)"),
@@ -301,7 +303,7 @@ pub(crate) fn register_processors(r: &mut Registry) {
                 "keys per window at most; elements of more keys are rejected, and the keys refused counted in the summary (default 10000)",
             ),
         ],
-        |t| Ok(Stage::Processor(Box::new(window::build(params(t)?)?))),
+        |t| Ok(Stage::Processor(window::build(params(t)?)?)),
     );
     r.register(
         "forward",

@@ -4,6 +4,7 @@ use std::collections::{HashMap, VecDeque};
 
 use serde::Deserialize;
 
+use crate::checkpoint::{StateReader, StateWriter};
 use crate::operators::json::find_field;
 use crate::operators::util::{fnv1a64, PrehashedBuild};
 use crate::stage::{Element, Processor, Reason, StageError, Verdict};
@@ -74,6 +75,32 @@ impl Dedupe {
 impl Processor for Dedupe {
     fn drop_reason(&self) -> &'static str {
         "duplicate"
+    }
+
+    fn snapshot(&mut self) -> Result<Vec<u8>, StageError> {
+        let mut w = StateWriter::new();
+        w.u64(self.last_ns)
+            .u64(self.evicted)
+            .u64(self.order.len() as u64);
+        for &(k, at) in &self.order {
+            w.u64(k).u64(at);
+        }
+        Ok(w.finish())
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), StageError> {
+        let mut r = StateReader::new(state);
+        self.last_ns = r.u64()?;
+        self.evicted = r.u64()?;
+        let n = r.u64()?;
+        self.order.clear();
+        self.seen.clear();
+        for _ in 0..n {
+            let (k, at) = (r.u64()?, r.u64()?);
+            self.order.push_back((k, at));
+            self.seen.insert(k, at);
+        }
+        r.done()
     }
 
     fn counts(&self) -> Vec<(&'static str, u64)> {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::checkpoint::{StateReader, StateWriter};
 use crate::operators::format::{Format, LineFormat};
 use crate::stage::{Element, Sink, StageError, StageInfo};
 
@@ -24,6 +25,10 @@ pub struct FileSink {
     buffered: u64,
     /// Elements lost to a failed write.
     lost: u64,
+    /// The file's length: where the next write lands.
+    len: u64,
+    /// Resumed from a checkpoint: the length it committed.
+    resume_len: Option<u64>,
 }
 
 impl FileSink {
@@ -38,6 +43,8 @@ impl FileSink {
             buf: Vec::with_capacity(64 * 1024),
             buffered: 0,
             lost: 0,
+            len: 0,
+            resume_len: None,
         }
     }
 
@@ -56,6 +63,9 @@ impl FileSink {
             .as_mut()
             .ok_or_else(|| StageError::Fatal("file not open".to_string()))?;
         let r = file.write_all(&self.buf);
+        if r.is_ok() {
+            self.len += self.buf.len() as u64;
+        }
         self.buf.clear();
         let batch = std::mem::take(&mut self.buffered);
         r.map_err(|e| {
@@ -71,7 +81,7 @@ impl Sink for FileSink {
         self.format.set_node(&info.name);
         let mut opts = OpenOptions::new();
         opts.create(true);
-        if self.append {
+        if self.append || self.resume_len.is_some() {
             opts.append(true);
         } else {
             opts.write(true).truncate(true);
@@ -79,8 +89,45 @@ impl Sink for FileSink {
         let file = opts
             .open(&self.path)
             .map_err(|e| StageError::Fatal(format!("cannot open {}: {e}", self.path.display())))?;
+        let len = file
+            .metadata()
+            .map_err(|e| StageError::Fatal(format!("cannot stat {}: {e}", self.path.display())))?
+            .len();
+        self.len = len;
+        if let Some(committed) = self.resume_len {
+            // Exactly once: what was written after the checkpoint is
+            // written again by the resumed run, so it goes.
+            if len < committed {
+                return Err(StageError::Fatal(format!(
+                    "{} is shorter ({len} bytes) than its checkpoint committed ({committed} bytes): it was changed outside the pipeline",
+                    self.path.display()
+                )));
+            }
+            file.set_len(committed).map_err(|e| {
+                StageError::Fatal(format!("cannot truncate {}: {e}", self.path.display()))
+            })?;
+            self.len = committed;
+        }
         self.file = Some(file);
         Ok(())
+    }
+
+    fn snapshot(&mut self) -> Result<Vec<u8>, StageError> {
+        // Everything before the barrier is on disk before the checkpoint
+        // that records its length can complete.
+        self.write_out()?;
+        if let Some(f) = &mut self.file {
+            f.sync_data().map_err(|e| {
+                StageError::Fatal(format!("cannot sync {}: {e}", self.path.display()))
+            })?;
+        }
+        Ok(StateWriter::new().u64(self.len).finish())
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), StageError> {
+        let mut r = StateReader::new(state);
+        self.resume_len = Some(r.u64()?);
+        r.done()
     }
 
     fn push(&mut self, element: &Element<'_>) -> Result<(), StageError> {

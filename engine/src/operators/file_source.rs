@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::checkpoint::{StateReader, StateWriter};
 use crate::clock::now_ns;
 use crate::operators::lines::{too_long, write_line, LineBuffer, Next, READ_BUFFER};
 use crate::stage::{Pull, SlotWriter, Source, StageError, StageInfo};
@@ -96,7 +97,20 @@ impl FileSource {
 
 impl Source for FileSource {
     fn init(&mut self, _info: &StageInfo) -> Result<(), StageError> {
-        let file = File::open(&self.path).map_err(|e| self.fatal("open", e))?;
+        let mut file = File::open(&self.path).map_err(|e| self.fatal("open", e))?;
+        if self.pos > 0 {
+            // Resumed from a checkpoint: read on after its last element.
+            let len = file.metadata().map_err(|e| self.fatal("stat", e))?.len();
+            if len < self.pos {
+                return Err(StageError::Fatal(format!(
+                    "{} is shorter ({len} bytes) than where the checkpoint left it ({} bytes): it was changed since",
+                    self.path.display(),
+                    self.pos
+                )));
+            }
+            file.seek(SeekFrom::Start(self.pos))
+                .map_err(|e| self.fatal("seek", e))?;
+        }
         self.file = Some(file);
         self.last_data_ns = now_ns();
         Ok(())
@@ -164,6 +178,20 @@ impl Source for FileSource {
             self.next_poll_ns = now + FOLLOW_POLL_NS;
             return Ok(Pull::Pending);
         }
+    }
+
+    fn snapshot(&mut self) -> Result<Vec<u8>, StageError> {
+        // The offset after the last line handed out: what is buffered
+        // beyond it is read again on resume.
+        let offset = self.pos - self.lines.buffered() as u64;
+        Ok(StateWriter::new().u64(offset).u64(self.emitted).finish())
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), StageError> {
+        let mut r = StateReader::new(state);
+        self.pos = r.u64()?;
+        self.emitted = r.u64()?;
+        r.done()
     }
 
     fn teardown(&mut self) {

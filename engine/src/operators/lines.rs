@@ -61,6 +61,12 @@ impl LineBuffer {
         debug_assert!(self.end <= self.buf.len());
     }
 
+    /// Bytes read but not handed out yet (a partial line, or lines not
+    /// taken yet).
+    pub(crate) fn buffered(&self) -> usize {
+        self.end - self.start
+    }
+
     /// Whether bytes are buffered (a partial line, or lines not taken yet).
     #[cfg(test)]
     pub(crate) fn has_data(&self) -> bool {

@@ -7,6 +7,7 @@
 
 mod catalog;
 mod dedupe;
+mod event_window;
 mod fields;
 mod file_sink;
 mod file_source;
@@ -49,7 +50,7 @@ pub use tcp_sink::TcpSink;
 pub use tcp_source::TcpSource;
 pub use ticker::Ticker;
 pub use udp::{UdpSink, UdpSource};
-pub use window::{Aggregates, Basis as WindowBasis, Window};
+pub use window::{Aggregates, Basis as WindowBasis, EventWindow, Window};
 
 use std::collections::BTreeMap;
 

@@ -5,6 +5,7 @@ use std::io::Write;
 use serde::Deserialize;
 
 use crate::arena::ContentType;
+use crate::checkpoint::{StateReader, StateWriter};
 use crate::clock::now_ns;
 use crate::operators::util::SplitMix64;
 use crate::stage::{Pull, SlotWriter, Source, StageError, StageInfo};
@@ -248,8 +249,24 @@ impl Generator {
 
 impl Source for Generator {
     fn init(&mut self, _info: &StageInfo) -> Result<(), StageError> {
-        self.start_ns = now_ns();
+        // Resumed from a checkpoint at element `n`: it is due now.
+        let offset = self.intended_ns(self.n).unwrap_or(0);
+        self.start_ns = now_ns().saturating_sub(offset);
         Ok(())
+    }
+
+    fn snapshot(&mut self) -> Result<Vec<u8>, StageError> {
+        Ok(StateWriter::new()
+            .u64(self.n)
+            .u64(self.rng.state())
+            .finish())
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), StageError> {
+        let mut r = StateReader::new(state);
+        self.n = r.u64()?;
+        self.rng = SplitMix64::new(r.u64()?);
+        r.done()
     }
 
     fn next_due_ns(&self) -> Option<u64> {

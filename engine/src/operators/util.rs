@@ -85,6 +85,12 @@ impl SplitMix64 {
         SplitMix64(seed)
     }
 
+    /// The internal state (a generator made with it as its seed goes on
+    /// from here).
+    pub fn state(&self) -> u64 {
+        self.0
+    }
+
     /// The next 64 random bits.
     #[inline]
     pub fn next_u64(&mut self) -> u64 {

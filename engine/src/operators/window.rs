@@ -43,6 +43,8 @@ use crate::operators::json::find_members;
 use crate::operators::util::{fnv1a64, write_json_f64, FnvBuild, PrehashedBuild};
 use crate::stage::{Element, Emitter, Flush, Processor, Reason, StageError, Verdict};
 
+pub use super::event_window::EventWindow;
+
 /// Where a window's output goes: `Element::emit` in `process`,
 /// `Emitter::emit` in `tick` and `finish`.
 type Emit<'a> = dyn FnMut(&[u8], u64) -> Result<(), StageError> + 'a;
@@ -72,35 +74,78 @@ pub struct Aggregates {
 }
 
 impl Aggregates {
-    fn needs_field(self) -> bool {
+    pub(crate) fn needs_field(self) -> bool {
         self.sum || self.min || self.max || self.avg
     }
 }
 
+/// One group's aggregate over some elements.
 #[derive(Clone, Copy, Debug, PartialEq)]
-struct Agg {
-    count: u64,
-    sum: f64,
-    min: f64,
-    max: f64,
+pub(crate) struct Agg {
+    pub(crate) count: u64,
+    pub(crate) sum: f64,
+    pub(crate) min: f64,
+    pub(crate) max: f64,
+}
+
+/// Writes one window result: `{"<key name>":<key>,"start":..,"end":..,`
+/// then the chosen aggregates, into `out` (cleared first).
+pub(crate) fn format_result(
+    out: &mut Vec<u8>,
+    key_json: Option<&[u8]>,
+    key: &[u8],
+    start: u64,
+    end: u64,
+    a: Aggregates,
+    total: &Agg,
+) {
+    out.clear();
+    out.push(b'{');
+    if let Some(name) = key_json {
+        out.extend_from_slice(name);
+        out.push(b':');
+        out.extend_from_slice(key);
+        out.push(b',');
+    }
+    let mut int = itoa::Buffer::new();
+    out.extend_from_slice(b"\"start\":");
+    out.extend_from_slice(int.format(start).as_bytes());
+    out.extend_from_slice(b",\"end\":");
+    out.extend_from_slice(int.format(end).as_bytes());
+    if a.count {
+        out.extend_from_slice(b",\"count\":");
+        out.extend_from_slice(int.format(total.count).as_bytes());
+    }
+    for (on, name, v) in [
+        (a.sum, &b",\"sum\":"[..], total.sum),
+        (a.min, b",\"min\":", total.min),
+        (a.max, b",\"max\":", total.max),
+        (a.avg, b",\"avg\":", total.sum / total.count as f64),
+    ] {
+        if on {
+            out.extend_from_slice(name);
+            write_json_f64(out, v);
+        }
+    }
+    out.push(b'}');
 }
 
 impl Agg {
-    const EMPTY: Agg = Agg {
+    pub(crate) const EMPTY: Agg = Agg {
         count: 0,
         sum: 0.0,
         min: f64::INFINITY,
         max: f64::NEG_INFINITY,
     };
 
-    fn add(&mut self, v: f64) {
+    pub(crate) fn add(&mut self, v: f64) {
         self.count += 1;
         self.sum += v;
         self.min = self.min.min(v);
         self.max = self.max.max(v);
     }
 
-    fn merge(&mut self, o: &Agg) {
+    pub(crate) fn merge(&mut self, o: &Agg) {
         self.count += o.count;
         self.sum += o.sum;
         self.min = self.min.min(o.min);
@@ -340,37 +385,17 @@ impl Window {
                 c.key += 1;
                 continue;
             }
-            let out = &mut self.scratch;
-            out.clear();
-            out.push(b'{');
-            if self.key.is_some() {
-                out.extend_from_slice(&self.key_json);
-                out.push(b':');
-                out.extend_from_slice(key);
-                out.push(b',');
-            }
-            let mut int = itoa::Buffer::new();
-            out.extend_from_slice(b"\"start\":");
-            out.extend_from_slice(int.format(start).as_bytes());
-            out.extend_from_slice(b",\"end\":");
-            out.extend_from_slice(int.format(end).as_bytes());
-            let a = self.aggregates;
-            if a.count {
-                out.extend_from_slice(b",\"count\":");
-                out.extend_from_slice(int.format(total.count).as_bytes());
-            }
-            for (on, name, v) in [
-                (a.sum, &b",\"sum\":"[..], total.sum),
-                (a.min, b",\"min\":", total.min),
-                (a.max, b",\"max\":", total.max),
-                (a.avg, b",\"avg\":", total.sum / total.count as f64),
-            ] {
-                if on {
-                    out.extend_from_slice(name);
-                    write_json_f64(out, v);
-                }
-            }
-            out.push(b'}');
+            let key_json = self.key.is_some().then_some(&self.key_json[..]);
+            format_result(
+                &mut self.scratch,
+                key_json,
+                key,
+                start,
+                end,
+                self.aggregates,
+                &total,
+            );
+            let out = &self.scratch;
             match emit(out, self.last_ingest) {
                 Err(e) if e.is_no_room() => return Flush::More,
                 Err(e) => self.error = Some(e),
@@ -614,6 +639,9 @@ pub(crate) struct WindowParams {
     aggregates: Option<Vec<String>>,
     #[serde(default = "default_max_keys")]
     max_keys: usize,
+    /// `"processing"` (default) or `"event"`.
+    time: Option<String>,
+    allowed_lateness_ms: Option<u64>,
 }
 
 fn tumbling() -> String {
@@ -624,7 +652,91 @@ fn default_max_keys() -> usize {
     10_000
 }
 
-pub(crate) fn build(p: WindowParams) -> Result<Window, String> {
+/// Builds a `window`: in event time ([`EventWindow`]) with `time =
+/// "event"`, else by processing time or count.
+pub(crate) fn build(p: WindowParams) -> Result<Box<dyn Processor>, String> {
+    match p.time.as_deref() {
+        None | Some("processing") => {
+            if p.allowed_lateness_ms.is_some() {
+                return Err(
+                    "allowed_lateness_ms applies to event-time windows (time = \"event\")".into(),
+                );
+            }
+            Ok(Box::new(build_processing(p)?))
+        }
+        Some("event") => Ok(Box::new(build_event(p)?)),
+        Some(other) => Err(format!(
+            "time must be \"processing\" or \"event\", not \"{other}\""
+        )),
+    }
+}
+
+/// Reads the aggregate names (default: all with a field, else count).
+fn parse_aggregates(names: Option<&[String]>, has_field: bool) -> Result<Aggregates, String> {
+    Ok(match names {
+        Some(names) => {
+            let mut a = Aggregates::default();
+            for n in names {
+                match n.as_str() {
+                    "count" => a.count = true,
+                    "sum" => a.sum = true,
+                    "min" => a.min = true,
+                    "max" => a.max = true,
+                    "avg" => a.avg = true,
+                    other => {
+                        return Err(format!(
+                            "aggregates: unknown '{other}' (known: count, sum, min, max, avg)"
+                        ))
+                    }
+                }
+            }
+            a
+        }
+        None if has_field => Aggregates {
+            count: true,
+            sum: true,
+            min: true,
+            max: true,
+            avg: true,
+        },
+        None => Aggregates {
+            count: true,
+            ..Aggregates::default()
+        },
+    })
+}
+
+fn build_event(p: WindowParams) -> Result<EventWindow, String> {
+    if p.size.is_some() || p.slide.is_some() {
+        return Err(
+            "event-time windows are measured in time: size_ms (and slide_ms), not size".into(),
+        );
+    }
+    let size = p.size_ms.ok_or("an event-time window needs size_ms")?;
+    let slide = match (p.kind.as_str(), p.slide_ms) {
+        ("tumbling", None) => size,
+        ("tumbling", Some(_)) => return Err("a tumbling window takes no slide_ms".to_string()),
+        ("sliding", Some(s)) => s,
+        ("sliding", None) => return Err("a sliding window needs slide_ms".to_string()),
+        (other, _) => {
+            return Err(format!(
+                "kind must be \"tumbling\" or \"sliding\", not \"{other}\""
+            ))
+        }
+    };
+    let aggregates = parse_aggregates(p.aggregates.as_deref(), p.field.is_some())?;
+    EventWindow::new(
+        size,
+        slide,
+        p.allowed_lateness_ms.unwrap_or(0),
+        p.key.as_deref(),
+        p.field.as_deref(),
+        aggregates,
+        p.max_keys,
+    )
+}
+
+fn build_processing(p: WindowParams) -> Result<Window, String> {
     const MS: u64 = 1_000_000;
     let (basis, size, slide) = match (p.size, p.size_ms, p.slide, p.slide_ms) {
         (Some(n), None, s, None) => (Basis::Count, n, s),
@@ -661,37 +773,7 @@ pub(crate) fn build(p: WindowParams) -> Result<Window, String> {
     if let Some(f) = &p.field {
         w = w.field(f);
     }
-    let aggregates = match p.aggregates {
-        Some(names) => {
-            let mut a = Aggregates::default();
-            for n in &names {
-                match n.as_str() {
-                    "count" => a.count = true,
-                    "sum" => a.sum = true,
-                    "min" => a.min = true,
-                    "max" => a.max = true,
-                    "avg" => a.avg = true,
-                    other => {
-                        return Err(format!(
-                            "aggregates: unknown '{other}' (known: count, sum, min, max, avg)"
-                        ))
-                    }
-                }
-            }
-            a
-        }
-        None if p.field.is_some() => Aggregates {
-            count: true,
-            sum: true,
-            min: true,
-            max: true,
-            avg: true,
-        },
-        None => Aggregates {
-            count: true,
-            ..Aggregates::default()
-        },
-    };
+    let aggregates = parse_aggregates(p.aggregates.as_deref(), p.field.is_some())?;
     w.aggregates(aggregates)
 }
 
@@ -704,7 +786,7 @@ mod tests {
 
     fn window(spec: &str) -> Window {
         let t: toml::Table = toml::from_str(spec).unwrap();
-        build(crate::operators::params(&t).unwrap()).unwrap()
+        build_processing(crate::operators::params(&t).unwrap()).unwrap()
     }
 
     fn feed(h: &mut Harness, w: &mut Window, docs: &[String]) -> Vec<String> {

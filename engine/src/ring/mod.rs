@@ -28,6 +28,7 @@
 //! capacity, dropping the oldest of those. Drops are counted per edge in
 //! [`EdgeStats`].
 
+pub mod control;
 pub mod wait;
 
 use std::fmt;
@@ -39,6 +40,8 @@ use rtrb::{Consumer, Producer, RingBuffer};
 
 use crate::arena::{Arena, Handle, LocalPool};
 use crate::observe::tap::{TapPoint, TapWriter};
+pub use control::Control;
+use control::CONTROL;
 
 /// Default ring capacity (handles per edge) when a config does not say.
 pub const DEFAULT_CAPACITY: usize = 1024;
@@ -148,10 +151,11 @@ pub(crate) fn edge(capacity: usize, when_full: WhenFull) -> (EdgeOut, EdgeIn, Ar
 fn release_raw(arena: &Arena, pool: &mut LocalPool, raws: impl Iterator<Item = u32>) {
     for raw in raws {
         // SAFETY: every index in an outbox or a ring was put there by
-        // `fan_out` and carries one reference of this pipeline's arena; the
-        // callers remove it as they pass it here (drained from the outbox,
-        // or read from the ring and committed), so it is never read again.
-        arena.release(unsafe { arena.handle_from_raw(raw) }, pool);
+        // `fan_out` (or `fan_out_control`, with the tag stripped here) and
+        // carries one reference of this pipeline's arena; the callers remove
+        // it as they pass it here (drained from the outbox, or read from the
+        // ring and committed), so it is never read again.
+        arena.release(unsafe { arena.handle_from_raw(raw & !CONTROL) }, pool);
     }
 }
 
@@ -260,6 +264,45 @@ fn fan_out_refusing(arena: &Arena, handle: Handle, ports: &mut [Vec<EdgeOut>], m
     }
 }
 
+/// Queues the control element `handle` on every edge of every port: one
+/// slot, its refcount raised once per extra edge, the index tagged with
+/// [`CONTROL`]. No edge refuses a control element, whatever its
+/// `when_full` (a dropping edge sheds data around it, see
+/// [`EdgeOut::flush`]). With no edge at all, the slot is released.
+pub(crate) fn fan_out_control(
+    arena: &Arena,
+    pool: &mut LocalPool,
+    handle: Handle,
+    ports: &mut [Vec<EdgeOut>],
+) {
+    let total: usize = ports.iter().map(Vec::len).sum();
+    if total == 0 {
+        arena.release(handle, pool);
+        return;
+    }
+    arena.add_refs(&handle, total as u32 - 1);
+    let raw = handle.into_raw() | CONTROL;
+    for edge in ports.iter_mut().flatten() {
+        edge.outbox.push(raw);
+    }
+}
+
+/// Removes up to `n` data entries from the front of `outbox` (control
+/// entries stay, in order) and releases them; returns how many went.
+fn drop_data_front(outbox: &mut Vec<u32>, n: usize, arena: &Arena, pool: &mut LocalPool) -> usize {
+    let mut dropped = 0;
+    outbox.retain(|&raw| {
+        if dropped < n && raw & CONTROL == 0 {
+            release_raw(arena, pool, std::iter::once(raw));
+            dropped += 1;
+            false
+        } else {
+            true
+        }
+    });
+    dropped
+}
+
 /// The producing end of an edge, with its batch outbox.
 pub(crate) struct EdgeOut {
     producer: Producer<u32>,
@@ -312,6 +355,9 @@ impl EdgeOut {
         let Some(tap) = self.tap.as_mut() else { return };
         if self.tapped < self.outbox.len() && tap.begin() {
             for &raw in &self.outbox[self.tapped..] {
+                if raw & CONTROL != 0 {
+                    continue;
+                }
                 // SAFETY: the outbox owns one reference to each of its
                 // indices (see `outbox`), so the slot stays allocated and
                 // sealed while it is read here; the handle is given back
@@ -395,8 +441,10 @@ impl EdgeOut {
         match self.when_full {
             WhenFull::Block => {}
             WhenFull::DropNewest => {
-                self.stats.add_dropped(rest);
-                release_raw(arena, pool, self.outbox.drain(..));
+                // Control elements are never dropped: they stay queued
+                // and go out with the next flush.
+                let dropped = drop_data_front(&mut self.outbox, rest, arena, pool);
+                self.stats.add_dropped(dropped);
             }
             WhenFull::DropOldest => {
                 // The consumer sheds this many from the ring's head before
@@ -406,8 +454,8 @@ impl EdgeOut {
                 // A consumer that never reads must not make us hold more
                 // than a ring's worth: the oldest leftovers go.
                 if let Some(excess) = rest.checked_sub(self.capacity).filter(|&e| e > 0) {
-                    self.stats.add_dropped(excess);
-                    release_raw(arena, pool, self.outbox.drain(..excess));
+                    let dropped = drop_data_front(&mut self.outbox, excess, arena, pool);
+                    self.stats.add_dropped(dropped);
                 }
             }
         }
@@ -459,8 +507,15 @@ impl EdgeIn {
             return 0;
         };
         let (a, b) = chunk.as_slices();
-        release_raw(arena, pool, a.iter().chain(b).copied());
-        chunk.commit_all();
+        // Shedding stops at a control element: it is never dropped, and
+        // what follows it is newer than what the producer asked to shed.
+        let n = a
+            .iter()
+            .chain(b)
+            .position(|&raw| raw & CONTROL != 0)
+            .unwrap_or(n);
+        release_raw(arena, pool, a.iter().chain(b).take(n).copied());
+        chunk.commit(n);
         stats.add_dropped(n);
         n
     }
@@ -509,11 +564,80 @@ impl EdgeIn {
         consumed
     }
 
-    /// One element, if any.
-    pub(crate) fn pop(&mut self, arena: &Arena) -> Option<Handle> {
+    /// Like [`take`](Self::take), for a pipeline that carries control
+    /// elements: stops *before* the first one, which stays at the head of
+    /// the ring. Returns how many data elements were consumed and whether
+    /// the batch stopped at a control element (see
+    /// [`head_control`](Self::head_control)).
+    #[inline]
+    pub(crate) fn take_data(
+        &mut self,
+        arena: &Arena,
+        n: usize,
+        mut f: impl FnMut(Handle) -> Taken,
+    ) -> (usize, bool) {
+        let Ok(chunk) = self.consumer.read_chunk(n) else {
+            return (0, self.head_control(arena).is_some());
+        };
+        let (a, b) = chunk.as_slices();
+        let mut consumed = 0;
+        let mut at_control = false;
+        for &raw in a.iter().chain(b) {
+            if raw & CONTROL != 0 {
+                at_control = true;
+                break;
+            }
+            // SAFETY: as in `take`.
+            let handle = unsafe { arena.handle_from_raw(raw) };
+            match f(handle) {
+                Taken::Yes => consumed += 1,
+                Taken::Defer(handle) => {
+                    let _ = handle.into_raw();
+                    break;
+                }
+            }
+        }
+        chunk.commit(consumed);
+        self.stats
+            .depth
+            .store(self.consumer.slots(), Ordering::Relaxed);
+        (consumed, at_control)
+    }
+
+    /// The control element at the head of the ring, if the head is one
+    /// (it stays there; [`pop_control`](Self::pop_control) removes it).
+    pub(crate) fn head_control(&self, arena: &Arena) -> Option<Control> {
+        let &raw = self.consumer.peek().ok()?;
+        if raw & CONTROL == 0 {
+            return None;
+        }
+        // SAFETY: the ring's reference to the slot keeps it allocated while
+        // its record is read; the handle is given back with `into_raw`
+        // without touching the refcount, and the index stays in the ring.
+        let handle = unsafe { arena.handle_from_raw(raw & !CONTROL) };
+        let control = Control::read(arena, &handle);
+        let _ = handle.into_raw();
+        Some(control)
+    }
+
+    /// Removes the control element at the head of the ring (see
+    /// [`head_control`](Self::head_control)) and releases its slot.
+    pub(crate) fn pop_control(&mut self, arena: &Arena, pool: &mut LocalPool) {
+        debug_assert!(self.head_control(arena).is_some(), "no control at the head");
+        if let Ok(raw) = self.consumer.pop() {
+            release_raw(arena, pool, std::iter::once(raw));
+        }
+    }
+
+    /// One element, if any, and whether it is a control element (its slot
+    /// is then only to be released).
+    pub(crate) fn pop(&mut self, arena: &Arena) -> Option<(Handle, bool)> {
         let raw = self.consumer.pop().ok()?;
         // SAFETY: as in `take`; a popped index is never read again.
-        Some(unsafe { arena.handle_from_raw(raw) })
+        Some((
+            unsafe { arena.handle_from_raw(raw & !CONTROL) },
+            raw & CONTROL != 0,
+        ))
     }
 
     /// Whether the producer finished and everything it sent was consumed.
@@ -540,7 +664,7 @@ mod tests {
     fn drain(rx: &mut EdgeIn, arena: &Arena, pool: &mut LocalPool) -> Vec<u32> {
         rx.shed(arena, pool);
         let mut seen = Vec::new();
-        while let Some(h) = rx.pop(arena) {
+        while let Some((h, _)) = rx.pop(arena) {
             seen.push(h.index());
             arena.release(h, pool);
         }

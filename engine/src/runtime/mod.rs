@@ -11,6 +11,7 @@ use std::sync::{mpsc, Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::arena::Arena;
+use crate::checkpoint::{self, shape_hash, Coordinator, Snapshot};
 use crate::metrics::{
     DrainTimeout, EdgeReport, LiveCounters, PlacementEntry, RunReport, StageReport,
 };
@@ -19,7 +20,7 @@ use crate::observe::{EdgeLive, LiveHandle, LiveView, NodeLive};
 use crate::ring::{self, wait::Parker, EdgeStats, WhenFull};
 use crate::stage::StageInfo;
 use crate::topology::builder::{Edge, NodeDecl, Settings};
-use node::Node;
+use node::{Node, SourceTime, Timing};
 use worker::{Shared, Worker};
 
 /// How often the main thread looks at the drain state while it waits.
@@ -60,6 +61,8 @@ pub struct Pipeline {
     stop: Arc<AtomicBool>,
     held: Arc<OnceLock<Arc<Arena>>>,
     live: LiveHandle,
+    /// The checkpoint to resume from, once [`Pipeline::resume`] has looked.
+    resume: Option<Option<Snapshot>>,
 }
 
 impl Pipeline {
@@ -81,7 +84,65 @@ impl Pipeline {
             stop: Arc::new(AtomicBool::new(false)),
             held: Arc::default(),
             live: LiveHandle::default(),
+            resume: None,
         }
+    }
+
+    /// The hash a checkpoint of this pipeline carries: node names and
+    /// components, and the edges between their ports.
+    pub fn shape(&self) -> u64 {
+        shape_hash(
+            self.nodes
+                .iter()
+                .map(|n| (n.name.as_str(), n.component.as_str())),
+            self.edges.iter().map(|e| {
+                (
+                    self.nodes[e.from].name.as_str(),
+                    self.port_name(e),
+                    self.nodes[e.to].name.as_str(),
+                )
+            }),
+        )
+    }
+
+    fn port_name(&self, e: &Edge) -> &'static str {
+        // Port names only matter to the hash through their position.
+        const PORTS: [&str; 8] = ["p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7"];
+        PORTS.get(e.port).copied().unwrap_or("p+")
+    }
+
+    /// With checkpoints on, looks for the newest usable checkpoint in the
+    /// checkpoint directory to resume from, and returns its id (`None`:
+    /// the run starts fresh). `fresh`: removes the existing checkpoints
+    /// instead. A checkpoint of another pipeline shape is an error naming
+    /// `--fresh`. [`run`](Self::run) calls this itself when it was not.
+    pub fn resume(&mut self, fresh: bool) -> Result<Option<u64>, String> {
+        let Some(c) = &self.settings.checkpoint else {
+            self.resume = Some(None);
+            return Ok(None);
+        };
+        let dir = c.dir.clone();
+        if fresh {
+            for l in checkpoint::list(&dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+                std::fs::remove_file(&l.path)
+                    .map_err(|e| format!("cannot remove {}: {e}", l.path.display()))?;
+            }
+            self.resume = Some(None);
+            return Ok(None);
+        }
+        let latest = checkpoint::latest(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        if let Some(s) = &latest {
+            if s.shape != self.shape() {
+                return Err(format!(
+                    "checkpoint {} in {} was taken from a pipeline of another shape (its nodes or edges changed); run with --fresh to discard it and start over",
+                    s.id,
+                    dir.display()
+                ));
+            }
+        }
+        let id = latest.as_ref().map(|s| s.id);
+        self.resume = Some(latest);
+        Ok(id)
     }
 
     /// Slots the arena needs so that no stage can wait on the arena forever:
@@ -184,7 +245,24 @@ impl Pipeline {
 
     /// Runs the pipeline to completion on pinned worker threads and returns
     /// what happened. Blocks the calling thread.
-    pub fn run(self) -> RunReport {
+    pub fn run(mut self) -> RunReport {
+        if self.resume.is_none() {
+            if let Err(e) = self.resume(false) {
+                log::error!("{e}");
+                return RunReport::new(
+                    Vec::new(),
+                    self.placement(),
+                    Duration::ZERO,
+                    0,
+                    self.slots,
+                    self.settings.slot_size,
+                    false,
+                    vec![e],
+                );
+            }
+        }
+        let snapshot = self.resume.take().flatten();
+        let shape = self.shape();
         let placement = self.placement();
         let worker_of = self.worker_of();
         let n_workers = worker_of.iter().copied().max().map_or(0, |m| m + 1);
@@ -284,6 +362,21 @@ impl Pipeline {
                 neighbours: std::mem::take(&mut neighbours[id]),
             })
             .collect();
+        // Event time and checkpoints: only a pipeline that uses them gives
+        // its nodes a `Timing` (and so looks for control elements).
+        let uses_timing = self.settings.checkpoint.is_some()
+            || decls.iter().flatten().any(|d| d.source_time.is_some());
+        let coordinator = self.settings.checkpoint.clone().map(|c| {
+            Coordinator::new(
+                c,
+                decls.iter().flatten().map(|d| d.name.clone()).collect(),
+                shape,
+                snapshot.as_ref().map_or(0, |s| s.id),
+            )
+        });
+        let barriers = coordinator.as_ref().map(|(_, b)| b.clone());
+        let last_checkpoint = snapshot.as_ref().map_or(0, |s| s.id);
+        let mut restore_errors = Vec::new();
         let mut targets = Vec::new();
         // Per stage: what a report needs if its worker is still running at
         // the drain deadline.
@@ -326,19 +419,64 @@ impl Pipeline {
                 },
                 inputs: std::mem::take(&mut edge_inputs[i]),
             });
-            w.nodes.push(Node::new(
+            let node_inputs: Vec<ring::EdgeIn> = inputs[i]
+                .take()
+                .expect("each node once")
+                .into_iter()
+                .collect();
+            let timing = uses_timing.then(|| {
+                Box::new(Timing::new(
+                    d.source_time
+                        .clone()
+                        .map(|(event_time, watermark)| SourceTime {
+                            event_time,
+                            watermark,
+                        }),
+                    node_inputs.len(),
+                    barriers.clone(),
+                    last_checkpoint,
+                ))
+            });
+            let mut node = Node::new(
                 info,
                 d.stage,
                 report,
-                inputs[i]
-                    .take()
-                    .expect("each node once")
-                    .into_iter()
-                    .collect(),
+                node_inputs,
                 outputs[i].take().expect("each node once"),
                 counters,
-            ));
+                timing,
+            );
+            if let Some(state) = snapshot.as_ref().and_then(|s| s.state_of(&d.name)) {
+                if let Err(e) = node.restore(state) {
+                    restore_errors.push(format!("stage '{}': restoring checkpoint: {e}", d.name));
+                }
+            }
+            w.nodes.push(node);
         }
+        drop(barriers);
+        if !restore_errors.is_empty() {
+            for e in &restore_errors {
+                log::error!("{e}");
+            }
+            return RunReport::new(
+                Vec::new(),
+                placement,
+                Duration::ZERO,
+                0,
+                self.slots,
+                self.settings.slot_size,
+                false,
+                restore_errors,
+            );
+        }
+        let coordinator_stop = Arc::new(AtomicBool::new(false));
+        let coordinator = coordinator.map(|(c, _)| {
+            let stop = Arc::clone(&coordinator_stop);
+            std::thread::Builder::new()
+                .name("dataplane-checkpoints".into())
+                .spawn(move || c.run(stop))
+                .expect("spawn the checkpoint coordinator")
+        });
 
         let shared = Arc::new(Shared {
             arena: Arc::clone(&arena),
@@ -438,6 +576,11 @@ impl Pipeline {
             stages.push(r);
         }
         let elapsed = started.elapsed();
+        coordinator_stop.store(true, Ordering::Release);
+        let checkpoints = coordinator.and_then(|h| h.join().ok()).map(|mut stats| {
+            stats.restored_from = snapshot.as_ref().map(|s| s.id);
+            stats
+        });
         let undelivered = (!stuck.is_empty()).then(|| arena.held_slots() as u64);
         drop(shared);
         // Slots a mux handed to the control endpoint come back once it has
@@ -466,6 +609,7 @@ impl Pipeline {
             r.dropped = stats.dropped();
         }
         report.edges = edge_reports;
+        report.checkpoints = checkpoints;
         if let Some(held) = undelivered {
             report.drain = Some(DrainTimeout {
                 timeout_ms: self.settings.drain_timeout_ms,

@@ -2,6 +2,8 @@
 //! completion state. [`Node::step`] runs one batch and says whether anything
 //! moved; a worker calls it round robin with its other nodes.
 
+mod timing;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -13,6 +15,7 @@ use crate::stage::{
     Element, Emitter, Flush, Outlet, PortMask, Pull, Reason, SlotWriter, Stage, StageError,
     StageInfo, Verdict, ERROR_PORT,
 };
+pub(crate) use timing::{decode as decode_state, SourceTime, Timing};
 
 /// What a worker hands each node for one step.
 pub(crate) struct StepCtx<'a> {
@@ -71,6 +74,13 @@ pub(crate) struct Node {
     refusing: bool,
     /// Where the counters are published for readers outside the worker.
     live: Arc<LiveCounters>,
+    /// Event time and checkpoints, in a pipeline that uses them (see
+    /// [`timing`]); `None` keeps the data path free of their checks.
+    timing: Option<Box<Timing>>,
+    /// The stage's state from a checkpoint, handed to it before `init`.
+    restored: Option<Vec<u8>>,
+    /// A sink's `complete` has run (before its final snapshot).
+    completed: bool,
 }
 
 impl Node {
@@ -81,6 +91,7 @@ impl Node {
         inputs: Vec<EdgeIn>,
         ports: Vec<Vec<EdgeOut>>,
         live: Arc<LiveCounters>,
+        timing: Option<Box<Timing>>,
     ) -> Node {
         let names = stage.output_ports();
         let error_port = names
@@ -107,7 +118,19 @@ impl Node {
             next_tick: 0,
             refusing,
             live,
+            timing,
+            restored: None,
+            completed: false,
         }
+    }
+
+    /// Resumes from a checkpoint: the node's own counters now, the stage's
+    /// state before its `init`.
+    pub(crate) fn restore(&mut self, state: &[u8]) -> Result<(), StageError> {
+        let (seq, max_ts, sent, stage) = decode_state(state)?;
+        self.restore_timing(seq, max_ts, sent);
+        self.restored = Some(stage.to_vec());
+        Ok(())
     }
 
     /// Publishes the counters (after a step that moved something).
@@ -125,7 +148,10 @@ impl Node {
     /// When a waiting source wants to run again (see `Source::next_due_ns`).
     pub(crate) fn due_ns(&self) -> Option<u64> {
         match (&self.stage, self.state) {
-            (Stage::Source(s), State::Running) => s.next_due_ns(),
+            (Stage::Source(s), State::Running) => match (s.next_due_ns(), self.idle_due_ns()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
             _ => None,
         }
     }
@@ -177,12 +203,19 @@ impl Node {
     pub(crate) fn step(&mut self, ctx: &mut StepCtx<'_>) -> Progress {
         let mut moved = false;
         if self.state == State::New {
-            let result = match &mut self.stage {
+            let restored = match (self.restored.take(), &mut self.stage) {
+                (None, _) => Ok(()),
+                (Some(st), Stage::Source(s)) => s.restore(&st),
+                (Some(st), Stage::Processor(p)) => p.restore(&st),
+                (Some(st), Stage::Router(r, _)) => r.restore(&st),
+                (Some(st), Stage::Sink(s)) => s.restore(&st),
+            };
+            let result = restored.and_then(|()| match &mut self.stage {
                 Stage::Source(s) => s.init(&self.info),
                 Stage::Processor(p) => p.init(&self.info),
                 Stage::Router(r, _) => r.init(&self.info),
                 Stage::Sink(s) => s.init(&self.info),
-            };
+            });
             self.state = State::Running;
             if let Err(e) = result {
                 self.fail(format!("init: {e}"));
@@ -192,6 +225,9 @@ impl Node {
         // Publish leftovers first: a stage takes new input only once its
         // previous batch is fully out, which keeps per-edge order and bounds
         // what it holds.
+        if self.timing.is_some() {
+            moved |= self.send_controls(ctx);
+        }
         moved |= self.flush_outputs(ctx);
         if !self.blocking_outboxes_empty() {
             return Progress { moved };
@@ -200,8 +236,29 @@ impl Node {
             State::Running => {
                 moved |= self.maybe_tick(ctx);
                 let finished = match self.stage {
+                    Stage::Source(_) if self.timing.is_some() => {
+                        self.source_before_batch();
+                        moved |= self.send_controls(ctx);
+                        let sent_before = self.report.sent;
+                        let done = self.step_source(ctx, &mut moved);
+                        self.source_after_batch((self.report.sent - sent_before) as usize, done);
+                        moved |= self.send_controls(ctx);
+                        done
+                    }
                     Stage::Source(_) => self.step_source(ctx, &mut moved),
-                    _ => self.step_consumer(ctx, &mut moved),
+                    _ if self.timing.is_some() => {
+                        let (m, held) = self.consumer_before_batch(ctx);
+                        moved |= m;
+                        moved |= self.send_controls(ctx);
+                        if held {
+                            moved |= self.flush_outputs(ctx);
+                            return Progress { moved };
+                        }
+                        let finished = self.step_consumer::<true>(ctx, &mut moved);
+                        moved |= self.send_controls(ctx);
+                        finished
+                    }
+                    _ => self.step_consumer::<false>(ctx, &mut moved),
                 };
                 moved |= self.flush_outputs(ctx);
                 if finished {
@@ -223,7 +280,11 @@ impl Node {
             State::Draining => {}
             State::New | State::Done => return Progress { moved },
         }
-        if self.state == State::Draining && self.outboxes_empty() {
+        if self.state == State::Draining && self.timing.is_some() {
+            moved |= self.send_controls(ctx);
+            moved |= self.flush_outputs(ctx);
+        }
+        if self.state == State::Draining && self.outboxes_empty() && !self.controls_queued() {
             // Dropping the producers is how downstream learns we are done.
             self.ports.iter_mut().for_each(Vec::clear);
             self.state = State::Done;
@@ -248,6 +309,17 @@ impl Node {
                 return moved;
             }
         }
+        if !failed && self.timing.is_some() {
+            if let Stage::Sink(s) = &mut self.stage {
+                // A sink's final state is taken once everything is
+                // delivered.
+                if let Err(e) = s.complete() {
+                    self.report.failure = Some(format!("complete: {e}"));
+                }
+                self.completed = true;
+            }
+            self.ack_finished();
+        }
         match &mut self.stage {
             Stage::Source(s) => {
                 s.teardown();
@@ -259,7 +331,7 @@ impl Node {
             }
             Stage::Router(r, _) => r.teardown(),
             Stage::Sink(s) => {
-                if !failed {
+                if !failed && !self.completed {
                     if let Err(e) = s.complete() {
                         self.report.failure = Some(format!("complete: {e}"));
                     }
@@ -341,7 +413,15 @@ impl Node {
         let budget = self.out_budget().min(ctx.batch);
         let t0 = self.report.service.is_some().then(now_ns);
         let before = self.seq;
-        let done = self.fill_from_source(ctx, moved, budget);
+        let event_time = self
+            .timing
+            .as_ref()
+            .is_some_and(|t| t.event_time().is_some());
+        let done = if event_time {
+            self.fill_from_source::<true>(ctx, moved, budget)
+        } else {
+            self.fill_from_source::<false>(ctx, moved, budget)
+        };
         if let (Some(t0), Some(h)) = (t0, self.report.service.as_mut()) {
             let n = self.seq - before;
             if let Some(per) = (now_ns() - t0).checked_div(n) {
@@ -351,10 +431,24 @@ impl Node {
         done
     }
 
-    fn fill_from_source(&mut self, ctx: &mut StepCtx<'_>, moved: &mut bool, budget: usize) -> bool {
+    /// Pulls up to `budget` elements. `EVENT_TIME`: the source declares
+    /// `event_time`, so each element's timestamp is read (an unreadable one
+    /// sends it to the `error` port) and the highest is kept.
+    fn fill_from_source<const EVENT_TIME: bool>(
+        &mut self,
+        ctx: &mut StepCtx<'_>,
+        moved: &mut bool,
+        budget: usize,
+    ) -> bool {
         let Stage::Source(source) = &mut self.stage else {
             unreachable!("step_source on a source")
         };
+        let event_time = if EVENT_TIME {
+            self.timing.as_ref().and_then(|t| t.event_time())
+        } else {
+            None
+        };
+        let mut max_ts = 0;
         // One clock read per batch, on the first element that has no stamp
         // of its own: every element of the batch is stamped with it (they
         // were all accepted within this batch, microseconds).
@@ -373,6 +467,32 @@ impl Node {
             let mut writer = SlotWriter::new(ctx.arena, handle);
             let pulled = source.pull(&mut writer);
             let (len, stamped, content_type) = (writer.len, writer.ingest_ns, writer.content_type);
+            let mut pulled = pulled;
+            if let (true, Some(et), Ok(Pull::Ready)) = (EVENT_TIME, event_time, &pulled) {
+                match et.extract(&writer.buffer()[..len]) {
+                    Ok(ts) => max_ts = max_ts.max(ts),
+                    Err(reason) => match self.error_port {
+                        Some(port) => {
+                            let mut h = self.pending.take().expect("pending slot");
+                            let meta = Meta {
+                                seq: self.seq,
+                                ingest_ns: now_ns(),
+                                source: self.info.index as u16,
+                                content_type,
+                                reason: Some(reason.kind),
+                            };
+                            self.seq += 1;
+                            ctx.arena.seal(&mut h, len, meta);
+                            self.report.divert(reason);
+                            emit_port(&mut self.ports, port, h, ctx.arena, self.refusing);
+                            self.report.count_sent(port, 1);
+                            *moved = true;
+                            continue;
+                        }
+                        None => pulled = Err(StageError::Rejected(reason)),
+                    },
+                }
+            }
             match pulled {
                 Ok(Pull::Ready) => {
                     let ingest_ns = if stamped != 0 {
@@ -417,12 +537,25 @@ impl Node {
             self.report.count_sent(0, sent);
             *moved = true;
         }
+        if EVENT_TIME {
+            if let Some(t) = self.timing.as_mut() {
+                t.saw(max_ts);
+            }
+        }
         done
     }
 
     /// Processes one batch of input (fairly over fan-in edges); returns true
     /// when every input has completed.
-    fn step_consumer(&mut self, ctx: &mut StepCtx<'_>, moved: &mut bool) -> bool {
+    ///
+    /// `CONTROL`: the pipeline carries control elements; a batch then
+    /// stops at one, which is handled after the batch ([`Node::on_control`]),
+    /// and inputs blocked on a barrier are skipped.
+    fn step_consumer<const CONTROL: bool>(
+        &mut self,
+        ctx: &mut StepCtx<'_>,
+        moved: &mut bool,
+    ) -> bool {
         let budget = self.out_budget().min(ctx.batch);
         if budget == 0 {
             return false;
@@ -432,7 +565,9 @@ impl Node {
         let mut taken = 0;
         let mut deferred = false;
         let mut fatal = None;
+        let mut control_at = None;
         let Node {
+            timing,
             inputs,
             ports,
             report,
@@ -465,6 +600,9 @@ impl Node {
                 break;
             }
             let i = (start + k) % n_inputs;
+            if CONTROL && !timing.as_ref().is_some_and(|t| t.reads(i)) {
+                continue;
+            }
             let input = &mut inputs[i];
             if input.shed(ctx.arena, ctx.pool) > 0 {
                 *moved = true;
@@ -481,7 +619,8 @@ impl Node {
                 lane.flush_latency();
                 lane.now = stamp.unwrap_or_else(now_ns);
             }
-            let consumed = input.take(ctx.arena, n, |handle| {
+            let arena = ctx.arena;
+            let consume = |handle| {
                 if fatal.is_some() {
                     lane.report.received += 1;
                     lane.report.drop_static("stage failed");
@@ -499,9 +638,18 @@ impl Node {
                         Taken::Yes
                     }
                 }
-            });
+            };
+            let consumed = if CONTROL {
+                let (consumed, at_control) = input.take_data(arena, n, consume);
+                if at_control {
+                    control_at = Some(i);
+                }
+                consumed
+            } else {
+                input.take(arena, n, consume)
+            };
             taken += consumed;
-            if deferred {
+            if deferred || control_at.is_some() {
                 break;
             }
         }
@@ -527,6 +675,10 @@ impl Node {
             self.fail(m);
             return false;
         }
+        if let Some(i) = control_at {
+            *moved |= self.on_control(ctx, i);
+            return false;
+        }
         !deferred && taken == 0 && self.inputs.iter().all(EdgeIn::is_finished)
     }
 
@@ -535,9 +687,13 @@ impl Node {
     fn drain_failed(&mut self, ctx: &mut StepCtx<'_>, moved: &mut bool) -> bool {
         for input in &mut self.inputs {
             input.shed(ctx.arena, ctx.pool);
-            while let Some(handle) = input.pop(ctx.arena) {
-                self.report.received += 1;
-                self.report.drop_static("stage failed");
+            while let Some((handle, control)) = input.pop(ctx.arena) {
+                // A failed stage passes no control element on: it will
+                // never complete a checkpoint.
+                if !control {
+                    self.report.received += 1;
+                    self.report.drop_static("stage failed");
+                }
                 ctx.arena.release(handle, ctx.pool);
                 *moved = true;
             }
@@ -669,6 +825,26 @@ fn consume_one(
                 Ok(Verdict::Drop) | Ok(Verdict::Defer) => {
                     lane.report.drop_static(p.drop_reason());
                     arena.release(handle, ctx.pool);
+                    Ok(Taken::Yes)
+                }
+                Ok(Verdict::Side(s)) => {
+                    let port = 1 + s as usize;
+                    match p.side_ports().get(s as usize) {
+                        Some(_) if !lane.ports[port].is_empty() => {
+                            emit_port(lane.ports, port, handle, arena, lane.refusing);
+                            lane.report.count_sent(port, 1);
+                        }
+                        Some(name) => {
+                            lane.report.drop_static(name);
+                            arena.release(handle, ctx.pool);
+                        }
+                        None => {
+                            arena.release(handle, ctx.pool);
+                            return Err(format!(
+                                "sent an element to side port {s}, which it does not declare"
+                            ));
+                        }
+                    }
                     Ok(Taken::Yes)
                 }
                 Err(e) => reject(e, lane, handle, ctx),

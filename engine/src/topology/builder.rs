@@ -5,6 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use crate::arena::{DEFAULT_SLOTS, DEFAULT_SLOT_SIZE};
+use crate::event_time::{EventTime, WatermarkSpec};
 use crate::metrics::targets::Target;
 use crate::ring::wait::WaitStrategy;
 use crate::ring::{WhenFull, DEFAULT_CAPACITY};
@@ -44,6 +45,8 @@ pub struct Settings {
     pub drain_timeout_ms: u64,
     /// The control endpoint (`[control]`), off when `None`.
     pub control: Option<crate::control::ControlSettings>,
+    /// Checkpoints (`[engine] checkpoint`), off when `None`.
+    pub checkpoint: Option<crate::checkpoint::CheckpointSettings>,
 }
 
 impl Default for Settings {
@@ -59,6 +62,7 @@ impl Default for Settings {
             stage_metrics: false,
             drain_timeout_ms: DEFAULT_DRAIN_TIMEOUT_MS,
             control: None,
+            checkpoint: None,
         }
     }
 }
@@ -70,6 +74,8 @@ pub(crate) struct NodeDecl {
     pub(crate) core: Option<usize>,
     pub(crate) origin: String,
     pub(crate) targets: Vec<Target>,
+    /// A source's `event_time` and `watermark`.
+    pub(crate) source_time: Option<(EventTime, WatermarkSpec)>,
 }
 
 pub(crate) struct EdgeDecl {
@@ -92,6 +98,9 @@ pub(crate) struct Edge {
 
 /// Largest arena slot a config may ask for (64 MiB).
 pub const MAX_SLOT_SIZE: usize = 64 << 20;
+/// One more than the most arena slots: ring indices keep their top bit to
+/// mark control elements (see [`crate::ring::control`]).
+pub const MAX_SLOTS: u32 = 1 << 31;
 /// Largest ring a config may ask for, in handles (16 MiB of `u32`s).
 pub const MAX_RING_CAPACITY: usize = 1 << 22;
 /// Largest batch a config may ask for.
@@ -190,7 +199,26 @@ impl PipelineBuilder {
             core,
             origin,
             targets: Vec::new(),
+            source_time: None,
         });
+        self
+    }
+
+    /// Declares where source `source`'s elements carry their event time,
+    /// and how its watermark follows it (see [`crate::event_time`]).
+    pub fn event_time(
+        &mut self,
+        source: &str,
+        event_time: EventTime,
+        watermark: WatermarkSpec,
+    ) -> &mut Self {
+        match self.nodes.iter_mut().find(|n| n.name == source) {
+            Some(n) => n.source_time = Some((event_time, watermark)),
+            None => self.errors.push(ConfigError::new(
+                "",
+                format!("event_time for unknown node '{source}'"),
+            )),
+        }
         self
     }
 
@@ -460,6 +488,87 @@ impl PipelineBuilder {
             }
         }
 
+        // Event time: declared on sources, read by the processors that
+        // need it from every source upstream of them.
+        for n in &nodes {
+            if n.source_time.is_some() && n.stage.role() != Role::Source {
+                errors.push(ConfigError::new(
+                    &n.origin,
+                    format!(
+                        "node '{}' is a {}; event_time and watermark belong on sources",
+                        n.name,
+                        n.stage.role()
+                    ),
+                ));
+            }
+        }
+        let mut event_times: Vec<(usize, EventTime)> = Vec::new();
+        for (i, n) in nodes.iter().enumerate() {
+            let Stage::Processor(p) = &n.stage else {
+                continue;
+            };
+            if !p.uses_event_time() {
+                continue;
+            }
+            let sources = upstream_sources(i, &nodes, &resolved);
+            let missing: Vec<&str> = sources
+                .iter()
+                .filter(|&&s| nodes[s].source_time.is_none())
+                .map(|&s| nodes[s].name.as_str())
+                .collect();
+            if !missing.is_empty() {
+                errors.push(ConfigError::new(
+                    &n.origin,
+                    format!(
+                        "node '{}' works in event time, but its upstream source(s) {} declare no event_time; add event_time = {{ field = \"ts\", unit = \"ms\" }} to them",
+                        n.name,
+                        missing.join(", ")
+                    ),
+                ));
+                continue;
+            }
+            let declared: Vec<&EventTime> = sources
+                .iter()
+                .filter_map(|&s| nodes[s].source_time.as_ref().map(|(e, _)| e))
+                .collect();
+            match declared.first() {
+                Some(first) if declared.iter().all(|e| e == first) => {
+                    event_times.push((i, (*first).clone()));
+                }
+                Some(_) => errors.push(ConfigError::new(
+                    &n.origin,
+                    format!(
+                        "node '{}' works in event time, but its upstream sources declare different event_time fields or units",
+                        n.name
+                    ),
+                )),
+                None => {}
+            }
+        }
+        if let Some(c) = &settings.checkpoint {
+            if c.interval_ms == 0 {
+                errors.push(ConfigError::new(
+                    global("engine.checkpoint.interval_ms"),
+                    "interval_ms must be at least 1",
+                ));
+            }
+            if c.dir.as_os_str().is_empty() {
+                errors.push(ConfigError::new(
+                    global("engine.checkpoint.dir"),
+                    "dir may not be empty",
+                ));
+            }
+            for e in edges.iter().filter(|e| e.when_full != WhenFull::Block) {
+                errors.push(ConfigError::new(
+                    at(&e.origin, format!("edge {}.{} -> {}.{}", e.from.0, e.from.1, e.to.0, e.to.1)),
+                    format!(
+                        "when_full = \"{}\" drops elements, which a checkpointed pipeline cannot replay; checkpoints need every edge to block",
+                        e.when_full
+                    ),
+                ));
+            }
+        }
+
         // Every output port connected, every consumer fed.
         for (i, n) in nodes.iter().enumerate() {
             for name in &out_ports[i] {
@@ -619,7 +728,16 @@ impl PipelineBuilder {
                 ));
             }
         }
-        if required >= u32::MAX as u64 {
+        if settings.slots.is_some_and(|s| s >= MAX_SLOTS) {
+            errors.push(ConfigError::new(
+                global("engine.arena.slots"),
+                format!(
+                    "at most {} slots (ring indices keep one bit to mark control elements)",
+                    MAX_SLOTS - 1
+                ),
+            ));
+        }
+        if required >= u64::from(MAX_SLOTS) {
             errors.push(ConfigError::new(
                 global(""),
                 "ring capacities are too large for one arena",
@@ -628,7 +746,7 @@ impl PipelineBuilder {
 
         let slots = settings
             .slots
-            .unwrap_or_else(|| (required.min(u32::MAX as u64) as u32).max(DEFAULT_SLOTS));
+            .unwrap_or_else(|| (required.min(u64::from(MAX_SLOTS) - 1) as u32).max(DEFAULT_SLOTS));
         // The arena is allocated and pre-faulted at start: say so now if it
         // cannot fit, instead of an abort later.
         let arena_bytes =
@@ -653,6 +771,12 @@ impl PipelineBuilder {
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
+        let mut nodes = nodes;
+        for (i, et) in event_times {
+            if let Stage::Processor(p) = &mut nodes[i].stage {
+                p.set_event_time(&et);
+            }
+        }
         let assignment = placement::assign(&order, &pinned, usable.len());
         let core_of: Vec<core_affinity::CoreId> = assignment
             .iter()
@@ -669,6 +793,25 @@ fn ids(list: &[usize]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The sources from which node `i` receives elements, directly or not.
+fn upstream_sources(i: usize, nodes: &[NodeDecl], edges: &[Edge]) -> Vec<usize> {
+    let mut seen = vec![false; nodes.len()];
+    let mut stack = vec![i];
+    let mut sources = Vec::new();
+    while let Some(n) = stack.pop() {
+        for e in edges.iter().filter(|e| e.to == n) {
+            if !std::mem::replace(&mut seen[e.from], true) {
+                if nodes[e.from].stage.role() == Role::Source {
+                    sources.push(e.from);
+                }
+                stack.push(e.from);
+            }
+        }
+    }
+    sources.sort_unstable();
+    sources
 }
 
 /// Topological order, or the nodes left on or behind a cycle.

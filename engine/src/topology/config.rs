@@ -38,7 +38,9 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::checkpoint::CheckpointSettings;
 use crate::control::{parse_listen, ControlSettings};
+use crate::event_time::{EventTime, WatermarkSpec};
 use crate::metrics::targets;
 use crate::operators::Registry;
 use crate::ring::wait::WaitStrategy;
@@ -47,7 +49,14 @@ use crate::topology::builder::{PipelineBuilder, Settings};
 use crate::topology::error::{ConfigError, ConfigErrors};
 
 /// Keys of a node table that belong to the engine, not the component.
-pub(crate) const NODE_KEYS: [&str; 4] = ["component", "core", "description", "targets"];
+pub(crate) const NODE_KEYS: [&str; 6] = [
+    "component",
+    "core",
+    "description",
+    "targets",
+    "event_time",
+    "watermark",
+];
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -83,6 +92,7 @@ struct RawEngine {
     cores: Option<Vec<usize>>,
     stage_metrics: Option<bool>,
     drain_timeout_ms: Option<u64>,
+    checkpoint: Option<CheckpointSettings>,
 }
 
 #[derive(Deserialize, Default)]
@@ -230,6 +240,7 @@ pub fn load_str(
     if let Some(ms) = eng.drain_timeout_ms {
         settings.drain_timeout_ms = ms;
     }
+    settings.checkpoint = eng.checkpoint;
     if let Some(c) = raw.control {
         settings.control = control_settings(c.into_inner(), file, text, &mut b);
     }
@@ -343,10 +354,42 @@ pub fn load_str(
                     Vec::new()
                 }
             };
+            let event_time = table.get("event_time").map(|v| {
+                v.clone().try_into::<EventTime>().map_err(|e| {
+                    format!("node '{name}': event_time: {} (expected {{ field = \"ts\", unit = \"ms\" | \"s\" | \"rfc3339\" }})", e.message())
+                })
+            });
+            let watermark = table.get("watermark").map(|v| {
+                v.clone().try_into::<WatermarkSpec>().map_err(|e| {
+                    format!("node '{name}': watermark: {} (expected {{ max_out_of_orderness_ms = N, idle_timeout_ms = N }})", e.message())
+                })
+            });
+            let source_time = match (event_time, watermark) {
+                (None, None) => None,
+                (None, Some(_)) => {
+                    b.error(ConfigError::new(
+                        &origin,
+                        format!("node '{name}': watermark needs event_time (the field the watermark follows)"),
+                    ));
+                    None
+                }
+                (Some(Err(e)), _) | (_, Some(Err(e))) => {
+                    b.error(ConfigError::new(&origin, e));
+                    None
+                }
+                (Some(Ok(et)), wm) => Some((
+                    et,
+                    wm.map_or(Ok(WatermarkSpec::default()), |w| w)
+                        .unwrap_or_default(),
+                )),
+            };
             match registry.build(&component, &params) {
                 Ok(stage) => {
                     let is_sink = stage.role() == crate::stage::Role::Sink;
                     b.add_at(name, &component, stage, core, origin);
+                    if let Some((et, wm)) = source_time {
+                        b.event_time(name, et, wm);
+                    }
                     let merged = if is_sink {
                         targets::merge(&flow_targets, &node_targets)
                     } else {
