@@ -35,6 +35,11 @@ use std::time::{Duration, Instant};
 pub use file::{latest, list, read_file, shape_hash, Listed, Snapshot, FORMAT_VERSION};
 pub use state::{StateReader, StateWriter};
 
+/// Writes a checkpoint atomically (see [`file`]).
+pub(crate) fn write_snapshot(dir: &std::path::Path, s: &Snapshot) -> std::io::Result<PathBuf> {
+    file::write(dir, s)
+}
+
 /// `[engine] checkpoint = { dir = "state", interval_ms = 1000 }`.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

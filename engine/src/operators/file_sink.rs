@@ -113,6 +113,15 @@ impl Sink for FileSink {
     }
 
     fn snapshot(&mut self) -> Result<Vec<u8>, StageError> {
+        if self.file.is_none() {
+            // Before `init` (the checkpoint a fresh run starts from): the
+            // length the run will start writing at.
+            let len = match (self.append, std::fs::metadata(&self.path)) {
+                (true, Ok(m)) => m.len(),
+                _ => 0,
+            };
+            return Ok(StateWriter::new().u64(len).finish());
+        }
         // Everything before the barrier is on disk before the checkpoint
         // that records its length can complete.
         self.write_out()?;

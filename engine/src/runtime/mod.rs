@@ -454,6 +454,39 @@ impl Pipeline {
             w.nodes.push(node);
         }
         drop(barriers);
+        // A fresh checkpointed run first writes checkpoint 0: every stage
+        // as it starts (a sink's file length before it writes), so that a
+        // crash before the first periodic checkpoint resumes from the
+        // start instead of appending to a partial output.
+        if let (Some(c), None) = (&self.settings.checkpoint, &snapshot) {
+            let mut states: Vec<(usize, String, Vec<u8>)> = Vec::new();
+            for node in workers.iter_mut().flat_map(|w| w.nodes.iter_mut()) {
+                match node.initial_state() {
+                    Ok(s) => states.push((node.info.index, node.info.name.clone(), s)),
+                    Err(e) => restore_errors.push(format!(
+                        "stage '{}': initial checkpoint: {e}",
+                        node.info.name
+                    )),
+                }
+            }
+            states.sort_by_key(|(i, _, _)| *i);
+            let zero = Snapshot {
+                id: 0,
+                unix_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
+                shape,
+                nodes: states.into_iter().map(|(_, n, s)| (n, s)).collect(),
+            };
+            if restore_errors.is_empty() {
+                if let Err(e) = checkpoint::write_snapshot(&c.dir, &zero) {
+                    restore_errors.push(format!(
+                        "cannot write checkpoint 0 to {}: {e}",
+                        c.dir.display()
+                    ));
+                }
+            }
+        }
         if !restore_errors.is_empty() {
             for e in &restore_errors {
                 log::error!("{e}");

@@ -177,6 +177,11 @@ impl Node {
         Ok(encode(self.seq, t, &stage))
     }
 
+    /// The node's state before it runs (checkpoint 0 of a fresh run).
+    pub(crate) fn initial_state(&mut self) -> Result<Vec<u8>, StageError> {
+        self.snapshot()
+    }
+
     /// Takes this node's snapshot for checkpoint `id` and sends it to the
     /// coordinator; a stage that cannot snapshot fails.
     fn ack(&mut self, id: u64) {
