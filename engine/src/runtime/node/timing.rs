@@ -385,8 +385,8 @@ impl Node {
         true
     }
 
-    /// Forwards the least watermark of the inputs that are neither idle
-    /// nor finished when it advanced (a processor fires its timers first),
+    /// Forwards the least watermark of the inputs that are not idle (a
+    /// finished input counts as the end of time) when it advanced (a processor fires its timers first),
     /// or idleness when every live input is idle.
     fn advance_watermark(&mut self) -> bool {
         let Some(t) = self.timing.as_mut() else {
@@ -396,6 +396,8 @@ impl Node {
         let mut live = 0;
         for (input, ring) in t.inputs.iter().zip(&self.inputs) {
             if ring.is_finished() {
+                // Nothing more comes from it: it holds nothing back.
+                least = Some(least.unwrap_or(u64::MAX));
                 continue;
             }
             live += 1;
