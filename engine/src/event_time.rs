@@ -53,7 +53,7 @@ fn default_unit() -> TimeUnit {
 }
 
 /// A source's `watermark` settings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WatermarkSpec {
     /// How far behind the highest timestamp seen an element may arrive and
@@ -63,15 +63,6 @@ pub struct WatermarkSpec {
     /// After this long without data the source declares itself idle
     /// (default: never).
     pub idle_timeout_ms: Option<u64>,
-}
-
-impl Default for WatermarkSpec {
-    fn default() -> WatermarkSpec {
-        WatermarkSpec {
-            max_out_of_orderness_ms: 0,
-            idle_timeout_ms: None,
-        }
-    }
 }
 
 /// Why a timestamp could not be read.

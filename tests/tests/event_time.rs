@@ -88,7 +88,7 @@ from = { node = "win", port = "late" }
 to = { node = "late" }
 "#;
 
-fn source(name: &str, path: &PathBuf, extra: &str) -> String {
+fn source(name: &str, path: &std::path::Path, extra: &str) -> String {
     format!(
         r#"
 [flow.f.nodes.{name}]

@@ -199,7 +199,7 @@ pub fn list(dir: &Path) -> std::io::Result<Vec<Listed>> {
             snapshot,
         });
     }
-    found.sort_by(|a, b| b.id.cmp(&a.id));
+    found.sort_by_key(|l| std::cmp::Reverse(l.id));
     Ok(found)
 }
 

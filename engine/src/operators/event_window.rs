@@ -36,6 +36,9 @@ use crate::stage::{Element, Emitter, Flush, Processor, Reason, StageError, Verdi
 /// The port late elements go to.
 const LATE: &str = "late";
 
+/// Per key (raw JSON) its aggregate, keys in order of first appearance.
+type Groups = IndexMap<Box<[u8]>, Agg, FnvBuild>;
+
 /// An event-time window (see the module docs).
 pub struct EventWindow {
     size: u64,
@@ -49,13 +52,13 @@ pub struct EventWindow {
     max_keys: usize,
     event_time: Option<EventTime>,
     /// Pane -> key (raw JSON) -> aggregate.
-    data: BTreeMap<u64, IndexMap<Box<[u8]>, Agg, FnvBuild>>,
+    data: BTreeMap<u64, Groups>,
     timers: Timers,
     watermark: u64,
     /// The last window (by its last pane) that has gone out.
     closed_through: Option<u64>,
     /// A window going out: its merged groups and the next key to emit.
-    closing: Option<(u64, IndexMap<Box<[u8]>, Agg, FnvBuild>, usize)>,
+    closing: Option<(u64, Groups, usize)>,
     late: u64,
     keys_refused: u64,
     last_ingest: u64,
@@ -181,7 +184,7 @@ impl EventWindow {
             Some((l, g, k)) if l == last => (g, k),
             _ => {
                 let first = (last + 1).saturating_sub(self.panes);
-                let mut merged: IndexMap<Box<[u8]>, Agg, FnvBuild> = IndexMap::default();
+                let mut merged = Groups::default();
                 for (_, keys) in self.data.range(first..=last) {
                     for (k, a) in keys {
                         merged.entry(k.clone()).or_insert(Agg::EMPTY).merge(a);

@@ -203,7 +203,7 @@ impl Node {
     /// At completion (before teardown): the node's final state stands for
     /// it in every later checkpoint.
     pub(crate) fn ack_finished(&mut self) {
-        if !self.timing.as_ref().is_some_and(|t| t.barriers.is_some()) {
+        if self.timing.as_ref().is_none_or(|t| t.barriers.is_none()) {
             return;
         }
         match self.snapshot() {
