@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
+use crate::checkpoint::{StateReader, StateWriter};
 use crate::clock::now_ns;
 use crate::operators::json::find_field;
 use crate::operators::util::{fnv1a64, PrehashedBuild};
@@ -133,9 +134,55 @@ impl RateLimit {
     }
 }
 
+/// Appends a bucket (or its absence) to a snapshot.
+fn put_bucket(w: &mut StateWriter, b: Option<&Bucket>) {
+    match b {
+        None => w.u64(0),
+        Some(b) => w.u64(1).f64(b.tokens).u64(b.last_ns),
+    };
+}
+
+fn get_bucket(r: &mut StateReader<'_>) -> Result<Option<Bucket>, StageError> {
+    Ok(match r.u64()? {
+        0 => None,
+        _ => Some(Bucket {
+            tokens: r.f64()?,
+            last_ns: r.u64()?,
+        }),
+    })
+}
+
 impl Processor for RateLimit {
     fn drop_reason(&self) -> &'static str {
         "rate limited"
+    }
+
+    /// The buckets' tokens and refill times (the monotonic clock is the
+    /// machine's, so a resumed run on the same boot refills from there).
+    fn snapshot(&mut self) -> Result<Vec<u8>, StageError> {
+        let mut w = StateWriter::new();
+        put_bucket(&mut w, self.shared.as_ref());
+        put_bucket(&mut w, self.overflow.as_ref());
+        w.u64(self.buckets.len() as u64);
+        for (k, b) in &self.buckets {
+            w.u64(*k);
+            put_bucket(&mut w, Some(b));
+        }
+        Ok(w.finish())
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), StageError> {
+        let mut r = StateReader::new(state);
+        self.shared = get_bucket(&mut r)?;
+        self.overflow = get_bucket(&mut r)?;
+        self.buckets.clear();
+        for _ in 0..r.u64()? {
+            let k = r.u64()?;
+            if let Some(b) = get_bucket(&mut r)? {
+                self.buckets.insert(k, b);
+            }
+        }
+        r.done()
     }
 
     fn process(&mut self, element: &mut Element<'_>) -> Result<Verdict, StageError> {

@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 
+use crate::checkpoint::{StateReader, StateWriter};
 use crate::operators::util::SplitMix64;
 use crate::stage::{Element, Processor, StageError, Verdict};
 
@@ -38,6 +39,21 @@ impl Sample {
 impl Processor for Sample {
     fn drop_reason(&self) -> &'static str {
         "sampled out"
+    }
+
+    fn snapshot(&mut self) -> Result<Vec<u8>, StageError> {
+        let rng = self.rng.as_ref().map_or(0, SplitMix64::state);
+        Ok(StateWriter::new().u64(self.n).u64(rng).finish())
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), StageError> {
+        let mut r = StateReader::new(state);
+        self.n = r.u64()?;
+        let rng = r.u64()?;
+        if self.rng.is_some() {
+            self.rng = Some(SplitMix64::new(rng));
+        }
+        r.done()
     }
 
     #[inline]

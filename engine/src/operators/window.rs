@@ -38,6 +38,7 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 
 use crate::arena::ContentType;
+use crate::checkpoint::{StateReader, StateWriter};
 use crate::clock::now_ns;
 use crate::operators::json::find_members;
 use crate::operators::util::{fnv1a64, write_json_f64, FnvBuild, PrehashedBuild};
@@ -583,6 +584,71 @@ impl Processor for Window {
         self.outcome().map(|_| Verdict::Drop)
     }
 
+    fn snapshot(&mut self) -> Result<Vec<u8>, StageError> {
+        let mut w = StateWriter::new();
+        w.u64(self.seen)
+            .u64(self.current.map_or(0, |c| c + 1))
+            .u64(self.keys_refused);
+        match self.closing {
+            None => w.u64(0),
+            Some(c) => w
+                .u64(1)
+                .u64(c.first)
+                .u64(c.last)
+                .u64(c.key as u64)
+                .u64(u64::from(c.then == Then::Finish)),
+        };
+        for &n in &self.pane_counts {
+            w.u64(n);
+        }
+        w.u64(self.groups.len() as u64);
+        for (k, ring) in &self.groups {
+            w.bytes(k);
+            for a in ring {
+                w.u64(a.count).f64(a.sum).f64(a.min).f64(a.max);
+            }
+        }
+        Ok(w.finish())
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), StageError> {
+        let mut r = StateReader::new(state);
+        self.seen = r.u64()?;
+        self.current = r.u64()?.checked_sub(1);
+        self.keys_refused = r.u64()?;
+        self.closing = match r.u64()? {
+            0 => None,
+            _ => Some(Closing {
+                first: r.u64()?,
+                last: r.u64()?,
+                key: r.u64()? as usize,
+                then: if r.u64()? == 1 {
+                    Then::Finish
+                } else {
+                    Then::Close
+                },
+            }),
+        };
+        for n in &mut self.pane_counts {
+            *n = r.u64()?;
+        }
+        self.groups.clear();
+        for _ in 0..r.u64()? {
+            let key: Box<[u8]> = r.bytes()?.into();
+            let mut ring = Vec::with_capacity(self.panes as usize);
+            for _ in 0..self.panes {
+                ring.push(Agg {
+                    count: r.u64()?,
+                    sum: r.f64()?,
+                    min: r.f64()?,
+                    max: r.f64()?,
+                });
+            }
+            self.groups.insert(key, ring);
+        }
+        r.done()
+    }
+
     fn tick_interval(&self) -> Option<u64> {
         // Close time windows within a few percent of the slide (1..100 ms).
         (self.basis == Basis::Time).then(|| (self.slide / 20).clamp(1_000_000, 100_000_000))
@@ -1047,6 +1113,24 @@ aggregates = ["sum", "count"]"#,
             strings(&h.tick(&mut w, 2_000_250 * MS)),
             results(0, 1, 2_000_100, 2_000_200)
         );
+    }
+
+    #[test]
+    fn a_restored_count_window_goes_on_where_the_snapshot_was_taken() {
+        let docs = keyed(10);
+        let mut h = Harness::new(256);
+        let mut whole = window("size = 4\nkey = \"k\"");
+        let expected = feed(&mut h, &mut whole, &docs);
+        let mut first = window("size = 4\nkey = \"k\"");
+        let mut out = feed(&mut h, &mut first, &docs[..6]);
+        let state = first.snapshot().unwrap();
+        let mut resumed = window("size = 4\nkey = \"k\"");
+        resumed.restore(&state).unwrap();
+        out.extend(feed(&mut h, &mut resumed, &docs[6..]));
+        assert_eq!(out, expected);
+        assert!(window("size = 4")
+            .restore(&state[..state.len() - 1])
+            .is_err());
     }
 
     #[test]
