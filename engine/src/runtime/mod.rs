@@ -4,6 +4,7 @@
 
 pub(crate) mod node;
 pub(crate) mod placement;
+pub mod restart;
 mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -19,7 +20,7 @@ use crate::observe::{EdgeLive, LiveHandle, LiveView, NodeLive};
 use crate::ring::{self, wait::Parker, EdgeStats, WhenFull};
 use crate::stage::StageInfo;
 use crate::topology::builder::{Edge, NodeDecl, Settings};
-use node::Node;
+use node::{Node, Restart};
 use worker::{Shared, Worker};
 
 /// How often the main thread looks at the drain state while it waits.
@@ -326,6 +327,9 @@ impl Pipeline {
                 },
                 inputs: std::mem::take(&mut edge_inputs[i]),
             });
+            let restart = d
+                .rebuild
+                .map(|rebuild| Restart::new(restart::Tracker::new(d.restart), rebuild));
             w.nodes.push(Node::new(
                 info,
                 d.stage,
@@ -337,6 +341,7 @@ impl Pipeline {
                     .collect(),
                 outputs[i].take().expect("each node once"),
                 counters,
+                restart,
             ));
         }
 

@@ -21,6 +21,7 @@
 //! component = "list"
 //! payloads = ['{"type":"metric"}']
 //! core = 0                       # optional pinning
+//! restart = { policy = "on-failure", max_restarts = 5, within_ms = 60000, backoff_ms = 100, max_backoff_ms = 10000 }
 //!
 //! [[flow.main.edges]]
 //! from = { node = "source", port = "output" }
@@ -43,11 +44,12 @@ use crate::metrics::targets;
 use crate::operators::Registry;
 use crate::ring::wait::WaitStrategy;
 use crate::ring::WhenFull;
+use crate::runtime::restart::{Policy, RestartPolicy};
 use crate::topology::builder::{PipelineBuilder, Settings};
 use crate::topology::error::{ConfigError, ConfigErrors};
 
 /// Keys of a node table that belong to the engine, not the component.
-pub(crate) const NODE_KEYS: [&str; 4] = ["component", "core", "description", "targets"];
+pub(crate) const NODE_KEYS: [&str; 5] = ["component", "core", "description", "restart", "targets"];
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -343,10 +345,27 @@ pub fn load_str(
                     Vec::new()
                 }
             };
+            let restart = match table.get("restart") {
+                None => RestartPolicy::default(),
+                Some(value) => RestartPolicy::from_toml(value).unwrap_or_else(|errs| {
+                    for e in errs {
+                        b.error(ConfigError::new(
+                            &origin,
+                            format!("node '{name}' restart: {e}"),
+                        ));
+                    }
+                    RestartPolicy::default()
+                }),
+            };
             match registry.build(&component, &params) {
                 Ok(stage) => {
                     let is_sink = stage.role() == crate::stage::Role::Sink;
                     b.add_at(name, &component, stage, core, origin);
+                    if restart.policy != Policy::Never {
+                        if let Some(rebuild) = registry.rebuilder(&component, &params) {
+                            b.restart(name, restart, rebuild);
+                        }
+                    }
                     let merged = if is_sink {
                         targets::merge(&flow_targets, &node_targets)
                     } else {
