@@ -6,16 +6,16 @@
 //! `chaos` counts per node name for the whole process, so every test uses
 //! its own node names.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dataplane::operators::{Discard, Generator};
 use dataplane::runtime::restart::{Policy, RestartPolicy};
-use dataplane::stage::StageInfo;
+use dataplane::stage::{PortMask, StageInfo};
 use dataplane::topology::config::load_str;
 use dataplane::{
-    Element, PipelineBuilder, Processor, Pull, Registry, RunReport, Settings, SlotWriter, Source,
-    Stage, StageError, StageReport, Verdict,
+    Element, PipelineBuilder, Processor, Pull, Registry, Router, RunReport, Settings, Sink,
+    SlotWriter, Source, Stage, StageError, StageReport, Verdict,
 };
 
 fn run(text: &str) -> RunReport {
@@ -378,5 +378,114 @@ fn a_restarted_source_starts_over_and_its_batch_is_counted() {
     let s = r.stage("src").unwrap();
     assert_eq!((s.restarts, s.sent), (1, 699 + 1000));
     assert_eq!(r.stage("out").unwrap().received, 1699);
+    assert_eq!(r.leaked_slots, 0);
+}
+
+/// Every `every`-th element (counted across builds) panics in a router or
+/// a sink; the rest pass (to port 0) or are consumed.
+struct Panicky {
+    seen: Arc<AtomicU64>,
+    every: u64,
+}
+
+impl Panicky {
+    fn tick(&self) {
+        let k = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
+        if k % self.every == 0 {
+            panic!("panicky at {k}");
+        }
+    }
+}
+
+impl Router for Panicky {
+    fn route(&mut self, _e: &Element<'_>, ports: &mut PortMask) -> Result<(), StageError> {
+        self.tick();
+        ports.add(0);
+        Ok(())
+    }
+}
+
+impl Sink for Panicky {
+    fn push(&mut self, _e: &Element<'_>) -> Result<(), StageError> {
+        self.tick();
+        Ok(())
+    }
+}
+
+/// generator (n) -> router -> sink, one of them panicking every `every`.
+fn panicky_pipeline(n: u64, every: u64, in_router: bool) -> RunReport {
+    let seen = Arc::new(AtomicU64::new(0));
+    let router = {
+        let seen = Arc::clone(&seen);
+        move || -> Result<Stage, String> {
+            // Not panicking: a counter of its own.
+            let r: Box<dyn Router> = Box::new(Panicky {
+                seen: if in_router {
+                    Arc::clone(&seen)
+                } else {
+                    Arc::default()
+                },
+                every: if in_router { every } else { u64::MAX },
+            });
+            Ok(Stage::Router(r, vec!["output".to_string()]))
+        }
+    };
+    let sink = move || -> Result<Stage, String> {
+        Ok(Stage::Sink(if in_router {
+            Box::new(Discard)
+        } else {
+            Box::new(Panicky {
+                seen: Arc::clone(&seen),
+                every,
+            })
+        }))
+    };
+    let policy = RestartPolicy {
+        policy: Policy::OnFailure,
+        max_restarts: 1000,
+        backoff_ms: 0,
+        max_backoff_ms: 0,
+        ..RestartPolicy::default()
+    };
+    let mut b = PipelineBuilder::new();
+    b.settings(Settings {
+        pin: false,
+        ring_capacity: 256,
+        ..Settings::default()
+    });
+    b.add(
+        "gen",
+        "generator",
+        Stage::Source(Box::new(Generator::new("{}", Some(n)).unwrap())),
+    )
+    .add("route", "panicky", router().unwrap())
+    .add("sink", "panicky", sink().unwrap())
+    .connect(("gen", "output"), ("route", "input"))
+    .connect(("route", "output"), ("sink", "input"))
+    .restart("route", policy, router)
+    .restart("sink", policy, sink);
+    b.build().unwrap().run()
+}
+
+#[test]
+fn routers_and_sinks_lose_only_the_element_they_panicked_on() {
+    // Sink: panics mid-batch (every 100th of 64-element batches).
+    let r = panicky_pipeline(20_000, 100, false);
+    assert!(r.is_success(), "{r}");
+    let s = r.stage("sink").unwrap();
+    assert_eq!((s.received, s.failed, s.restarts), (20_000, 200, 200));
+    assert_eq!(r.stage("route").unwrap().sent, 20_000);
+    assert_eq!(r.leaked_slots, 0);
+
+    // Router: the same, and what it sent reaches the sink.
+    let r = panicky_pipeline(20_000, 100, true);
+    assert!(r.is_success(), "{r}");
+    let route = r.stage("route").unwrap();
+    assert_eq!(
+        (route.received, route.failed, route.sent, route.restarts),
+        (20_000, 200, 19_800, 200)
+    );
+    balanced(route);
+    assert_eq!(r.stage("sink").unwrap().received, 19_800);
     assert_eq!(r.leaked_slots, 0);
 }

@@ -660,25 +660,39 @@ impl Node {
                 lane.flush_latency();
                 lane.now = stamp.unwrap_or_else(now_ns);
             }
-            let consumed = input.take(ctx.arena, n, |handle| {
-                if fatal.is_some() {
-                    // The rest of the batch waits in the ring: for the
-                    // restarted stage, or for `drain_failed`.
-                    return Taken::Defer(handle);
-                }
-                match consume_one(stage, &mut lane, handle, ctx) {
-                    Ok(Taken::Defer(handle)) => {
-                        deferred = true;
-                        Taken::Defer(handle)
+            let received = lane.report.received;
+            // One guard per batch for routers and sinks (a processor's
+            // panic is caught per element, in `consume_one`).
+            let consumed = guard(|| {
+                input.take(ctx.arena, n, |handle| {
+                    if fatal.is_some() {
+                        // The rest of the batch waits in the ring: for the
+                        // restarted stage, or for `drain_failed`.
+                        return Taken::Defer(handle);
                     }
-                    Ok(Taken::Yes) => Taken::Yes,
-                    Err(m) => {
-                        fatal = Some(m);
-                        in_flight = 1;
-                        Taken::Yes
+                    match consume_one(stage, &mut lane, handle, ctx) {
+                        Ok(Taken::Defer(handle)) => {
+                            deferred = true;
+                            Taken::Defer(handle)
+                        }
+                        Ok(Taken::Yes) => Taken::Yes,
+                        Err(m) => {
+                            fatal = Some(m);
+                            in_flight = 1;
+                            Taken::Yes
+                        }
                     }
-                }
+                })
             });
+            let consumed = match consumed {
+                Ok(c) => c,
+                Err(m) => {
+                    fatal = Some(m);
+                    in_flight = 1;
+                    let handled = (lane.report.received - received) as usize;
+                    after_panic_in_take(input, ctx, handled)
+                }
+            };
             taken += consumed;
             if deferred {
                 break;
@@ -873,24 +887,15 @@ fn consume_one(
         Stage::Router(r, _) => {
             lane.report.received += 1;
             let mut mask = PortMask::default();
-            let routed = guard(|| {
-                r.route(
-                    &Element {
-                        arena,
-                        handle: &mut handle,
-                        pool: ctx.pool,
-                        outlet: None,
-                    },
-                    &mut mask,
-                )
-            });
-            let routed = match routed {
-                Ok(r) => r,
-                Err(m) => {
-                    arena.release(handle, ctx.pool);
-                    return Err(m);
-                }
-            };
+            let routed = r.route(
+                &Element {
+                    arena,
+                    handle: &mut handle,
+                    pool: ctx.pool,
+                    outlet: None,
+                },
+                &mut mask,
+            );
             // A router may only name its declared ports.
             let mask = PortMask(mask.0 & PortMask::all(lane.routable).0);
             match routed {
@@ -909,22 +914,13 @@ fn consume_one(
         Stage::Sink(s) => {
             lane.report.received += 1;
             let ingest = arena.meta(&handle).ingest_ns;
-            let pushed = guard(|| {
-                s.push(&Element {
-                    arena,
-                    handle: &mut handle,
-                    pool: ctx.pool,
-                    outlet: None,
-                })
+            let pushed = s.push(&Element {
+                arena,
+                handle: &mut handle,
+                pool: ctx.pool,
+                outlet: None,
             });
             lane.note_latency(ingest);
-            let pushed = match pushed {
-                Ok(p) => p,
-                Err(m) => {
-                    arena.release(handle, ctx.pool);
-                    return Err(m);
-                }
-            };
             match pushed {
                 Ok(()) => {
                     arena.release(handle, ctx.pool);
@@ -935,6 +931,24 @@ fn consume_one(
         }
         Stage::Source(_) => unreachable!("sources have no input"),
     }
+}
+
+/// A router or sink panicked inside [`EdgeIn::take`] (see `step_consumer`):
+/// the ring's read was not committed. The first `handled - 1` elements of
+/// it were passed on or released already: they are committed without
+/// being read again. The last one is the one the stage panicked on, still
+/// the ring's own handle (a router or sink only reads it): it counts as
+/// received (already) and in flight, and is released. Returns `handled`.
+#[cold]
+#[inline(never)]
+fn after_panic_in_take(input: &mut EdgeIn, ctx: &mut StepCtx<'_>, handled: usize) -> usize {
+    input.skip(handled.saturating_sub(1));
+    if handled > 0 {
+        if let Some(h) = input.pop(ctx.arena) {
+            ctx.arena.release(h, ctx.pool);
+        }
+    }
+    handled
 }
 
 /// A processor panicked on `handle`: it counts as received, is released,
