@@ -58,7 +58,9 @@ impl fmt::Display for Reason {
 pub enum StageError {
     /// This element is bad; count it as dropped with the reason and go on.
     Rejected(Reason),
-    /// The stage cannot continue; the pipeline drains and reports failure.
+    /// The stage cannot continue: its restart policy rebuilds it, or (by
+    /// default) the pipeline stops, drains and reports failure. A panic in
+    /// a stage call is handled the same way.
     Fatal(String),
     /// A sink could not deliver this element (an I/O error, a full send
     /// buffer): counted as `failed`, not `dropped`, and the run exits 74

@@ -160,6 +160,7 @@ fn metrics_are_valid_prometheus_and_move() {
             "dataplane_node_running",
             r#"node="events",component="generator",role="source""#,
         ),
+        ("dataplane_node_restarts_total", r#"node="events""#),
         ("dataplane_up", ""),
     ] {
         assert!(

@@ -426,13 +426,25 @@ fn run(registry: &Registry, args: RunArgs) -> ExitCode {
         }
     }
     if !args.quiet {
+        let failed_stage = report.stages.iter().any(|s| s.failure.is_some());
         let stopped = match (&report.drain, stop.load(Ordering::Relaxed)) {
             (Some(_), _) => " (drain deadline passed)",
+            // A stage that fails for good raises the stop flag too.
+            (None, true) if failed_stage => " (stopped: a stage failed, drained)",
             (None, true) => " (stopped by signal, drained)",
             (None, false) => "",
         };
         eprintln!("[dataplane] completed{stopped}");
         eprint!("{report}");
+    }
+    if report.restarts() > 0 {
+        // Restarts lose the element each failure was on; by the policy's
+        // choice, so they do not change the exit status.
+        eprintln!(
+            "[dataplane] {} stage restarts; {} elements lost with the failed stages",
+            report.restarts(),
+            report.lost_in_restarts()
+        );
     }
     let mut code = if let Some(d) = &report.drain {
         if args.quiet {
@@ -450,19 +462,22 @@ fn run(registry: &Registry, args: RunArgs) -> ExitCode {
             eprint!("{report}");
         }
         exit::SOFTWARE
-    } else if report.failed() > 0 {
+    } else if report.failed() > report.lost_in_restarts() {
         if args.quiet {
             eprint!("{report}");
         }
         eprintln!(
             "[dataplane] {} elements were not delivered by their sinks (exit status {})",
-            report.failed(),
+            report.failed() - report.lost_in_restarts(),
             exit::IOERR
         );
         exit::IOERR
     } else if !report.is_success() {
         if args.quiet {
             eprint!("{report}");
+        }
+        for line in report.stages.iter().filter_map(|s| s.failure_line()) {
+            eprintln!("[dataplane] {line} (exit status {})", exit::SOFTWARE);
         }
         exit::SOFTWARE
     } else if !report.targets_met() {

@@ -106,6 +106,15 @@ pub fn render(view: &LiveView, subs: &BTreeMap<String, SubscriberCounts>) -> Str
         let failed = n.counters.state() == LiveState::Failed;
         m.sample(name, &[("node", &n.name)], failed as u64 as f64);
     }
+    let name = "dataplane_node_restarts_total";
+    m.family(
+        name,
+        "counter",
+        "Times the node's restart policy rebuilt and restarted its stage after a panic or a fatal error.",
+    );
+    for n in &view.nodes {
+        m.sample(name, &[("node", &n.name)], n.counters.restarts() as f64);
+    }
 
     for (name, kind, help) in [
         (

@@ -34,6 +34,7 @@ pub fn render(view: &LiveView, subs: &BTreeMap<String, SubscriberCounts>) -> Val
                 "sent": sent,
                 "dropped": dropped,
                 "failed": n.counters.failed(),
+                "restarts": n.counters.restarts(),
                 "ports": n.ports.iter().zip(n.counters.port_sent())
                     .map(|(p, s)| json!({"name": p, "sent": s}))
                     .collect::<Vec<_>>(),

@@ -13,7 +13,7 @@
 //!   stages: [{ name, component, role, core, worker, received, sent, dropped, failed,
 //!              ports: { port: count }, reasons: [{ kind, count, first_detail, diverted, failed }],
 //!              counts: { name: count },
-//!              failure, latency?, service?, arrival? }],
+//!              failure, restarts, latency?, service?, arrival? }],
 //!   targets: [{ sink, statistic, limit_ns, measured_ns, met }] }
 //! ```
 //! Each histogram summary is `{ count, min_ns, p50_ns, p90_ns, p99_ns,
@@ -65,6 +65,7 @@ pub fn report_json(r: &RunReport) -> Value {
                 })).collect::<Vec<_>>(),
                 "counts": s.counts.iter().map(|(k, n)| ((*k).to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
                 "failure": s.failure,
+                "restarts": s.restarts,
             });
             for (key, h) in [("latency", &s.latency), ("service", &s.service), ("arrival", &s.arrival)] {
                 if let Some(h) = h {

@@ -37,6 +37,7 @@ pub struct LiveCounters {
     sent: AtomicU64,
     dropped: AtomicU64,
     failed: AtomicU64,
+    restarts: AtomicU64,
     /// Per output port: elements sent.
     ports: Box<[AtomicU64]>,
     state: AtomicU8,
@@ -84,6 +85,7 @@ impl LiveCounters {
             sent: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
             ports: (0..ports).map(|_| AtomicU64::new(0)).collect(),
             state: AtomicU8::new(0),
             want_latency: AtomicBool::new(false),
@@ -96,6 +98,7 @@ impl LiveCounters {
         self.sent.store(r.sent, Ordering::Relaxed);
         self.dropped.store(r.dropped, Ordering::Relaxed);
         self.failed.store(r.failed, Ordering::Relaxed);
+        self.restarts.store(r.restarts, Ordering::Relaxed);
         for (live, (_, n)) in self.ports.iter().zip(&r.ports) {
             live.store(*n, Ordering::Relaxed);
         }
@@ -136,6 +139,12 @@ impl LiveCounters {
         self.failed.load(Ordering::Relaxed)
     }
 
+    /// Times the stage was restarted by its restart policy, as last
+    /// published.
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
+    }
+
     /// Elements sent per output port, as last published.
     pub fn port_sent(&self) -> Vec<u64> {
         self.ports
@@ -169,6 +178,10 @@ impl LiveCounters {
             .clone()
     }
 }
+
+/// The reason under which an element is counted as failed when the stage
+/// failed on it and was restarted (and what a restarted sink still held).
+pub const RESTART_REASON: &str = "stage restarted";
 
 /// How often one reason occurred, with the first occurrence's details.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -205,7 +218,9 @@ pub struct StageReport {
     /// Elements dropped, all reasons together.
     pub dropped: u64,
     /// Elements a sink accepted but could not deliver (I/O errors); the run
-    /// exits 74 when any stage has some.
+    /// exits 74 when any stage has some. Also the elements a stage failed on
+    /// and lost when its restart policy restarted it (reason
+    /// [`RESTART_REASON`]), which do not change the exit status.
     pub failed: u64,
     /// Drop reasons.
     pub reasons: Vec<ReasonCount>,
@@ -226,6 +241,8 @@ pub struct StageReport {
     pub counts: Vec<(&'static str, u64)>,
     /// The fatal error that stopped the stage, if any.
     pub failure: Option<String>,
+    /// Times its restart policy rebuilt and restarted the stage.
+    pub restarts: u64,
 }
 
 impl StageReport {
@@ -253,7 +270,25 @@ impl StageReport {
             arrival: (stage_metrics && role != Role::Source).then(latency_histogram),
             counts: Vec::new(),
             failure: None,
+            restarts: 0,
         }
+    }
+
+    /// `stage 'NAME' failed: WHY` (or `failed after N restarts in T ms:
+    /// WHY` when its restart policy gave up), for a failed stage.
+    pub fn failure_line(&self) -> Option<String> {
+        let f = self.failure.as_deref()?;
+        let sep = if f.starts_with("after ") { " " } else { ": " };
+        Some(format!("stage '{}' failed{sep}{f}", self.name))
+    }
+
+    /// Elements lost to restarts (failed under [`RESTART_REASON`]).
+    pub fn lost_in_restarts(&self) -> u64 {
+        self.reasons
+            .iter()
+            .filter(|r| r.failed && r.kind == RESTART_REASON)
+            .map(|r| r.count)
+            .sum()
     }
 
     /// Counts one dropped element under `reason`.

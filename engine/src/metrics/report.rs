@@ -166,9 +166,20 @@ impl RunReport {
             .sum()
     }
 
-    /// Elements sinks accepted but could not deliver.
+    /// Elements sinks accepted but could not deliver, and elements lost
+    /// when a stage failed on them and was restarted.
     pub fn failed(&self) -> u64 {
         self.stages.iter().map(|st| st.failed).sum()
+    }
+
+    /// Elements lost to restarts (part of [`failed`](Self::failed)).
+    pub fn lost_in_restarts(&self) -> u64 {
+        self.stages.iter().map(StageReport::lost_in_restarts).sum()
+    }
+
+    /// Restarts of all stages.
+    pub fn restarts(&self) -> u64 {
+        self.stages.iter().map(|st| st.restarts).sum()
     }
 
     /// Elements dropped on edges (full rings of dropping edges).
@@ -281,6 +292,9 @@ impl fmt::Display for RunReport {
             }
             for (name, n) in s.counts.iter().filter(|(_, n)| *n > 0) {
                 writeln!(f, "{:<w$}    {n} x {name}", "")?;
+            }
+            if s.restarts > 0 {
+                writeln!(f, "{:<w$}    restarted {} x", "", s.restarts)?;
             }
             if let Some(failure) = &s.failure {
                 writeln!(f, "{:<w$}    FAILED: {failure}", "")?;

@@ -2,9 +2,9 @@
 //! parameter docs (what `dataplane list` prints), and its factory.
 
 use crate::operators::{
-    dedupe, fields, file_sink, file_source, filter, params, processors, rate_limit, route_by_field,
-    routers, sample, sinks, sources, tcp_sink, tcp_source, ticker, udp, window, Discard, Forward,
-    Mux, NoParams, Registry,
+    chaos, dedupe, fields, file_sink, file_source, filter, params, processors, rate_limit,
+    route_by_field, routers, sample, sinks, sources, tcp_sink, tcp_source, ticker, udp, window,
+    Discard, Forward, Mux, NoParams, Registry,
 };
 use crate::stage::{Role, Stage};
 
@@ -243,6 +243,22 @@ pub(crate) fn register_processors(r: &mut Registry) {
             ("seed", "seed of the random choice (default 0)"),
         ],
         |t| Ok(Stage::Processor(Box::new(sample::build(params(t)?)?))),
+    );
+    r.register(
+        "chaos",
+        Role::Processor,
+        "fault injection for testing restart policies: forwards elements, panics or fails fatally every N",
+        &[
+            (
+                "panic_every",
+                "N: the k-th element the node sees (1-based, counted across its restarts) panics when k % N == 0",
+            ),
+            (
+                "error_every",
+                "N: the k-th element returns a fatal error when k % N == 0 (a panic wins when both match)",
+            ),
+        ],
+        |t| Ok(Stage::Processor(Box::new(chaos::build(params(t)?)?))),
     );
     r.register(
         "dedupe",

@@ -6,6 +6,7 @@
 //! the [`Stage`]. Library users register their own components the same way.
 
 mod catalog;
+mod chaos;
 mod dedupe;
 mod event_window;
 mod fields;
@@ -32,6 +33,7 @@ mod udp;
 pub mod util;
 mod window;
 
+pub use chaos::{chaos_counter, Chaos};
 pub use dedupe::Dedupe;
 pub use fields::{RemoveField, RenameField};
 pub use file_sink::FileSink;
@@ -53,14 +55,16 @@ pub use udp::{UdpSink, UdpSource};
 pub use window::{Aggregates, Basis as WindowBasis, EventWindow, Window};
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
 use crate::stage::{Role, Stage};
 
 /// Builds a stage from a node's parameters (the node's table without the
-/// engine's own keys). The error is a message for the user.
-pub type Factory = Box<dyn Fn(&toml::Table) -> Result<Stage, String> + Send + Sync>;
+/// engine's own keys). The error is a message for the user. Shared, so that
+/// a restart policy can build the stage again on its worker.
+pub type Factory = Arc<dyn Fn(&toml::Table) -> Result<Stage, String> + Send + Sync>;
 
 /// A component: how to build it and how to describe it.
 pub struct Component {
@@ -132,7 +136,7 @@ impl Registry {
                 role,
                 summary,
                 params,
-                factory: Box::new(factory),
+                factory: Arc::new(factory),
             },
         );
         self
@@ -158,6 +162,18 @@ impl Registry {
         let built = (c.factory)(table);
         DRY_BUILD.with(|d| d.set(false));
         built
+    }
+
+    /// A stage builder for component `name` with parameters `table`, for
+    /// restarts: it builds a fresh stage each time it is called.
+    pub fn rebuilder(
+        &self,
+        name: &str,
+        table: &toml::Table,
+    ) -> Option<impl Fn() -> Result<Stage, String> + Send + Sync + 'static> {
+        let factory = Arc::clone(&self.get(name)?.factory);
+        let table = table.clone();
+        Some(move || factory(&table))
     }
 
     /// Makes this registry build components for checking only (see

@@ -629,6 +629,15 @@ impl EdgeIn {
         }
     }
 
+    /// Commits the first `n` elements without reading them: what a `take`
+    /// cut short by a stage's panic had passed on already (their handles
+    /// are elsewhere now).
+    pub(crate) fn skip(&mut self, n: usize) {
+        if let Ok(chunk) = self.consumer.read_chunk(n) {
+            chunk.commit_all();
+        }
+    }
+
     /// One element, if any, and whether it is a control element (its slot
     /// is then only to be released).
     pub(crate) fn pop(&mut self, arena: &Arena) -> Option<(Handle, bool)> {

@@ -4,6 +4,7 @@
 
 pub(crate) mod node;
 pub(crate) mod placement;
+pub mod restart;
 mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -20,7 +21,7 @@ use crate::observe::{EdgeLive, LiveHandle, LiveView, NodeLive};
 use crate::ring::{self, wait::Parker, EdgeStats, WhenFull};
 use crate::stage::StageInfo;
 use crate::topology::builder::{Edge, NodeDecl, Settings};
-use node::{Node, SourceTime, Timing};
+use node::{Node, Restart, SourceTime, Timing};
 use worker::{Shared, Worker};
 
 /// How often the main thread looks at the drain state while it waits.
@@ -419,6 +420,9 @@ impl Pipeline {
                 },
                 inputs: std::mem::take(&mut edge_inputs[i]),
             });
+            let restart = d
+                .rebuild
+                .map(|rebuild| Restart::new(restart::Tracker::new(d.restart), rebuild));
             let node_inputs: Vec<ring::EdgeIn> = inputs[i]
                 .take()
                 .expect("each node once")
@@ -445,6 +449,7 @@ impl Pipeline {
                 outputs[i].take().expect("each node once"),
                 counters,
                 timing,
+                restart,
             );
             if let Some(state) = snapshot.as_ref().and_then(|s| s.state_of(&d.name)) {
                 if let Err(e) = node.restore(state) {

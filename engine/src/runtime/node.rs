@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use crate::arena::{Arena, Handle, LocalPool, Meta};
 use crate::clock::now_ns;
-use crate::metrics::{LiveCounters, LiveState, StageReport};
+use crate::metrics::{LiveCounters, LiveState, StageReport, RESTART_REASON};
 use crate::ring::{self, EdgeIn, EdgeOut, Taken};
+use crate::runtime::restart::{guard, Decision, FailedIn, Tracker};
 use crate::stage::{
     Element, Emitter, Flush, Outlet, PortMask, Pull, Reason, SlotWriter, Stage, StageError,
     StageInfo, Verdict, ERROR_PORT,
@@ -35,6 +36,9 @@ enum State {
     Running,
     /// Stage failed: inputs are drained and counted as dropped.
     Failed,
+    /// Stage failed and was rebuilt; waiting out the backoff (input held,
+    /// upstream sees backpressure) before `init` is called again.
+    Restarting,
     /// Inputs completed; a processor's `finish` holds output for want of
     /// room and is called again each step until it is done.
     Finishing,
@@ -81,9 +85,33 @@ pub(crate) struct Node {
     restored: Option<Vec<u8>>,
     /// A sink's `complete` has run (before its final snapshot).
     completed: bool,
+    /// How to rebuild the stage and when, for a restart policy.
+    restart: Option<Box<Restart>>,
+}
+
+/// Builds a fresh stage for a restart (the node's component and parameters).
+pub(crate) type Rebuild = Arc<dyn Fn() -> Result<Stage, String> + Send + Sync>;
+
+/// A node's restart state (see [`crate::runtime::restart`]).
+pub(crate) struct Restart {
+    pub(crate) tracker: Tracker,
+    pub(crate) rebuild: Rebuild,
+    /// While `Restarting`: when to call `init` on the new stage.
+    until_ns: u64,
+}
+
+impl Restart {
+    pub(crate) fn new(tracker: Tracker, rebuild: Rebuild) -> Restart {
+        Restart {
+            tracker,
+            rebuild,
+            until_ns: 0,
+        }
+    }
 }
 
 impl Node {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         info: StageInfo,
         stage: Stage,
@@ -92,6 +120,7 @@ impl Node {
         ports: Vec<Vec<EdgeOut>>,
         live: Arc<LiveCounters>,
         timing: Option<Box<Timing>>,
+        restart: Option<Restart>,
     ) -> Node {
         let names = stage.output_ports();
         let error_port = names
@@ -121,6 +150,7 @@ impl Node {
             timing,
             restored: None,
             completed: false,
+            restart: restart.map(Box::new),
         }
     }
 
@@ -152,6 +182,7 @@ impl Node {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             },
+            (_, State::Restarting) => self.restart.as_ref().map(|r| r.until_ns),
             _ => None,
         }
     }
@@ -194,9 +225,106 @@ impl Node {
     }
 
     fn fail(&mut self, message: String) {
-        log::error!("stage '{}' failed: {message}", self.report.name);
         self.report.failure = Some(message);
+        if let Some(line) = self.report.failure_line() {
+            log::error!("{line}");
+        }
         self.state = State::Failed;
+    }
+
+    /// The stage failed (`message` says how): restart it when its policy
+    /// allows, counting the `in_flight` element (received, already
+    /// released, not yet counted) as failed; otherwise fail it for good and
+    /// raise the stop flag, so that the sources finish and the pipeline
+    /// drains. Returns whether the stage is restarting.
+    #[cold]
+    #[inline(never)]
+    fn on_failure(
+        &mut self,
+        ctx: &StepCtx<'_>,
+        message: String,
+        in_flight: u64,
+        at: FailedIn,
+    ) -> bool {
+        let decision = match &mut self.restart {
+            Some(r) => r.tracker.on_failure(now_ns(), at),
+            None => Decision::GiveUp(String::new()),
+        };
+        let after_ns = match decision {
+            Decision::Restart { after_ns } => after_ns,
+            Decision::GiveUp(why) => {
+                if in_flight > 0 {
+                    self.report
+                        .drop_with(Reason::new("stage failed", message.clone()));
+                }
+                self.fail(if why.is_empty() {
+                    message
+                } else {
+                    format!("after {why}: {message}")
+                });
+                ctx.stop.store(true, Ordering::Relaxed);
+                return false;
+            }
+        };
+        log::warn!(
+            "stage '{}' failed ({message}); restarting in {} ms",
+            self.report.name,
+            after_ns / 1_000_000
+        );
+        self.report
+            .fail_with(Reason::new(RESTART_REASON, message), in_flight);
+        self.retire_stage();
+        let Some(r) = self.restart.as_mut() else {
+            unreachable!("a restart decision needs a restart policy")
+        };
+        let rebuild = Arc::clone(&r.rebuild);
+        match guard(|| rebuild()).and_then(|built| built) {
+            Ok(stage) => {
+                r.until_ns = now_ns().saturating_add(after_ns);
+                self.stage = stage;
+                self.next_tick = 0;
+                self.report.restarts += 1;
+                self.state = State::Restarting;
+                true
+            }
+            Err(m) => {
+                self.fail(format!("cannot rebuild the stage for a restart: {m}"));
+                ctx.stop.store(true, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// The last calls into a failed stage before its replacement: what it
+    /// counted, what a sink still held (failed: lost with the stage), its
+    /// teardown.
+    fn retire_stage(&mut self) {
+        let (stage, report) = (&mut self.stage, &mut self.report);
+        let _ = guard(|| match stage {
+            Stage::Source(s) => s.teardown(),
+            Stage::Processor(p) => {
+                merge_counts(&mut report.counts, p.counts());
+                p.teardown();
+            }
+            Stage::Router(r, _) => r.teardown(),
+            Stage::Sink(s) => {
+                let left = s.undelivered();
+                report.fail_with(Reason::new(RESTART_REASON, "held by the sink"), left);
+                s.teardown();
+            }
+        });
+    }
+
+    /// `Restarting`: once the backoff has passed (at once for a source
+    /// when the pipeline is stopping), the new stage gets its `init`.
+    fn restart_when_due(&mut self, ctx: &StepCtx<'_>) -> bool {
+        let due = self.restart.as_ref().map_or(0, |r| r.until_ns);
+        let stopping = matches!(self.stage, Stage::Source(_)) && ctx.stop.load(Ordering::Relaxed);
+        if now_ns() < due && !stopping {
+            return false;
+        }
+        self.state = State::New;
+        true
     }
 
     /// Runs one batch.
@@ -210,15 +338,24 @@ impl Node {
                 (Some(st), Stage::Router(r, _)) => r.restore(&st),
                 (Some(st), Stage::Sink(s)) => s.restore(&st),
             };
-            let result = restored.and_then(|()| match &mut self.stage {
-                Stage::Source(s) => s.init(&self.info),
-                Stage::Processor(p) => p.init(&self.info),
-                Stage::Router(r, _) => r.init(&self.info),
-                Stage::Sink(s) => s.init(&self.info),
-            });
+            let (stage, info) = (&mut self.stage, &self.info);
+            let result = match restored {
+                Err(e) => Ok(Err(e)),
+                Ok(()) => guard(|| match stage {
+                    Stage::Source(s) => s.init(info),
+                    Stage::Processor(p) => p.init(info),
+                    Stage::Router(r, _) => r.init(info),
+                    Stage::Sink(s) => s.init(info),
+                }),
+            };
             self.state = State::Running;
-            if let Err(e) = result {
-                self.fail(format!("init: {e}"));
+            let failed = match result {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(m) => Some(m),
+            };
+            if let Some(m) = failed {
+                self.on_failure(ctx, format!("init: {m}"), 0, FailedIn::Init);
             }
             moved = true;
         }
@@ -235,6 +372,9 @@ impl Node {
         match self.state {
             State::Running => {
                 moved |= self.maybe_tick(ctx);
+                if self.state != State::Running {
+                    return Progress { moved: true };
+                }
                 let finished = match self.stage {
                     Stage::Source(_) if self.timing.is_some() => {
                         self.source_before_batch();
@@ -277,6 +417,7 @@ impl Node {
                     moved = true;
                 }
             }
+            State::Restarting => moved |= self.restart_when_due(ctx),
             State::Draining => {}
             State::New | State::Done => return Progress { moved },
         }
@@ -303,7 +444,19 @@ impl Node {
         let failed = self.state == State::Failed;
         if !failed {
             let before = self.seq;
-            if self.with_emitter(ctx, |p, out| p.finish(out)) == Flush::More {
+            let flushed = match self.with_emitter(ctx, |p, out| p.finish(out)) {
+                Ok(flush) => flush,
+                Err(m) => {
+                    // Nothing left to restart for: final under any policy.
+                    self.report.failure = Some(format!("finish: {m}"));
+                    if let Some(line) = self.report.failure_line() {
+                        log::error!("{line}");
+                    }
+                    ctx.stop.store(true, Ordering::Relaxed);
+                    Flush::Done
+                }
+            };
+            if flushed == Flush::More {
                 let moved = self.state != State::Finishing || self.seq != before;
                 self.state = State::Finishing;
                 return moved;
@@ -322,26 +475,35 @@ impl Node {
         }
         match &mut self.stage {
             Stage::Source(s) => {
-                s.teardown();
+                let _ = guard(|| s.teardown());
                 ctx.sources_left.fetch_sub(1, Ordering::Release);
             }
             Stage::Processor(p) => {
-                self.report.counts = p.counts();
-                p.teardown();
+                let _ = guard(|| {
+                    merge_counts(&mut self.report.counts, p.counts());
+                    p.teardown();
+                });
             }
-            Stage::Router(r, _) => r.teardown(),
+            Stage::Router(r, _) => {
+                let _ = guard(|| r.teardown());
+            }
             Stage::Sink(s) => {
                 if !failed && !self.completed {
-                    if let Err(e) = s.complete() {
-                        self.report.failure = Some(format!("complete: {e}"));
+                    match guard(|| s.complete()) {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => self.report.failure = Some(format!("complete: {e}")),
+                        Err(m) => self.report.failure = Some(format!("complete: {m}")),
                     }
                 }
-                let left = s.undelivered();
-                self.report.fail_with(
-                    Reason::new("undelivered at the end of the stream", ""),
-                    left,
-                );
-                s.teardown();
+                let report = &mut self.report;
+                let _ = guard(|| {
+                    let left = s.undelivered();
+                    report.fail_with(
+                        Reason::new("undelivered at the end of the stream", ""),
+                        left,
+                    );
+                    s.teardown();
+                });
             }
         }
         self.state = State::Draining;
@@ -365,23 +527,28 @@ impl Node {
         let retry = self.next_tick == 0;
         let before = self.seq;
         self.next_tick = match self.with_emitter(ctx, |p, out| p.tick(now, out)) {
-            Flush::Done => now + interval.max(1),
-            Flush::More => 0,
+            Ok(Flush::Done) => now + interval.max(1),
+            Ok(Flush::More) => 0,
+            Err(m) => {
+                self.on_failure(ctx, format!("tick: {m}"), 0, FailedIn::Running);
+                return true;
+            }
         };
         !retry || self.seq != before
     }
 
     /// Calls `f` with a processor stage and an [`Emitter`] onto its `output`
     /// port, with the room a source would get, counting what it returns as
-    /// an error of the stage (an error counts as done).
+    /// an error of the stage (an error counts as done). `Err`: the stage
+    /// failed (a fatal error or a panic), with its message.
     fn with_emitter(
         &mut self,
         ctx: &mut StepCtx<'_>,
         f: impl FnOnce(&mut dyn crate::stage::Processor, &mut Emitter<'_>) -> Result<Flush, StageError>,
-    ) -> Flush {
+    ) -> Result<Flush, String> {
         let room = self.out_budget().min(ctx.batch);
         let Stage::Processor(p) = &mut self.stage else {
-            return Flush::Done;
+            return Ok(Flush::Done);
         };
         let result = {
             let (ports, report, refusing) = (&mut self.ports, &mut self.report, self.refusing);
@@ -397,12 +564,16 @@ impl Node {
                 seq: &mut self.seq,
                 room,
             };
-            f(p.as_mut(), &mut emitter)
+            guard(|| f(p.as_mut(), &mut emitter))?
         };
-        result.unwrap_or_else(|e| {
-            note_error(&mut self.report, e);
-            Flush::Done
-        })
+        match result {
+            Ok(flush) => Ok(flush),
+            Err(StageError::Fatal(m)) => Err(m),
+            Err(e) => {
+                note_error(&mut self.report, e);
+                Ok(Flush::Done)
+            }
+        }
     }
 
     /// Fills slots from the source; returns true when it is exhausted.
@@ -417,10 +588,22 @@ impl Node {
             .timing
             .as_ref()
             .is_some_and(|t| t.event_time().is_some());
-        let done = if event_time {
-            self.fill_from_source::<true>(ctx, moved, budget)
-        } else {
-            self.fill_from_source::<false>(ctx, moved, budget)
+        // One guard per batch: after a panic in `pull`, what the batch
+        // sent is `seq - before` (the pending slot stays for the next pull).
+        let filled = guard(|| {
+            if event_time {
+                self.fill_from_source::<true>(ctx, moved, budget)
+            } else {
+                self.fill_from_source::<false>(ctx, moved, budget)
+            }
+        });
+        let done = match filled {
+            Ok(done) => done,
+            Err(m) => {
+                self.report.count_sent(0, self.seq - before);
+                *moved = true;
+                !self.on_failure(ctx, m, 0, FailedIn::Running)
+            }
         };
         if let (Some(t0), Some(h)) = (t0, self.report.service.as_mut()) {
             let n = self.seq - before;
@@ -527,8 +710,9 @@ impl Node {
                     *moved = true;
                 }
                 Err(StageError::Fatal(m)) => {
-                    self.fail(m);
-                    done = true;
+                    // Restarting: not done (the new source starts over).
+                    done = !self.on_failure(ctx, m, 0, FailedIn::Running);
+                    *moved = true;
                     break;
                 }
             }
@@ -566,6 +750,8 @@ impl Node {
         let mut deferred = false;
         let mut fatal = None;
         let mut control_at = None;
+        // The element the stage failed on (received, not yet counted).
+        let mut in_flight = 0;
         let Node {
             timing,
             inputs,
@@ -620,12 +806,12 @@ impl Node {
                 lane.now = stamp.unwrap_or_else(now_ns);
             }
             let arena = ctx.arena;
+            let received = lane.report.received;
             let consume = |handle| {
                 if fatal.is_some() {
-                    lane.report.received += 1;
-                    lane.report.drop_static("stage failed");
-                    ctx.arena.release(handle, ctx.pool);
-                    return Taken::Yes;
+                    // The rest of the batch waits in the ring: for the
+                    // restarted stage, or for `drain_failed`.
+                    return Taken::Defer(handle);
                 }
                 match consume_one(stage, &mut lane, handle, ctx) {
                     Ok(Taken::Defer(handle)) => {
@@ -635,18 +821,32 @@ impl Node {
                     Ok(Taken::Yes) => Taken::Yes,
                     Err(m) => {
                         fatal = Some(m);
+                        in_flight = 1;
                         Taken::Yes
                     }
                 }
             };
-            let consumed = if CONTROL {
-                let (consumed, at_control) = input.take_data(arena, n, consume);
-                if at_control {
-                    control_at = Some(i);
+            // One guard per batch for routers and sinks (a processor's
+            // panic is caught per element, in `consume_one`).
+            let consumed = guard(|| {
+                if CONTROL {
+                    let (consumed, at_control) = input.take_data(arena, n, consume);
+                    if at_control {
+                        control_at = Some(i);
+                    }
+                    consumed
+                } else {
+                    input.take(arena, n, consume)
                 }
-                consumed
-            } else {
-                input.take(arena, n, consume)
+            });
+            let consumed = match consumed {
+                Ok(c) => c,
+                Err(m) => {
+                    fatal = Some(m);
+                    in_flight = 1;
+                    let handled = (lane.report.received - received) as usize;
+                    after_panic_in_take(input, ctx, handled)
+                }
             };
             taken += consumed;
             if deferred || control_at.is_some() {
@@ -666,13 +866,15 @@ impl Node {
         if taken > 0 {
             *moved = true;
             if let Stage::Sink(sink) = &mut self.stage {
-                if let Err(e) = sink.end_batch() {
-                    report_sink_error(&mut self.report, e, &mut fatal);
+                match guard(|| sink.end_batch()) {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => report_sink_error(&mut self.report, e, &mut fatal),
+                    Err(m) => fatal = Some(m),
                 }
             }
         }
         if let Some(m) = fatal {
-            self.fail(m);
+            self.on_failure(ctx, m, in_flight, FailedIn::Running);
             return false;
         }
         if let Some(i) = control_at {
@@ -710,14 +912,22 @@ fn report_sink_error(report: &mut StageReport, e: StageError, fatal: &mut Option
     }
 }
 
-/// Counts an error from `tick`/`finish` (no input element to divert).
+/// Counts a non-fatal error from `tick`/`finish` (no input element to
+/// divert).
 fn note_error(report: &mut StageReport, e: StageError) {
     match e {
         StageError::Rejected(r) => report.drop_with(r),
         StageError::Failed(r) => report.fail_with(r, 1),
-        StageError::Fatal(m) => {
-            log::error!("stage '{}' failed: {m}", report.name);
-            report.failure = Some(m);
+        StageError::Fatal(_) => unreachable!("with_emitter returns fatal errors"),
+    }
+}
+
+/// Adds a processor's event counts to those of its earlier incarnations.
+fn merge_counts(into: &mut Vec<(&'static str, u64)>, counts: Vec<(&'static str, u64)>) {
+    for (name, n) in counts {
+        match into.iter_mut().find(|(k, _)| *k == name) {
+            Some((_, total)) => *total += n,
+            None => into.push((name, n)),
         }
     }
 }
@@ -773,8 +983,9 @@ impl Lane<'_> {
 
 /// Hands one input element to the stage and moves its handle accordingly.
 /// `Ok(false)`: the processor deferred it (it stays in the ring). `Err`
-/// carries a fatal error message.
-#[inline]
+/// carries a fatal error or panic message; the element then counts as
+/// received and is released, its outcome left to `Node::on_failure`.
+#[inline(always)]
 fn consume_one(
     stage: &mut Stage,
     lane: &mut Lane<'_>,
@@ -794,17 +1005,23 @@ fn consume_one(
                     emit_port(ports, 0, h, arena, lane.refusing);
                     report.count_sent(0, 1);
                 };
-                p.process(&mut Element {
-                    arena,
-                    handle: &mut handle,
-                    pool: ctx.pool,
-                    outlet: Some(Outlet {
-                        out: &mut out,
-                        source: lane.source,
-                        seq: lane.seq,
-                        room: &mut lane.room,
-                    }),
+                guard(|| {
+                    p.process(&mut Element {
+                        arena,
+                        handle: &mut handle,
+                        pool: ctx.pool,
+                        outlet: Some(Outlet {
+                            out: &mut out,
+                            source: lane.source,
+                            seq: lane.seq,
+                            room: &mut lane.room,
+                        }),
+                    })
                 })
+            };
+            let verdict = match verdict {
+                Ok(v) => v,
+                Err(m) => return in_flight(m, lane, handle, ctx),
             };
             if verdict == Ok(Verdict::Defer) {
                 if handle.index() == raw {
@@ -899,6 +1116,38 @@ fn consume_one(
     }
 }
 
+/// A router or sink panicked inside [`EdgeIn::take`] (see `step_consumer`):
+/// the ring's read was not committed. The first `handled - 1` elements of
+/// it were passed on or released already: they are committed without
+/// being read again. The last one is the one the stage panicked on, still
+/// the ring's own handle (a router or sink only reads it): it counts as
+/// received (already) and in flight, and is released. Returns `handled`.
+#[cold]
+#[inline(never)]
+fn after_panic_in_take(input: &mut EdgeIn, ctx: &mut StepCtx<'_>, handled: usize) -> usize {
+    input.skip(handled.saturating_sub(1));
+    if handled > 0 {
+        if let Some((h, _)) = input.pop(ctx.arena) {
+            ctx.arena.release(h, ctx.pool);
+        }
+    }
+    handled
+}
+
+/// A processor panicked on `handle`: it counts as received, is released,
+/// and is counted by `Node::on_failure`.
+#[cold]
+fn in_flight(
+    m: String,
+    lane: &mut Lane<'_>,
+    handle: Handle,
+    ctx: &mut StepCtx<'_>,
+) -> Result<Taken, String> {
+    lane.report.received += 1;
+    ctx.arena.release(handle, ctx.pool);
+    Err(m)
+}
+
 /// A rejected element goes, untouched and with its reason in the metadata,
 /// to the `error` port when one is connected; otherwise it is dropped and
 /// counted with its reason.
@@ -938,10 +1187,9 @@ fn reject(
                 Ok(Taken::Yes)
             }
         },
+        // Counted by `Node::on_failure`, which knows whether it restarts.
         StageError::Fatal(m) => {
             arena.release(handle, ctx.pool);
-            lane.report
-                .drop_with(Reason::new("stage failed", m.clone()));
             Err(m)
         }
     }

@@ -62,6 +62,8 @@ impl Worker {
         unsafe {
             libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
         }
+        // A stage's panic is the node's to report (see `restart::guard`).
+        crate::runtime::restart::quiet_panics_on_this_thread();
         let me = &shared.parkers[self.id];
         me.register();
         let mut pool = LocalPool::new(shared.batch);

@@ -3,13 +3,16 @@
 //! builder, so both paths get the same validation.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use crate::arena::{DEFAULT_SLOTS, DEFAULT_SLOT_SIZE};
 use crate::event_time::{EventTime, WatermarkSpec};
 use crate::metrics::targets::Target;
 use crate::ring::wait::WaitStrategy;
 use crate::ring::{WhenFull, DEFAULT_CAPACITY};
+use crate::runtime::node::Rebuild;
 use crate::runtime::placement;
+use crate::runtime::restart::{Policy, RestartPolicy};
 use crate::runtime::Pipeline;
 use crate::stage::{PortMask, Role, Stage};
 use crate::topology::error::{ConfigError, ConfigErrors};
@@ -76,6 +79,11 @@ pub(crate) struct NodeDecl {
     pub(crate) targets: Vec<Target>,
     /// A source's `event_time` and `watermark`.
     pub(crate) source_time: Option<(EventTime, WatermarkSpec)>,
+    /// What to do when the stage fails.
+    pub(crate) restart: RestartPolicy,
+    /// Builds a fresh stage for a restart (`None`: the stage cannot be
+    /// restarted, only with policy `never`).
+    pub(crate) rebuild: Option<Rebuild>,
 }
 
 pub(crate) struct EdgeDecl {
@@ -200,6 +208,8 @@ impl PipelineBuilder {
             origin,
             targets: Vec::new(),
             source_time: None,
+            restart: RestartPolicy::default(),
+            rebuild: None,
         });
         self
     }
@@ -217,6 +227,38 @@ impl PipelineBuilder {
             None => self.errors.push(ConfigError::new(
                 "",
                 format!("event_time for unknown node '{source}'"),
+            )),
+        }
+        self
+    }
+
+    /// Gives stage `name` a restart policy and the factory that builds a
+    /// fresh stage for each restart (called on the stage's worker thread).
+    /// A stage without one follows policy `never`.
+    pub fn restart(
+        &mut self,
+        name: &str,
+        policy: RestartPolicy,
+        rebuild: impl Fn() -> Result<Stage, String> + Send + Sync + 'static,
+    ) -> &mut Self {
+        let problems = policy.check().err().unwrap_or_default();
+        match self.nodes.iter_mut().find(|n| n.name == name) {
+            Some(n) if problems.is_empty() => {
+                n.restart = policy;
+                n.rebuild = (policy.policy != Policy::Never).then(|| Arc::new(rebuild) as Rebuild);
+            }
+            Some(n) => {
+                let origin = n.origin.clone();
+                for p in problems {
+                    self.errors.push(ConfigError::new(
+                        origin.clone(),
+                        format!("node '{name}' restart: {p}"),
+                    ));
+                }
+            }
+            None => self.errors.push(ConfigError::new(
+                self.origin.clone(),
+                format!("restart policy for unknown node '{name}'"),
             )),
         }
         self

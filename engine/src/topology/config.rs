@@ -21,6 +21,7 @@
 //! component = "list"
 //! payloads = ['{"type":"metric"}']
 //! core = 0                       # optional pinning
+//! restart = { policy = "on-failure", max_restarts = 5, within_ms = 60000, backoff_ms = 100, max_backoff_ms = 10000 }
 //!
 //! [[flow.main.edges]]
 //! from = { node = "source", port = "output" }
@@ -45,14 +46,16 @@ use crate::metrics::targets;
 use crate::operators::Registry;
 use crate::ring::wait::WaitStrategy;
 use crate::ring::WhenFull;
+use crate::runtime::restart::{Policy, RestartPolicy};
 use crate::topology::builder::{PipelineBuilder, Settings};
 use crate::topology::error::{ConfigError, ConfigErrors};
 
 /// Keys of a node table that belong to the engine, not the component.
-pub(crate) const NODE_KEYS: [&str; 6] = [
+pub(crate) const NODE_KEYS: [&str; 7] = [
     "component",
     "core",
     "description",
+    "restart",
     "targets",
     "event_time",
     "watermark",
@@ -383,12 +386,29 @@ pub fn load_str(
                         .unwrap_or_default(),
                 )),
             };
+            let restart = match table.get("restart") {
+                None => RestartPolicy::default(),
+                Some(value) => RestartPolicy::from_toml(value).unwrap_or_else(|errs| {
+                    for e in errs {
+                        b.error(ConfigError::new(
+                            &origin,
+                            format!("node '{name}' restart: {e}"),
+                        ));
+                    }
+                    RestartPolicy::default()
+                }),
+            };
             match registry.build(&component, &params) {
                 Ok(stage) => {
                     let is_sink = stage.role() == crate::stage::Role::Sink;
                     b.add_at(name, &component, stage, core, origin);
                     if let Some((et, wm)) = source_time {
                         b.event_time(name, et, wm);
+                    }
+                    if restart.policy != Policy::Never {
+                        if let Some(rebuild) = registry.rebuilder(&component, &params) {
+                            b.restart(name, restart, rebuild);
+                        }
                     }
                     let merged = if is_sink {
                         targets::merge(&flow_targets, &node_targets)

@@ -13,6 +13,7 @@ use crate::checkpoint::{Ack, Barriers, StateReader, StateWriter};
 use crate::clock::now_ns;
 use crate::event_time::{EventTime, Timer, WatermarkSpec};
 use crate::ring::{self, Control};
+use crate::runtime::restart::FailedIn;
 use crate::stage::{Flush, Stage, StageError};
 
 /// What one input has said about time.
@@ -345,7 +346,14 @@ impl Node {
                 }
             };
             let before = self.seq;
-            let flush = self.with_emitter(ctx, |p, out| p.on_timer(timer, out));
+            let flush = match self.with_emitter(ctx, |p, out| p.on_timer(timer, out)) {
+                Ok(flush) => flush,
+                Err(m) => {
+                    *moved = true;
+                    self.on_failure(ctx, format!("timer: {m}"), 0, FailedIn::Running);
+                    return false;
+                }
+            };
             *moved |= self.seq != before;
             if flush == Flush::More {
                 let t = self.timing.as_mut().expect("checked above");

@@ -1,0 +1,517 @@
+//! Restart policies: what a node does when its stage fails (a panic, or a
+//! `StageError::Fatal`), and the guard that turns a panicking stage call
+//! into such a failure instead of a dead worker.
+//!
+//! A node's `restart = { policy, max_restarts, within_ms, backoff_ms,
+//! max_backoff_ms }` is parsed into a [`RestartPolicy`]. The [`Tracker`] is
+//! the pure part: given the time of each failure it answers "restart after
+//! this backoff" or "give up". Backoff doubles from `backoff_ms` with each
+//! restart still inside the `within_ms` window, up to `max_backoff_ms`; a
+//! failure that would make more than `max_restarts` restarts within that
+//! sliding window gives up. Failures that spread out (fewer than
+//! `max_restarts` per window) are restarted forever, and their backoff
+//! falls back to `backoff_ms`.
+//!
+//! The policies:
+//! * `never` (default): the first failure fails the stage and stops the run.
+//! * `on-failure`: restart after a panic or a fatal error of a running
+//!   stage (`pull`, `process`, `route`, `push`, `end_batch`, `tick`). An
+//!   error from `init` (a file that cannot be opened, an address in use) is
+//!   taken as a setup problem and fails the stage at once.
+//! * `always`: as `on-failure`, and `init` errors too are restarted
+//!   (something that may come right after a backoff: a port still held by a
+//!   previous process, a file not created yet).
+//!
+//! None of them restarts a source that ended (`Pull::Done`): a finite
+//! source stays finite. Failures in `finish` (the input has completed, there
+//! is nothing left to restart for) are final under every policy.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Once;
+
+use serde::Deserialize;
+
+/// When a failed stage is rebuilt and started again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Policy {
+    /// Never: the first failure fails the stage and stops the pipeline.
+    #[default]
+    Never,
+    /// After a panic or a fatal error of a running stage (not of `init`).
+    OnFailure,
+    /// After any failure, `init` errors included.
+    Always,
+}
+
+impl Policy {
+    /// Parses `never`, `on-failure` or `always`.
+    pub fn parse(s: &str) -> Option<Policy> {
+        match s {
+            "never" => Some(Policy::Never),
+            "on-failure" => Some(Policy::OnFailure),
+            "always" => Some(Policy::Always),
+            _ => None,
+        }
+    }
+
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Never => "never",
+            Policy::OnFailure => "on-failure",
+            Policy::Always => "always",
+        }
+    }
+}
+
+/// Where a stage failed (the policies differ on `init`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailedIn {
+    /// The stage's `init`.
+    Init,
+    /// A call of the running stage (`pull`, `process`, `route`, `push`,
+    /// `end_batch`, `tick`).
+    Running,
+}
+
+/// A node's restart settings (`restart = { ... }` in its table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RestartPolicy {
+    /// When to restart.
+    pub policy: Policy,
+    /// Most restarts within `within_ms` (at least 1 with a restarting
+    /// policy); one more failure in the window gives up.
+    pub max_restarts: u32,
+    /// The sliding window `max_restarts` counts in, in milliseconds.
+    pub within_ms: u64,
+    /// Backoff before the first restart, doubled for each further restart
+    /// in the window, in milliseconds.
+    pub backoff_ms: u64,
+    /// Longest backoff, in milliseconds.
+    pub max_backoff_ms: u64,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy {
+            policy: Policy::Never,
+            max_restarts: 5,
+            within_ms: 60_000,
+            backoff_ms: 100,
+            max_backoff_ms: 10_000,
+        }
+    }
+}
+
+/// The `restart` table as written (phase one of the config).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRestart {
+    policy: Option<String>,
+    max_restarts: Option<u32>,
+    within_ms: Option<u64>,
+    backoff_ms: Option<u64>,
+    max_backoff_ms: Option<u64>,
+}
+
+impl RestartPolicy {
+    /// Whether a failure `at` is restarted under this policy.
+    pub fn restarts(&self, at: FailedIn) -> bool {
+        match self.policy {
+            Policy::Never => false,
+            Policy::OnFailure => at == FailedIn::Running,
+            Policy::Always => true,
+        }
+    }
+
+    /// Parses a node's `restart` value (a table), with every problem found.
+    pub fn from_toml(value: &toml::Value) -> Result<RestartPolicy, Vec<String>> {
+        let raw = RawRestart::deserialize(value.clone())
+            .map_err(|e| vec![e.message().trim_end().to_string()])?;
+        let mut errors = Vec::new();
+        let mut p = RestartPolicy::default();
+        if let Some(s) = raw.policy {
+            match Policy::parse(&s) {
+                Some(policy) => p.policy = policy,
+                None => errors.push(format!(
+                    "unknown restart policy '{s}' (expected never, on-failure or always)"
+                )),
+            }
+        }
+        p.max_restarts = raw.max_restarts.unwrap_or(p.max_restarts);
+        p.within_ms = raw.within_ms.unwrap_or(p.within_ms);
+        p.backoff_ms = raw.backoff_ms.unwrap_or(p.backoff_ms);
+        p.max_backoff_ms = raw.max_backoff_ms.unwrap_or(p.max_backoff_ms);
+        if let Err(mut more) = p.check() {
+            errors.append(&mut more);
+        }
+        if errors.is_empty() {
+            Ok(p)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Checks the settings together.
+    pub fn check(&self) -> Result<(), Vec<String>> {
+        let mut errors = Vec::new();
+        if self.policy != Policy::Never && self.max_restarts == 0 {
+            errors.push(format!(
+                "max_restarts = 0 with policy '{}' would never restart (use policy = \"never\", or max_restarts >= 1)",
+                self.policy.as_str()
+            ));
+        }
+        if self.within_ms == 0 {
+            errors.push("within_ms must be at least 1".to_string());
+        }
+        if self.backoff_ms > self.max_backoff_ms {
+            errors.push(format!(
+                "backoff_ms = {} is larger than max_backoff_ms = {}",
+                self.backoff_ms, self.max_backoff_ms
+            ));
+        }
+        // Keeps the doubling and the ns conversions far from overflow.
+        const MAX_MS: u64 = 365 * 24 * 3_600_000;
+        for (key, v) in [
+            ("within_ms", self.within_ms),
+            ("backoff_ms", self.backoff_ms),
+            ("max_backoff_ms", self.max_backoff_ms),
+        ] {
+            if v > MAX_MS {
+                errors.push(format!("{key} = {v} is more than a year"));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// What to do about a failure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Rebuild the stage and start it after this backoff, in nanoseconds.
+    Restart {
+        /// Backoff before `init` is called again.
+        after_ns: u64,
+    },
+    /// Fail the stage for good; the text says why it was not restarted
+    /// (empty for a policy that does not restart this failure).
+    GiveUp(String),
+}
+
+/// The restarts of one stage: a pure function of the failure times.
+#[derive(Clone, Debug)]
+pub struct Tracker {
+    policy: RestartPolicy,
+    /// When each restart still inside the window was decided (ns).
+    recent: VecDeque<u64>,
+}
+
+const NS_PER_MS: u64 = 1_000_000;
+
+impl Tracker {
+    /// A tracker with no failures yet.
+    pub fn new(policy: RestartPolicy) -> Tracker {
+        Tracker {
+            policy,
+            recent: VecDeque::new(),
+        }
+    }
+
+    /// The policy it applies.
+    pub fn policy(&self) -> &RestartPolicy {
+        &self.policy
+    }
+
+    /// A failure `at` happened at `now_ns` (monotonic, non-decreasing).
+    pub fn on_failure(&mut self, now_ns: u64, at: FailedIn) -> Decision {
+        if !self.policy.restarts(at) {
+            return Decision::GiveUp(String::new());
+        }
+        let window = self.policy.within_ms.saturating_mul(NS_PER_MS);
+        while self
+            .recent
+            .front()
+            .is_some_and(|&t| now_ns.saturating_sub(t) >= window)
+        {
+            self.recent.pop_front();
+        }
+        if self.recent.len() >= self.policy.max_restarts as usize {
+            return Decision::GiveUp(format!(
+                "{} restarts in {} ms",
+                self.recent.len(),
+                self.policy.within_ms
+            ));
+        }
+        let shift = self.recent.len().min(63) as u32;
+        let backoff = self
+            .policy
+            .backoff_ms
+            .checked_shl(shift)
+            .filter(|b| b >> shift == self.policy.backoff_ms)
+            .unwrap_or(u64::MAX)
+            .min(self.policy.max_backoff_ms);
+        self.recent.push_back(now_ns);
+        Decision::Restart {
+            after_ns: backoff * NS_PER_MS,
+        }
+    }
+}
+
+thread_local! {
+    /// Set on worker threads: a panic there is a stage failure the node
+    /// reports itself, so the panic hook stays quiet.
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+    /// Where the last quiet panic on this thread happened.
+    static LOCATION: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Makes panics on the calling thread quiet (no "thread panicked" message
+/// on stderr: the node names the failed stage and its message instead) and
+/// installs, once per process, the hook that does so (other threads keep
+/// the previous hook). Worker threads call it when they start; a panic of
+/// the engine itself still ends its worker, reported as "worker N
+/// panicked" with its message.
+pub(crate) fn quiet_panics_on_this_thread() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if QUIET.with(Cell::get) {
+                let at = info
+                    .location()
+                    .map(|l| format!("{}:{}", l.file(), l.line()))
+                    .unwrap_or_default();
+                log::debug!("stage panic at {at}: {}", payload_text(info.payload()));
+                LOCATION.with(|l| *l.borrow_mut() = at);
+            } else {
+                previous(info);
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(true));
+}
+
+/// Calls into a stage, turning a panic into `Err(message)`. Free on the
+/// path that does not panic (a landing pad, no extra work).
+#[inline(always)]
+pub(crate) fn guard<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => Ok(r),
+        Err(p) => Err(panic_message(p)),
+    }
+}
+
+/// `panic: MESSAGE (at FILE:LINE)`.
+#[cold]
+fn panic_message(p: Box<dyn Any + Send>) -> String {
+    let at = LOCATION.with(|l| std::mem::take(&mut *l.borrow_mut()));
+    let text = payload_text(&*p);
+    if at.is_empty() {
+        format!("panic: {text}")
+    } else {
+        format!("panic: {text} (at {at})")
+    }
+}
+
+fn payload_text(p: &(dyn Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(a panic without a message)".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const MS: u64 = NS_PER_MS;
+
+    fn policy(
+        max_restarts: u32,
+        within_ms: u64,
+        backoff_ms: u64,
+        max_backoff_ms: u64,
+    ) -> RestartPolicy {
+        RestartPolicy {
+            policy: Policy::OnFailure,
+            max_restarts,
+            within_ms,
+            backoff_ms,
+            max_backoff_ms,
+        }
+    }
+
+    fn parse(text: &str) -> Result<RestartPolicy, Vec<String>> {
+        let t: toml::Table = toml::from_str(&format!("restart = {text}")).unwrap();
+        RestartPolicy::from_toml(&t["restart"])
+    }
+
+    #[test]
+    fn defaults_and_parsing() {
+        assert_eq!(parse("{}").unwrap(), RestartPolicy::default());
+        let p = parse(r#"{ policy = "always", max_restarts = 2, backoff_ms = 5 }"#).unwrap();
+        assert_eq!(p.policy, Policy::Always);
+        assert_eq!((p.max_restarts, p.backoff_ms, p.within_ms), (2, 5, 60_000));
+        assert_eq!(
+            parse(r#"{ policy = "on-failure" }"#).unwrap().policy,
+            Policy::OnFailure
+        );
+    }
+
+    #[test]
+    fn bad_tables_say_why() {
+        let e = parse(r#"{ policy = "sometimes" }"#).unwrap_err();
+        assert!(e[0].contains("unknown restart policy 'sometimes'"), "{e:?}");
+        let e = parse(r#"{ policy = "always", max_restarts = 0 }"#).unwrap_err();
+        assert!(e[0].contains("max_restarts = 0"), "{e:?}");
+        let e = parse("{ backoff_ms = 20000 }").unwrap_err();
+        assert!(e[0].contains("larger than max_backoff_ms"), "{e:?}");
+        let e = parse("{ retries = 3 }").unwrap_err();
+        assert!(e[0].contains("unknown field `retries`"), "{e:?}");
+        let e = parse("{ max_restarts = -1 }").unwrap_err();
+        assert!(!e.is_empty());
+        let e = parse("3").unwrap_err();
+        assert!(!e.is_empty());
+        // Several problems at once.
+        let e = parse(r#"{ policy = "x", backoff_ms = 5, max_backoff_ms = 1, within_ms = 0 }"#)
+            .unwrap_err();
+        assert_eq!(e.len(), 3, "{e:?}");
+        // `never` with max_restarts = 0 is fine (nothing to restart).
+        assert!(parse(r#"{ policy = "never", max_restarts = 0 }"#).is_ok());
+    }
+
+    #[test]
+    fn policies_and_init_failures() {
+        let never = RestartPolicy::default();
+        assert!(!never.restarts(FailedIn::Running) && !never.restarts(FailedIn::Init));
+        let on = policy(5, 1000, 1, 1);
+        assert!(on.restarts(FailedIn::Running) && !on.restarts(FailedIn::Init));
+        let always = RestartPolicy {
+            policy: Policy::Always,
+            ..on
+        };
+        assert!(always.restarts(FailedIn::Running) && always.restarts(FailedIn::Init));
+        assert_eq!(
+            Tracker::new(never).on_failure(0, FailedIn::Running),
+            Decision::GiveUp(String::new())
+        );
+        assert_eq!(
+            Tracker::new(on).on_failure(0, FailedIn::Init),
+            Decision::GiveUp(String::new())
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_then_gives_up() {
+        let mut t = Tracker::new(policy(6, 60_000, 100, 1000));
+        let delays: Vec<u64> = (0..6)
+            .map(|i| match t.on_failure(i * MS, FailedIn::Running) {
+                Decision::Restart { after_ns } => after_ns / MS,
+                d => panic!("{d:?}"),
+            })
+            .collect();
+        assert_eq!(delays, [100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(
+            t.on_failure(10 * MS, FailedIn::Running),
+            Decision::GiveUp("6 restarts in 60000 ms".to_string())
+        );
+    }
+
+    #[test]
+    fn the_window_slides() {
+        let mut t = Tracker::new(policy(2, 1000, 10, 10_000));
+        assert!(matches!(
+            t.on_failure(0, FailedIn::Running),
+            Decision::Restart { .. }
+        ));
+        assert!(
+            matches!(t.on_failure(500 * MS, FailedIn::Running), Decision::Restart { after_ns } if after_ns == 20 * MS)
+        );
+        // Third within 1000 ms of the first: give up.
+        assert!(matches!(
+            t.on_failure(999 * MS, FailedIn::Running),
+            Decision::GiveUp(_)
+        ));
+        // Once the first left the window, one more is allowed; the backoff
+        // counts only what is still in the window.
+        let mut t = Tracker::new(policy(2, 1000, 10, 10_000));
+        t.on_failure(0, FailedIn::Running);
+        t.on_failure(500 * MS, FailedIn::Running);
+        assert_eq!(
+            t.on_failure(1000 * MS, FailedIn::Running),
+            Decision::Restart { after_ns: 20 * MS }
+        );
+        assert_eq!(
+            t.on_failure(5000 * MS, FailedIn::Running),
+            Decision::Restart { after_ns: 10 * MS }
+        );
+    }
+
+    #[test]
+    fn huge_backoffs_do_not_overflow() {
+        let mut t = Tracker::new(policy(200, 1000, 1 << 40, 1 << 40));
+        for i in 0..200 {
+            assert!(
+                matches!(t.on_failure(i, FailedIn::Running), Decision::Restart { after_ns } if after_ns == (1 << 40) * MS)
+            );
+        }
+    }
+
+    #[test]
+    fn guard_turns_a_panic_into_its_message() {
+        quiet_panics_on_this_thread();
+        assert_eq!(guard(|| 7), Ok(7));
+        let e = guard(|| -> u32 { panic!("boom {}", 3) }).unwrap_err();
+        assert!(e.starts_with("panic: boom 3 (at "), "{e}");
+        assert!(e.contains("restart.rs"), "{e}");
+        let e = guard(|| -> u32 { std::panic::panic_any(5_u8) }).unwrap_err();
+        assert!(e.starts_with("panic: (a panic without a message)"), "{e}");
+    }
+
+    proptest! {
+        /// Against a model: never more than `max_restarts` restarts in any
+        /// window of `within_ms`; every backoff within [backoff, cap]; a
+        /// failure is refused only when the window is full.
+        #[test]
+        fn restarts_stay_within_the_window(
+            max in 1u32..6,
+            within in 1u64..50,
+            backoff in 0u64..20,
+            extra in 0u64..100,
+            gaps in proptest::collection::vec(0u64..30, 1..60),
+        ) {
+            let p = policy(max, within, backoff, backoff + extra);
+            let mut t = Tracker::new(p);
+            let mut now = 0;
+            let mut restarts: Vec<u64> = Vec::new();
+            for g in gaps {
+                now += g * MS;
+                let in_window = restarts.iter().filter(|&&r| now - r < within * MS).count();
+                match t.on_failure(now, FailedIn::Running) {
+                    Decision::Restart { after_ns } => {
+                        prop_assert!(in_window < max as usize);
+                        let expected = (backoff << in_window.min(63)).min(backoff + extra);
+                        prop_assert_eq!(after_ns, expected * MS);
+                        restarts.push(now);
+                    }
+                    Decision::GiveUp(why) => {
+                        prop_assert_eq!(in_window, max as usize);
+                        prop_assert_eq!(why, format!("{max} restarts in {within} ms"));
+                    }
+                }
+            }
+            for (i, &r) in restarts.iter().enumerate() {
+                let within_window = restarts[i..].iter().filter(|&&s| s - r < within * MS).count();
+                prop_assert!(within_window <= max as usize);
+            }
+        }
+    }
+}
