@@ -196,3 +196,66 @@ fn checkpoints_lists_the_directory() {
         assert!(listed.stdout.contains(node), "{}", listed.stdout);
     }
 }
+
+#[test]
+fn with_checkpoints_a_restarted_stage_replays_and_every_element_gets_through_once() {
+    let dir = TempDir::new("replay");
+    let mut text = String::new();
+    for i in 0..400_000u64 {
+        let _ = writeln!(
+            text,
+            r#"{{"seq":{i},"pad":"................................"}}"#
+        );
+    }
+    let input = dir.write("in.jsonl", &text);
+    let out = dir.path().join("out.jsonl");
+    let cfg = dir.write(
+        "replay.toml",
+        &format!(
+            r#"
+[engine]
+checkpoint = {{ dir = "{state}", interval_ms = 10 }}
+
+[flow.f.nodes.src]
+component = "file-in"
+path = "{input}"
+
+[flow.f.nodes.replay-crash]
+component = "chaos"
+panic_every = 100000
+restart = {{ policy = "on-failure", backoff_ms = 1, max_backoff_ms = 10, max_restarts = 100 }}
+
+[flow.f.nodes.out]
+component = "file-out"
+path = "{out}"
+append = false
+
+[[flow.f.edges]]
+from = {{ node = "src" }}
+to = {{ node = "replay-crash" }}
+
+[[flow.f.edges]]
+from = {{ node = "replay-crash" }}
+to = {{ node = "out" }}
+"#,
+            state = dir.path().join("state").display(),
+            input = input.display(),
+            out = out.display(),
+        ),
+    );
+    let run = run_config(&cfg, &["--fresh"]);
+    run.assert_code(EXIT_OK).assert_no_panic();
+    assert!(
+        run.stderr
+            .contains("replays the pipeline from its last checkpoint"),
+        "{}",
+        run.stderr
+    );
+    let got = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        got == text,
+        "{} lines out of {}",
+        got.lines().count(),
+        text.lines().count()
+    );
+}

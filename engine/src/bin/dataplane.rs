@@ -8,9 +8,9 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use dataplane::control::{tap::TapError, Control, ControlSettings};
@@ -302,12 +302,74 @@ fn print_placement(p: &Pipeline, prefix: &str) {
     }
 }
 
+/// The running pipeline's stop flag and arena, for the signal handler
+/// (replaced by each run of a replayed pipeline).
+type Current = Arc<std::sync::Mutex<Option<(Arc<AtomicBool>, dataplane::InFlight)>>>;
+
+/// How one run of `dataplane run` ended.
+enum Outcome {
+    /// Exit with this status.
+    Exit(ExitCode),
+    /// A stage of a checkpointed pipeline failed and its restart policy
+    /// asks for a replay from the last checkpoint after this backoff.
+    Replay(Duration),
+}
+
 fn run(registry: &Registry, args: RunArgs) -> ExitCode {
+    // First SIGINT/SIGTERM: sources stop, everything accepted drains (up to
+    // `drain_timeout_ms`). Second: exit at once, saying what was in flight.
+    let current: Current = Arc::default();
+    let signalled = Arc::new(AtomicBool::new(false));
+    match Signals::new([SIGINT, SIGTERM]) {
+        Ok(mut signals) => {
+            let (current, signalled) = (Arc::clone(&current), Arc::clone(&signalled));
+            std::thread::spawn(move || {
+                for _ in signals.forever() {
+                    let now = current.lock().ok().and_then(|c| c.clone());
+                    if signalled.swap(true, Ordering::SeqCst) {
+                        eprintln!(
+                            "[dataplane] interrupted by a second signal before the drain finished: about {} elements undelivered (arena slots still held)",
+                            now.and_then(|(_, f)| f.held_slots()).unwrap_or(0)
+                        );
+                        std::process::exit(exit::INTERRUPTED);
+                    }
+                    if let Some((stop, _)) = now {
+                        stop.store(true, Ordering::SeqCst);
+                    }
+                }
+            });
+        }
+        Err(e) => eprintln!("warning: cannot handle SIGINT/SIGTERM: {e}"),
+    }
+    let mut fresh = args.fresh;
+    loop {
+        match run_once(registry, &args, fresh, &current, &signalled) {
+            Outcome::Exit(code) => return code,
+            Outcome::Replay(after) => {
+                fresh = false;
+                std::thread::sleep(after);
+                if signalled.load(Ordering::SeqCst) {
+                    eprintln!("[dataplane] stopped by signal before the replay");
+                    return ExitCode::from(exit::INTERRUPTED as u8);
+                }
+            }
+        }
+    }
+}
+
+/// One run of the pipeline: load, resume from a checkpoint, run, report.
+fn run_once(
+    registry: &Registry,
+    args: &RunArgs,
+    fresh: bool,
+    current: &Current,
+    signalled: &AtomicBool,
+) -> Outcome {
     let (mut pipeline, path) = match load(registry, &args.config) {
         Ok(p) => p,
-        Err(code) => return code,
+        Err(code) => return Outcome::Exit(code),
     };
-    match pipeline.resume(args.fresh) {
+    match pipeline.resume(fresh) {
         Ok(Some(id)) if !args.quiet => {
             let dir = pipeline
                 .settings()
@@ -322,30 +384,16 @@ fn run(registry: &Registry, args: RunArgs) -> ExitCode {
         Ok(_) => {}
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(exit::CONFIG);
+            return Outcome::Exit(ExitCode::from(exit::CONFIG));
         }
     }
 
-    // First SIGINT/SIGTERM: sources stop, everything accepted drains (up to
-    // `drain_timeout_ms`). Second: exit at once, saying what was in flight.
     let stop = pipeline.stop_flag();
-    let in_flight = pipeline.in_flight();
-    match Signals::new([SIGINT, SIGTERM]) {
-        Ok(mut signals) => {
-            let stop = Arc::clone(&stop);
-            std::thread::spawn(move || {
-                for _ in signals.forever() {
-                    if stop.swap(true, Ordering::SeqCst) {
-                        eprintln!(
-                            "[dataplane] interrupted by a second signal before the drain finished: about {} elements undelivered (arena slots still held)",
-                            in_flight.held_slots().unwrap_or(0)
-                        );
-                        std::process::exit(exit::INTERRUPTED);
-                    }
-                }
-            });
-        }
-        Err(e) => eprintln!("warning: cannot handle SIGINT/SIGTERM: {e}"),
+    if let Ok(mut c) = current.lock() {
+        *c = Some((Arc::clone(&stop), pipeline.in_flight()));
+    }
+    if signalled.load(Ordering::SeqCst) {
+        stop.store(true, Ordering::SeqCst);
     }
 
     if !args.quiet {
@@ -381,7 +429,7 @@ fn run(registry: &Registry, args: RunArgs) -> ExitCode {
             }
             Err(e) => {
                 eprintln!("error: --control: {e}");
-                return ExitCode::from(2);
+                return Outcome::Exit(ExitCode::from(2));
             }
         }
     }
@@ -405,7 +453,7 @@ fn run(registry: &Registry, args: RunArgs) -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("error: control endpoint: {e}");
-                    return ExitCode::from(exit::UNAVAILABLE);
+                    return Outcome::Exit(ExitCode::from(exit::UNAVAILABLE));
                 }
             }
         }
@@ -436,6 +484,15 @@ fn run(registry: &Registry, args: RunArgs) -> ExitCode {
         };
         eprintln!("[dataplane] completed{stopped}");
         eprint!("{report}");
+    }
+    if let Some(r) = &report.replay {
+        if !signalled.load(Ordering::SeqCst) {
+            eprintln!(
+                "[dataplane] stage '{}' failed ({}); its restart policy replays the pipeline from its last checkpoint in {} ms",
+                r.stage, r.reason, r.after_ms
+            );
+            return Outcome::Replay(Duration::from_millis(r.after_ms));
+        }
     }
     if report.restarts() > 0 {
         // Restarts lose the element each failure was on; by the policy's
@@ -501,7 +558,7 @@ fn run(registry: &Registry, args: RunArgs) -> ExitCode {
             code = code.max(exit::CANTCREAT);
         }
     }
-    ExitCode::from(code)
+    Outcome::Exit(ExitCode::from(code))
 }
 
 fn write_file(

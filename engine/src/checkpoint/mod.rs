@@ -73,6 +73,20 @@ pub(crate) enum Ack {
 pub(crate) struct Barriers {
     requested: Arc<AtomicU64>,
     acks: mpsc::Sender<Ack>,
+    replay: Arc<std::sync::Mutex<Option<Replay>>>,
+}
+
+/// A stage of a checkpointed pipeline failed and its restart policy says
+/// to go on: the run stops, and the pipeline is to run again from its last
+/// checkpoint (its state, its sources' positions) after `after_ms`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Replay {
+    /// The stage that failed.
+    pub stage: String,
+    /// How it failed.
+    pub reason: String,
+    /// The backoff its policy asks for before the replay.
+    pub after_ms: u64,
 }
 
 impl Barriers {
@@ -80,6 +94,24 @@ impl Barriers {
     #[inline]
     pub(crate) fn requested(&self) -> u64 {
         self.requested.load(Ordering::Acquire)
+    }
+
+    /// Asks for the pipeline to be replayed from its last checkpoint (the
+    /// first request of a run counts).
+    pub(crate) fn request_replay(&self, r: Replay) {
+        let mut slot = self
+            .replay
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        slot.get_or_insert(r);
+    }
+
+    /// The replay asked for during the run, if any.
+    pub(crate) fn replay(&self) -> Option<Replay> {
+        self.replay
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Sends a stage's snapshot (a run that is ending may have stopped
@@ -149,6 +181,7 @@ impl Coordinator {
             Barriers {
                 requested,
                 acks: tx,
+                replay: Arc::default(),
             },
         )
     }

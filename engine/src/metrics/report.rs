@@ -82,6 +82,10 @@ pub struct RunReport {
     pub drain: Option<DrainTimeout>,
     /// What the checkpoint coordinator did, when checkpoints are on.
     pub checkpoints: Option<crate::checkpoint::CheckpointStats>,
+    /// Set when a stage of a checkpointed pipeline failed and its restart
+    /// policy asks for a replay: run the pipeline again (it resumes from
+    /// its last checkpoint) after the backoff.
+    pub replay: Option<crate::checkpoint::Replay>,
 }
 
 impl RunReport {
@@ -117,6 +121,7 @@ impl RunReport {
             edges: Vec::new(),
             drain: None,
             checkpoints: None,
+            replay: None,
         }
     }
 

@@ -376,6 +376,7 @@ impl Pipeline {
             )
         });
         let barriers = coordinator.as_ref().map(|(_, b)| b.clone());
+        let replay = barriers.clone();
         let last_checkpoint = snapshot.as_ref().map_or(0, |s| s.id);
         let mut restore_errors = Vec::new();
         let mut targets = Vec::new();
@@ -648,6 +649,7 @@ impl Pipeline {
         }
         report.edges = edge_reports;
         report.checkpoints = checkpoints;
+        report.replay = replay.and_then(|b| b.replay());
         if let Some(held) = undelivered {
             report.drain = Some(DrainTimeout {
                 timeout_ms: self.settings.drain_timeout_ms,

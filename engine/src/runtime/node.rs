@@ -246,10 +246,38 @@ impl Node {
         in_flight: u64,
         at: FailedIn,
     ) -> bool {
-        let decision = match &mut self.restart {
-            Some(r) => r.tracker.on_failure(now_ns(), at),
-            None => Decision::GiveUp(String::new()),
+        // With checkpoints, a restart replays the whole pipeline from its
+        // last checkpoint (nothing is lost: the element in flight is read
+        // again); without, the stage restarts fresh on its own.
+        let barriers = self.timing.as_ref().and_then(|t| t.barriers.clone());
+        let decision = match (&mut self.restart, &barriers) {
+            (Some(r), Some(_)) => crate::runtime::restart::replay_decision(
+                &self.info.name,
+                *r.tracker.policy(),
+                now_ns(),
+                at,
+            ),
+            (Some(r), None) => r.tracker.on_failure(now_ns(), at),
+            (None, _) => Decision::GiveUp(String::new()),
         };
+        if let (Decision::Restart { after_ns }, Some(b)) = (&decision, &barriers) {
+            log::warn!(
+                "stage '{}' failed ({message}); replaying the pipeline from its last checkpoint in {} ms",
+                self.report.name,
+                after_ns / 1_000_000
+            );
+            self.report
+                .fail_with(Reason::new(RESTART_REASON, message.clone()), in_flight);
+            self.report.restarts += 1;
+            b.request_replay(crate::checkpoint::Replay {
+                stage: self.info.name.clone(),
+                reason: message.clone(),
+                after_ms: after_ns / 1_000_000,
+            });
+            self.fail(format!("{message} (replaying from the last checkpoint)"));
+            ctx.stop.store(true, Ordering::Relaxed);
+            return false;
+        }
         let after_ns = match decision {
             Decision::Restart { after_ns } => after_ns,
             Decision::GiveUp(why) => {

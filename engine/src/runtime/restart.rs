@@ -264,6 +264,29 @@ impl Tracker {
     }
 }
 
+/// The trackers of stages whose failures replay the pipeline from its last
+/// checkpoint: kept for the whole process, since each replay is a new run
+/// (so `max_restarts` within `within_ms` holds across them).
+static REPLAYS: std::sync::Mutex<Option<std::collections::HashMap<String, Tracker>>> =
+    std::sync::Mutex::new(None);
+
+/// What to do about a failure of `stage` in a checkpointed pipeline: replay
+/// from the last checkpoint after a backoff, or give up.
+pub(crate) fn replay_decision(
+    stage: &str,
+    policy: RestartPolicy,
+    now_ns: u64,
+    at: FailedIn,
+) -> Decision {
+    let mut all = REPLAYS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    all.get_or_insert_with(Default::default)
+        .entry(stage.to_string())
+        .or_insert_with(|| Tracker::new(policy))
+        .on_failure(now_ns, at)
+}
+
 thread_local! {
     /// Set on worker threads: a panic there is a stage failure the node
     /// reports itself, so the panic hook stays quiet.

@@ -57,7 +57,7 @@ pub(crate) struct Timing {
     /// on once they all ran.
     firing: Option<u64>,
     /// Checkpoints, when the pipeline takes them.
-    barriers: Option<Barriers>,
+    pub(crate) barriers: Option<Barriers>,
     /// A source's last barrier sent.
     injected: u64,
     /// The checkpoint whose barrier is being aligned across inputs.
