@@ -10,7 +10,8 @@
 //!   checkpoint file (fsync, rename) each second.
 //!
 //! The rate is elements over the run's elapsed time; the ratio (on / off)
-//! is the median of per-rep ratios.
+//! is the median of per-rep ratios, the two runs of a rep in alternating
+//! order.
 //!
 //! ```sh
 //! cargo run --release -p bench --bin checkpoints -- --count 20000000 --reps 5
@@ -115,15 +116,15 @@ fn main() -> ExitCode {
     let (mut offs, mut ons, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     let mut checkpoints = Vec::new();
     for rep in 0..args.reps {
-        let (a, _) = match run(&off) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
+        // Alternate which goes first, so that neither always runs on a
+        // machine warmed (or disturbed) by the other.
+        let pair = if rep % 2 == 0 {
+            run(&off).and_then(|a| Ok((a, run(&on)?)))
+        } else {
+            run(&on).and_then(|b| Ok((run(&off)?, b)))
         };
-        let (b, n) = match run(&on) {
-            Ok(r) => r,
+        let ((a, _), (b, n)) = match pair {
+            Ok(p) => p,
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::FAILURE;

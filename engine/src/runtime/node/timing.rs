@@ -144,10 +144,14 @@ impl Node {
 
     /// Sends queued control elements while the arena has slots for them;
     /// returns whether any went.
+    #[inline]
     pub(crate) fn send_controls(&mut self, ctx: &mut StepCtx<'_>) -> bool {
         let Some(t) = self.timing.as_mut() else {
             return false;
         };
+        if t.queued.is_empty() {
+            return false;
+        }
         let mut moved = false;
         while let Some(&c) = t.queued.front() {
             let Some(h) = c.alloc(ctx.arena, ctx.pool, self.info.index as u16) else {
@@ -286,11 +290,15 @@ impl Node {
     /// blocked): `blocked` means output is held and no input may be taken.
     pub(crate) fn consumer_before_batch(&mut self, ctx: &mut StepCtx<'_>) -> (bool, bool) {
         let mut moved = false;
-        let finished = self.inputs.iter().filter(|i| i.is_finished()).count();
-        let changed = self
-            .timing
-            .as_mut()
-            .is_some_and(|t| std::mem::replace(&mut t.finished_inputs, finished) != finished);
+        // An input that ends can advance the least watermark or complete an
+        // alignment only when there are others (one input ending ends the
+        // stage, whose `finish` closes what is open).
+        let changed = self.inputs.len() > 1 && {
+            let finished = self.inputs.iter().filter(|i| i.is_finished()).count();
+            self.timing
+                .as_mut()
+                .is_some_and(|t| std::mem::replace(&mut t.finished_inputs, finished) != finished)
+        };
         if changed {
             moved |= self.advance_watermark();
             moved |= self.check_aligned(ctx);
