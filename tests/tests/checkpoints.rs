@@ -259,3 +259,22 @@ to = {{ node = "out" }}
         text.lines().count()
     );
 }
+
+#[test]
+fn checkpoints_refuse_edges_that_drop() {
+    let dir = TempDir::new("ckpt-drop");
+    let data = dir.write(
+        "in.jsonl",
+        "{\"ts\":1,\"id\":1,\"sensor\":\"a\",\"value\":1}\n",
+    );
+    let cfg = config(&dir, &data, "a.out", "state");
+    let text = std::fs::read_to_string(&cfg).unwrap().replacen(
+        "to = { node = \"dedupe\" }",
+        "to = { node = \"dedupe\" }\nwhen_full = \"drop_oldest\"",
+        1,
+    );
+    let dropping = dir.write("dropping.toml", &text);
+    run_config(&dropping, &[])
+        .assert_code(EXIT_CONFIG)
+        .assert_stderr_contains("checkpoints need every edge to block");
+}

@@ -219,3 +219,51 @@ fn an_idle_source_does_not_stall_the_windows() {
         reference.len()
     );
 }
+
+#[test]
+fn an_element_without_a_readable_timestamp_goes_to_the_sources_error_port() {
+    let dir = TempDir::new("event-time-error");
+    let input = dir.write(
+        "in.jsonl",
+        "{\"ts\":1000,\"sensor\":\"a\",\"value\":1}\n{\"sensor\":\"a\",\"value\":2}\n{\"ts\":\"soon\",\"sensor\":\"a\",\"value\":3}\n{\"ts\":2000,\"sensor\":\"a\",\"value\":4}\n",
+    );
+    let errors = dir.path().join("errors.jsonl");
+    let sources = format!(
+        "{}\n[flow.f.nodes.bad]\ncomponent = \"file-out\"\npath = \"{}\"\nformat = \"json\"\n\n[[flow.f.edges]]\nfrom = {{ node = \"src\", port = \"error\" }}\nto = {{ node = \"bad\" }}\n",
+        source("src", &input, ""),
+        errors.display()
+    );
+    let (cfg, out, _) = pipeline(&dir, &sources);
+    run_config(&cfg, &[]).assert_code(EXIT_OK).assert_no_panic();
+    let bad = std::fs::read_to_string(&errors).unwrap();
+    assert_eq!(bad.lines().count(), 2, "{bad}");
+    assert!(bad.contains("no event time"), "{bad}");
+    let got = parse(&std::fs::read_to_string(out).unwrap());
+    assert_eq!(got.get(&("a".to_string(), 0)), Some(&(2, 5)));
+}
+
+#[test]
+fn event_time_config_errors_are_clear() {
+    let dir = TempDir::new("event-time-config");
+    let input = dir.write("in.jsonl", "{\"ts\":1}\n");
+    // A window in event time behind a source that declares none.
+    let plain = format!(
+        "[flow.f.nodes.src]\ncomponent = \"file-in\"\npath = \"{}\"\n\n[[flow.f.edges]]\nfrom = {{ node = \"src\" }}\nto = {{ node = \"win\" }}\n",
+        input.display()
+    );
+    let (cfg, _, _) = pipeline(&dir, &plain);
+    run_config(&cfg, &[])
+        .assert_code(dataplane_tests::EXIT_CONFIG)
+        .assert_stderr_contains("declare no event_time");
+    // A watermark without event_time, and a bad unit.
+    let bad = format!(
+        "[flow.f.nodes.src]\ncomponent = \"file-in\"\npath = \"{}\"\nwatermark = {{ max_out_of_orderness_ms = 5 }}\n\n[flow.f.nodes.src2]\ncomponent = \"file-in\"\npath = \"{}\"\nevent_time = {{ field = \"ts\", unit = \"minutes\" }}\n\n[[flow.f.edges]]\nfrom = {{ node = \"src\" }}\nto = {{ node = \"win\" }}\n\n[[flow.f.edges]]\nfrom = {{ node = \"src2\" }}\nto = {{ node = \"win\" }}\n",
+        input.display(),
+        input.display()
+    );
+    let (cfg, _, _) = pipeline(&dir, &bad);
+    run_config(&cfg, &[])
+        .assert_code(dataplane_tests::EXIT_CONFIG)
+        .assert_stderr_contains("watermark needs event_time")
+        .assert_stderr_contains("unknown variant `minutes`");
+}

@@ -384,7 +384,7 @@ impl Pipeline {
         // the drain deadline.
         let mut live: Vec<Arc<LiveCounters>> = Vec::with_capacity(n);
         for &i in &self.order {
-            let d = decls[i].take().expect("each node once");
+            let mut d = decls[i].take().expect("each node once");
             let w = &mut workers[worker_of[i]];
             if self.settings.pin {
                 w.core = Some(self.cores[i]);
@@ -429,7 +429,13 @@ impl Pipeline {
                 .expect("each node once")
                 .into_iter()
                 .collect();
-            let timing = uses_timing.then(|| {
+            // A processor with timers of its own gets a `Timing` (to fire
+            // them) in any pipeline.
+            let wants_timers = match &mut d.stage {
+                crate::stage::Stage::Processor(p) => p.timers().is_some(),
+                _ => false,
+            };
+            let timing = (uses_timing || wants_timers).then(|| {
                 Box::new(Timing::new(
                     d.source_time
                         .clone()

@@ -435,7 +435,16 @@ impl Node {
                 }
             }
             State::Finishing => {
-                moved |= self.finish(ctx);
+                // Timers still fire while a processor finishes (it may wait
+                // for them); one holding output waits for room first.
+                let held = self.timing.is_some() && {
+                    let (m, held) = self.consumer_before_batch(ctx);
+                    moved |= m;
+                    held
+                };
+                if !held {
+                    moved |= self.finish(ctx);
+                }
                 moved |= self.flush_outputs(ctx);
             }
             State::Failed => {
