@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 
 use serde::Deserialize;
 
-use crate::operators::json::find_field;
+use crate::operators::json::{find_field, Field};
 use crate::stage::Reason;
 
 /// How a timestamp field is written.
@@ -74,9 +74,14 @@ impl EventTime {
     /// The element's timestamp in Unix milliseconds.
     pub fn extract(&self, payload: &[u8]) -> Result<u64, Reason> {
         let lookup = find_field(payload, &self.field).map_err(|e| bad(e.to_string()))?;
-        let field = lookup
-            .field
-            .ok_or_else(|| bad(format!("no field '{}'", self.field)))?;
+        self.read(lookup.field)
+    }
+
+    /// The timestamp in a field already looked up (`None`: the payload has
+    /// no such field), for an operator that scans the payload for other
+    /// fields in the same pass.
+    pub fn read(&self, field: Option<Field<'_>>) -> Result<u64, Reason> {
+        let field = field.ok_or_else(|| bad(format!("no field '{}'", self.field)))?;
         let text = field.as_text();
         match self.unit {
             TimeUnit::Ms => text
@@ -175,6 +180,35 @@ fn days_in_month(y: i64, m: i64) -> i64 {
         4 | 6 | 9 | 11 => 30,
         _ => 31,
     }
+}
+
+/// Unix milliseconds as an RFC 3339 UTC date-time with milliseconds,
+/// e.g. `2026-11-30T08:15:00.250Z` (the inverse of [`parse_rfc3339`]).
+pub fn format_rfc3339(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+/// The proleptic Gregorian (year, month, day) of `days` since 1970-01-01
+/// (Howard Hinnant's `civil_from_days`).
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
@@ -334,6 +368,17 @@ mod tests {
         assert_eq!(parse_rfc3339("2000-02-29T12:00:00Z"), Some(951_825_600_000));
         assert_eq!(parse_rfc3339("1969-12-31T23:59:59Z"), None);
         assert_eq!(parse_rfc3339("2026-11-30 08:15:00"), None);
+    }
+
+    #[test]
+    fn format_is_the_inverse_of_parse() {
+        for ms in [0, 951_825_600_000, 1_796_026_500_250, 4_102_444_799_999] {
+            assert_eq!(parse_rfc3339(&format_rfc3339(ms)), Some(ms));
+        }
+        assert_eq!(
+            format_rfc3339(1_796_026_500_250),
+            "2026-11-30T08:15:00.250Z"
+        );
     }
 
     #[test]

@@ -244,7 +244,7 @@ fn checkpoints(registry: &Registry, args: &ConfigArgs) -> ExitCode {
     for l in &listed {
         match &l.snapshot {
             Ok(s) => {
-                let when = humantime_ms(s.unix_ms);
+                let when = dataplane::event_time::format_rfc3339(s.unix_ms);
                 let fits = if s.shape == shape {
                     ""
                 } else {
@@ -268,29 +268,6 @@ fn checkpoints(registry: &Registry, args: &ConfigArgs) -> ExitCode {
         }
     }
     print_out(&out)
-}
-
-/// Unix milliseconds as an RFC 3339 UTC time.
-fn humantime_ms(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
-    )
 }
 
 fn print_placement(p: &Pipeline, prefix: &str) {

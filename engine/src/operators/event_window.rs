@@ -149,7 +149,10 @@ impl EventWindow {
         let mut found = [None; 3];
         find_members(payload, &keys, &mut found)
             .map_err(|e| StageError::Rejected(Reason::new("invalid JSON", e.to_string())))?;
-        let ts = et.extract(payload).map_err(StageError::Rejected)?;
+        // One scan of the payload for all three fields.
+        let ts = et
+            .read(found[0].map(|m| m.value))
+            .map_err(StageError::Rejected)?;
         let missing = |name: &str| StageError::Rejected(Reason::new("missing field", name));
         let key: &[u8] = match &self.key {
             None => &[],
