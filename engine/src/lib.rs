@@ -49,7 +49,7 @@ pub use ring::wait::WaitStrategy;
 pub use ring::WhenFull;
 pub use runtime::{InFlight, Pipeline};
 pub use stage::{
-    Element, Emitter, Flush, Processor, Pull, Reason, Role, Router, Sink, SlotWriter, Source,
-    Stage, StageError, Verdict,
+    Commits, Element, Emitter, Flush, Processor, Pull, Reason, Role, Router, Sink, SlotWriter,
+    Source, Stage, StageError, Verdict,
 };
 pub use topology::{ConfigError, ConfigErrors, PipelineBuilder, Settings};

@@ -440,8 +440,50 @@ pub trait Source: Send {
     fn next_due_ns(&self) -> Option<u64> {
         None
     }
+    /// A source that acknowledges what it read to an external system (a
+    /// Kafka consumer committing offsets) asks here to be told which of
+    /// its snapshots every sink has finished with. Called once, when the
+    /// pipeline is built. With checkpoints on, that is each completed
+    /// checkpoint; without, the pipeline still runs its barriers, every
+    /// [`Commits::interval_ms`], only to learn this (nothing is written).
+    /// Default: none.
+    fn commits(&mut self) -> Option<Commits> {
+        None
+    }
+    /// Events the source counted besides the elements it sent (Kafka
+    /// elements that may be read again after a rebalance, say), as
+    /// `(name, count)`; read once at the end of the run. Default: none.
+    fn counts(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
     /// Called once after the last `pull`.
     fn teardown(&mut self) {}
+}
+
+/// What a source asks of [`Source::commits`].
+pub struct Commits {
+    /// How often barriers run when the pipeline takes no checkpoints
+    /// (ms); with checkpoints, their `interval_ms` applies.
+    pub interval_ms: u64,
+    /// Called on the checkpoint coordinator's thread for each completed
+    /// checkpoint, oldest first, with its id and the state this source's
+    /// [`Source::snapshot`] gave for it: everything the source had sent
+    /// before that snapshot has reached every sink (and every sink's own
+    /// snapshot, a flush, succeeded). Also called after the source has
+    /// finished, for the pipeline's final checkpoint.
+    pub on_complete: OnComplete,
+}
+
+/// [`Commits::on_complete`]: called with a completed checkpoint's id and
+/// the source's state in it.
+pub type OnComplete = Box<dyn FnMut(u64, &[u8]) + Send>;
+
+impl fmt::Debug for Commits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Commits")
+            .field("interval_ms", &self.interval_ms)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Transforms, filters or absorbs elements. Ports: `input` -> `output`.
@@ -593,6 +635,12 @@ pub trait Sink: Send {
     /// Called once when every input has completed.
     fn complete(&mut self) -> Result<(), StageError> {
         Ok(())
+    }
+    /// Events the sink counted besides the elements it received (Kafka
+    /// delivery reports, say), as `(name, count)`; read once at the end
+    /// of the run. Default: none.
+    fn counts(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
     }
     /// Elements accepted by `push` that were never delivered (still
     /// buffered when the stream ended or the sink failed); read once at the

@@ -134,10 +134,26 @@ pub struct CheckpointStats {
     pub restored_from: Option<u64>,
 }
 
-/// Asks for checkpoints on a timer, collects the stages' snapshots, and
-/// writes each complete checkpoint. Runs on its own thread.
+/// A source's [`Commits`] listener: `on_complete` gets the node state the
+/// completed checkpoint holds for node `node`.
+pub(crate) struct Listener {
+    pub(crate) node: usize,
+    pub(crate) on_complete: crate::stage::OnComplete,
+}
+
+/// Asks for checkpoints on a timer, collects the stages' snapshots, writes
+/// each complete checkpoint (when the pipeline stores them) and tells the
+/// sources that listen for completions. Runs on its own thread.
+///
+/// Without a directory it only learns completions: a pipeline whose source
+/// commits what its sinks finished with (Kafka offsets) runs its barriers
+/// for that alone, at the source's commit interval.
+///
+/// [`Commits`]: crate::stage::Commits
 pub(crate) struct Coordinator {
-    settings: CheckpointSettings,
+    dir: Option<PathBuf>,
+    interval_ms: u64,
+    listeners: Vec<Listener>,
     nodes: Vec<String>,
     shape: u64,
     requested: Arc<AtomicU64>,
@@ -155,17 +171,21 @@ impl Coordinator {
     /// A coordinator for `nodes` (names, in node index order) whose ids
     /// continue after `last_id`, and the handle its stages use.
     pub(crate) fn new(
-        settings: CheckpointSettings,
+        dir: Option<PathBuf>,
+        interval_ms: u64,
         nodes: Vec<String>,
         shape: u64,
         last_id: u64,
+        listeners: Vec<Listener>,
     ) -> (Coordinator, Barriers) {
         let requested = Arc::new(AtomicU64::new(last_id));
         let (tx, rx) = mpsc::channel();
         let n = nodes.len();
         (
             Coordinator {
-                settings,
+                dir,
+                interval_ms,
+                listeners,
                 nodes,
                 shape,
                 requested: Arc::clone(&requested),
@@ -191,7 +211,7 @@ impl Coordinator {
     /// passed and the previous one is complete, so a slow stage delays
     /// checkpoints instead of piling them up.
     pub(crate) fn run(mut self, stop: Arc<AtomicBool>) -> CheckpointStats {
-        let interval = Duration::from_millis(self.settings.interval_ms.max(1));
+        let interval = Duration::from_millis(self.interval_ms.max(1));
         let mut next = Instant::now() + interval;
         let poll = Duration::from_millis(20).min(interval);
         loop {
@@ -251,7 +271,7 @@ impl Coordinator {
         }
         for id in complete {
             let states = self.pending.remove(&id).expect("listed above");
-            let nodes = states
+            let nodes: Vec<(String, Vec<u8>)> = states
                 .into_iter()
                 .zip(&self.finished)
                 .zip(&self.nodes)
@@ -263,18 +283,21 @@ impl Coordinator {
                 shape: self.shape,
                 nodes,
             };
-            match file::write(&self.settings.dir, &snapshot) {
-                Ok(_) => {
-                    self.stats.completed += 1;
-                    self.stats.last_id = id;
-                }
-                Err(e) => {
+            if let Some(dir) = &self.dir {
+                if let Err(e) = file::write(dir, &snapshot) {
+                    // Not durable: nobody may act on it.
                     self.stats.write_errors += 1;
                     log::error!(
                         "checkpoint {id} could not be written to {}: {e}",
-                        self.settings.dir.display()
+                        dir.display()
                     );
+                    continue;
                 }
+            }
+            self.stats.completed += 1;
+            self.stats.last_id = id;
+            for l in &mut self.listeners {
+                (l.on_complete)(id, &snapshot.nodes[l.node].1);
             }
         }
     }

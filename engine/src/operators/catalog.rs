@@ -1,6 +1,8 @@
 //! The built-in catalog: every component's name, role, one-line summary and
 //! parameter docs (what `dataplane list` prints), and its factory.
 
+#[cfg(feature = "kafka")]
+use crate::operators::kafka;
 use crate::operators::{
     chaos, dedupe, fields, file_sink, file_source, filter, params, processors, rate_limit,
     route_by_field, routers, sample, sinks, sources, tcp_sink, tcp_source, ticker, udp, window,
@@ -115,6 +117,24 @@ pub(crate) fn register_sources(r: &mut Registry) {
             ),
         ],
         |t| Ok(Stage::Source(Box::new(tcp_source::build(params(t)?)?))),
+    );
+    #[cfg(feature = "kafka")]
+    r.register(
+        "kafka-in",
+        Role::Source,
+        "reads Kafka topics as a member of a consumer group; commits offsets once every sink has finished with the elements",
+        &[
+            ("brokers", "bootstrap brokers, \"host:port[,host:port]\""),
+            ("topics", "topics to subscribe to"),
+            ("group_id", "consumer group: processes with the same group share the partitions"),
+            ("start", "where a partition without a committed offset starts: \"earliest\" (default) or \"latest\""),
+            ("session_timeout_ms", "the group's session timeout: how soon a dead member's partitions move (default 10000)"),
+            ("commit_interval_ms", "without checkpoints: how often offsets of finished elements are committed (default 1000); with checkpoints, at each checkpoint"),
+            ("metadata", "add _topic, _partition, _offset, _key and _timestamp (ms) fields to JSON-object values (default false); event_time can read _timestamp"),
+            ("max_elements", "finish after this many elements"),
+            ("librdkafka_options", "table of extra librdkafka consumer properties"),
+        ],
+        |t| Ok(Stage::Source(Box::new(kafka::build_source(params(t)?)?))),
     );
 }
 
@@ -388,6 +408,24 @@ pub(crate) fn register_sinks(r: &mut Registry) {
             ("linger_ms", "at the end of the stream, try this long to deliver the rest (default 2000)"),
         ],
         |t| Ok(Stage::Sink(Box::new(tcp_sink::build(params(t)?)?))),
+    );
+    #[cfg(feature = "kafka")]
+    r.register(
+        "kafka-out",
+        Role::Sink,
+        "writes each element as a Kafka message (idempotent producer); flushed at each checkpoint and at the end",
+        &[
+            ("brokers", "bootstrap brokers, \"host:port[,host:port]\""),
+            ("topic", "topic to write to"),
+            ("key_field", "top-level JSON field whose value is the message key (default: no key)"),
+            ("compression", "\"none\" (default), \"gzip\", \"snappy\", \"lz4\" or \"zstd\""),
+            ("acks", "\"all\" (default), \"1\" or \"0\""),
+            ("idempotent", "idempotent producer: retries never duplicate (default true; needs acks = \"all\")"),
+            ("linger_ms", "how long to wait to fill a batch (default 5)"),
+            ("flush_timeout_ms", "longest wait for acknowledgements at a checkpoint or the end (default 30000)"),
+            ("librdkafka_options", "table of extra librdkafka producer properties"),
+        ],
+        |t| Ok(Stage::Sink(Box::new(kafka::build_sink(params(t)?)?))),
     );
     r.register(
         "mux",

@@ -15,6 +15,8 @@ mod file_source;
 mod filter;
 pub mod format;
 pub mod json;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 mod lines;
 mod mux;
 mod processors;

@@ -365,16 +365,48 @@ impl Pipeline {
             .collect();
         // Event time and checkpoints: only a pipeline that uses them gives
         // its nodes a `Timing` (and so looks for control elements).
+        // Sources that commit what the sinks finished with (Kafka offsets)
+        // listen for completed checkpoints; without `[engine] checkpoint`
+        // the pipeline runs barriers for them alone, at their interval.
+        let mut listeners = Vec::new();
+        let mut commit_interval_ms: Option<u64> = None;
+        for (i, d) in decls.iter_mut().enumerate() {
+            let Some(d) = d else { continue };
+            if let crate::stage::Stage::Source(s) = &mut d.stage {
+                if let Some(c) = s.commits() {
+                    commit_interval_ms =
+                        Some(commit_interval_ms.map_or(c.interval_ms, |m| m.min(c.interval_ms)));
+                    let mut on_complete = c.on_complete;
+                    listeners.push(checkpoint::Listener {
+                        node: i,
+                        on_complete: Box::new(move |id, state: &[u8]| {
+                            // The node's own part wraps the stage's.
+                            match node::decode_state(state) {
+                                Ok((_, _, _, stage)) => on_complete(id, stage),
+                                Err(e) => {
+                                    log::error!("checkpoint {id}: unreadable source state: {e}")
+                                }
+                            }
+                        }),
+                    });
+                }
+            }
+        }
         let uses_timing = self.settings.checkpoint.is_some()
+            || commit_interval_ms.is_some()
             || decls.iter().flatten().any(|d| d.source_time.is_some());
-        let coordinator = self.settings.checkpoint.clone().map(|c| {
-            Coordinator::new(
-                c,
+        let coordinator = match (&self.settings.checkpoint, commit_interval_ms) {
+            (None, None) => None,
+            (c, interval) => Some(Coordinator::new(
+                c.as_ref().map(|c| c.dir.clone()),
+                c.as_ref()
+                    .map_or(interval.unwrap_or(1000), |c| c.interval_ms),
                 decls.iter().flatten().map(|d| d.name.clone()).collect(),
                 shape,
                 snapshot.as_ref().map_or(0, |s| s.id),
-            )
-        });
+                listeners,
+            )),
+        };
         let barriers = coordinator.as_ref().map(|(_, b)| b.clone());
         let replay = barriers.clone();
         let last_checkpoint = snapshot.as_ref().map_or(0, |s| s.id);
@@ -654,7 +686,8 @@ impl Pipeline {
             r.dropped = stats.dropped();
         }
         report.edges = edge_reports;
-        report.checkpoints = checkpoints;
+        // Barriers run only for commits are not checkpoints to report.
+        report.checkpoints = checkpoints.filter(|_| self.settings.checkpoint.is_some());
         report.replay = replay.and_then(|b| b.replay());
         if let Some(held) = undelivered {
             report.drain = Some(DrainTimeout {

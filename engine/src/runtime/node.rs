@@ -329,13 +329,17 @@ impl Node {
     fn retire_stage(&mut self) {
         let (stage, report) = (&mut self.stage, &mut self.report);
         let _ = guard(|| match stage {
-            Stage::Source(s) => s.teardown(),
+            Stage::Source(s) => {
+                merge_counts(&mut report.counts, s.counts());
+                s.teardown();
+            }
             Stage::Processor(p) => {
                 merge_counts(&mut report.counts, p.counts());
                 p.teardown();
             }
             Stage::Router(r, _) => r.teardown(),
             Stage::Sink(s) => {
+                merge_counts(&mut report.counts, s.counts());
                 let left = s.undelivered();
                 report.fail_with(Reason::new(RESTART_REASON, "held by the sink"), left);
                 s.teardown();
@@ -512,7 +516,10 @@ impl Node {
         }
         match &mut self.stage {
             Stage::Source(s) => {
-                let _ = guard(|| s.teardown());
+                let _ = guard(|| {
+                    merge_counts(&mut self.report.counts, s.counts());
+                    s.teardown();
+                });
                 ctx.sources_left.fetch_sub(1, Ordering::Release);
             }
             Stage::Processor(p) => {
@@ -534,6 +541,7 @@ impl Node {
                 }
                 let report = &mut self.report;
                 let _ = guard(|| {
+                    merge_counts(&mut report.counts, s.counts());
                     let left = s.undelivered();
                     report.fail_with(
                         Reason::new("undelivered at the end of the stream", ""),
