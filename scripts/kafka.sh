@@ -2,11 +2,16 @@
 # A single-node Kafka-protocol broker on 127.0.0.1, for the tests, the
 # benchmark and configs/kafka.toml.
 #
+#   scripts/kafka.sh install  build the broker if it is not cached yet
 #   scripts/kafka.sh up       install (first time only) and start it; waits
 #                             until it answers; does nothing if it runs
 #   scripts/kafka.sh down     stop it (by the PID `up` recorded)
 #   scripts/kafka.sh status   say whether it runs (exit 0) or not (exit 1)
 #   scripts/kafka.sh brokers  print its address (for `brokers = ...`)
+#   scripts/kafka.sh topic NAME [PARTITIONS]
+#                             create a topic (default 4 partitions): a
+#                             consumer subscribing to a missing topic does
+#                             not create it
 #
 # The broker is tansu (crates.io, Apache-2.0), a Kafka-wire-protocol broker
 # in Rust with in-memory storage: Apache Kafka's jars are not on a registry
@@ -42,11 +47,18 @@ running_pid() {
 
 install() {
     [ -x "$BIN" ] && return 0
-    echo "kafka.sh: building tansu $TANSU_VERSION into $ROOT (first run only, several minutes)" >&2
-    mkdir -p "$ROOT"
-    # `dynostore` is the least feature set that serves memory:// storage.
-    cargo install tansu --version "$TANSU_VERSION" --locked --debug \
-        --no-default-features --features dynostore --root "$ROOT" >&2
+    mkdir -p "$CACHE"
+    # One build at a time: CI starts one early in the background, and `up`
+    # then waits for it here instead of building again.
+    exec 9>"$CACHE/tansu-install.lock"
+    flock 9
+    if [ ! -x "$BIN" ]; then
+        echo "kafka.sh: building tansu $TANSU_VERSION into $ROOT (first run only, several minutes)" >&2
+        # `dynostore` is the least feature set that serves memory:// storage.
+        cargo install tansu --version "$TANSU_VERSION" --locked --debug \
+            --no-default-features --features dynostore --root "$ROOT" >&2
+    fi
+    flock -u 9
 }
 
 up() {
@@ -102,6 +114,7 @@ down() {
 }
 
 case "${1:-}" in
+install) install ;;
 up) up ;;
 down) down ;;
 status)
@@ -113,8 +126,12 @@ status)
     fi
     ;;
 brokers) echo "127.0.0.1:$PORT" ;;
+topic)
+    [ -n "${2:-}" ] || { echo "usage: scripts/kafka.sh topic NAME [PARTITIONS]" >&2; exit 64; }
+    "$BIN" topic create "$2" --partitions "${3:-4}" --broker "tcp://127.0.0.1:$PORT"
+    ;;
 *)
-    echo "usage: scripts/kafka.sh up|down|status|brokers" >&2
+    echo "usage: scripts/kafka.sh install|up|down|status|brokers|topic" >&2
     exit 64
     ;;
 esac

@@ -26,8 +26,8 @@
 mod sink;
 mod source;
 
-pub use sink::KafkaOut;
-pub use source::KafkaIn;
+pub use sink::{KafkaOut, KafkaOutParams};
+pub use source::{KafkaIn, KafkaInParams, Start};
 
 pub(crate) use sink::build as build_sink;
 pub(crate) use source::build as build_source;

@@ -117,8 +117,7 @@ impl ConsumerContext for Context {
                 let mut book = lock(&self.book);
                 for e in tpl.elements() {
                     let p = (e.topic().to_string(), e.partition());
-                    if let Some(pos) = book.position(&p) {
-                        let done = book.committed.get(&p).copied().unwrap_or(0);
+                    if let (Some(pos), Some(&done)) = (book.position(&p), book.committed.get(&p)) {
                         book.reread_after_rebalance += pos.saturating_sub(done).max(0) as u64;
                     }
                     if let Some(m) = book.positions.get_mut(&p.0) {
@@ -442,10 +441,26 @@ impl Source for KafkaIn {
         // value too large for a slot is rejected, counted with its reason).
         {
             let mut book = lock(&shared.book);
-            book.positions
-                .entry(m.topic().to_string())
-                .or_default()
-                .insert(m.partition(), m.offset() + 1);
+            let (topic, partition, offset) = (m.topic(), m.partition(), m.offset());
+            match book
+                .positions
+                .get_mut(topic)
+                .and_then(|t| t.get_mut(&partition))
+            {
+                Some(next) => *next = offset + 1,
+                None => {
+                    // The first element of a newly assigned partition: it
+                    // starts at the group's committed offset (or the
+                    // checkpoint's, or `start`), so that much is done.
+                    book.positions
+                        .entry(topic.to_string())
+                        .or_default()
+                        .insert(partition, offset + 1);
+                    book.committed
+                        .entry((topic.to_string(), partition))
+                        .or_insert(offset);
+                }
+            }
         }
         self.emitted += 1;
         match self.write(&m, slot) {
