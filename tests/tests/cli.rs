@@ -177,6 +177,53 @@ fn validate_graph_and_list() {
     assert!(list
         .stdout
         .contains("processors (in: input; out: output, error (optional))"));
+    // Kafka's components, each with every parameter.
+    for (component, params) in [
+        (
+            "kafka-in",
+            &[
+                "brokers",
+                "topics",
+                "group_id",
+                "start",
+                "session_timeout_ms",
+                "commit_interval_ms",
+                "metadata",
+                "max_elements",
+                "librdkafka_options",
+            ][..],
+        ),
+        (
+            "kafka-out",
+            &[
+                "brokers",
+                "topic",
+                "key_field",
+                "compression",
+                "acks",
+                "idempotent",
+                "linger_ms",
+                "flush_timeout_ms",
+                "librdkafka_options",
+            ][..],
+        ),
+    ] {
+        let block: Vec<&str> = list
+            .stdout
+            .lines()
+            .skip_while(|l| !l.trim_start().starts_with(&format!("{component} ")))
+            .skip(1)
+            .take_while(|l| l.starts_with("      "))
+            .collect();
+        for p in params {
+            assert!(
+                block
+                    .iter()
+                    .any(|l| l.trim_start().starts_with(&format!("{p} "))),
+                "{component} lacks {p} in `dataplane list`: {block:?}"
+            );
+        }
+    }
 }
 
 /// Logs go to stderr only: a run's stdout is exactly its data.

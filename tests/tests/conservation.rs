@@ -7,8 +7,10 @@ use std::path::PathBuf;
 use dataplane_tests::{repo_root, run_config, TempDir};
 
 /// Configs that need input from outside (stdin, a TCP or UDP client) or a
-/// peer, or run until stopped; the network and control tests run those.
+/// peer, or run until stopped; the network and control tests run those
+/// (and the Kafka tests `kafka.toml`, which needs a broker).
 const NEEDS_INPUT: &[&str] = &[
+    "kafka.toml",
     "stdin.toml",
     "tcp.toml",
     "udp.toml",

@@ -15,10 +15,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use dataplane_tests::{start, Running, TempDir, EXIT_OK};
+use dataplane_tests::{adapt_config, run_config, start, Running, TempDir, EXIT_OK};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
 
@@ -59,6 +60,24 @@ fn unique(label: &str) -> String {
         .unwrap()
         .as_nanos();
     format!("dp-{label}-{}-{nanos}", std::process::id())
+}
+
+/// Creates the topics the shipped example uses, unless they exist.
+fn ensure_topics(brokers: &str, topics: &[&str]) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin client");
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1)))
+        .collect();
+    for r in block_on(admin.create_topics(&new, &AdminOptions::new())).expect("answered") {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, e)) => panic!("creating topic {t}: {e}"),
+        }
+    }
 }
 
 fn create_topic(brokers: &str, topic: &str) {
@@ -275,6 +294,35 @@ fn stop(m: Running) {
     m.signal("TERM");
     let out = m.wait_timeout(Duration::from_secs(60));
     out.assert_code(EXIT_OK).assert_no_panic();
+}
+
+#[test]
+fn the_shipped_example_routes_every_element_from_kafka_to_kafka() {
+    let Some(brokers) = brokers() else { return };
+    ensure_topics(&brokers, &["logs", "errors", "other"]);
+    let dir = TempDir::new("kafka-example");
+    let group = unique("route");
+    let config = adapt_config(
+        &dir,
+        "kafka.toml",
+        &[
+            ("127.0.0.1:19092", &brokers),
+            (
+                "group_id = \"dataplane-route\"",
+                &format!("group_id = \"{group}\""),
+            ),
+        ],
+    );
+    let report = dir.path().join("report.json");
+    let out = run_config(&config, &["--report", report.to_str().unwrap()]);
+    out.assert_code(EXIT_OK).assert_no_panic();
+    assert_eq!(out.stage("from-logs").sent, 100_000, "{}", out.dump());
+    let routed = out.stage("to-errors").received + out.stage("to-other").received;
+    assert_eq!(routed, 100_000, "{}", out.dump());
+    let delivered =
+        count(&report, "to-errors", "delivered") + count(&report, "to-other", "delivered");
+    assert_eq!(delivered, 100_000);
+    assert_eq!(count(&report, "to-logs", "delivered"), 100_000);
 }
 
 #[test]

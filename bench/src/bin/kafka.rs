@@ -206,8 +206,11 @@ fn plain_consume(brokers: &str, topic: &str, group: &str, count: u64) -> Result<
     Ok((count - 1) as f64 / span.as_secs_f64().max(1e-9))
 }
 
+/// When the first and the last element arrived, and how many did.
+type Times = (Option<Instant>, Option<Instant>, u64);
+
 /// A sink that notes when its first and last element arrived.
-struct Clock(Arc<Mutex<(Option<Instant>, Option<Instant>, u64)>>);
+struct Clock(Arc<Mutex<Times>>);
 
 impl Sink for Clock {
     fn push(&mut self, element: &Element<'_>) -> Result<(), StageError> {

@@ -611,8 +611,10 @@ fn list(registry: &Registry) -> ExitCode {
         text.push_str(&format!("{role}s ({ports})\n"));
         for (name, c) in registry.iter().filter(|(_, c)| c.role == role) {
             text.push_str(&format!("  {name:<16} {}\n", c.summary));
+            // One column for the component's parameter names.
+            let width = c.params.iter().map(|(p, _)| p.len()).max().unwrap_or(0);
             for (param, doc) in c.params {
-                text.push_str(&format!("      {param:<14} {doc}\n"));
+                text.push_str(&format!("      {param:<width$} {doc}\n"));
             }
         }
         text.push('\n');

@@ -16,11 +16,15 @@ use indexmap::IndexMap;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 use serde::Deserialize;
 
 use crate::operators::json::find_field;
 use crate::stage::{Element, Reason, Sink, StageError, StageInfo};
+
+/// How long `init` waits for the topic's metadata.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Counts delivery reports.
 #[derive(Default)]
@@ -195,9 +199,34 @@ impl Sink for KafkaOut {
             .set("compression.type", &p.compression)
             .set("linger.ms", p.linger_ms.to_string());
         super::apply_options(&mut c, &p.librdkafka_options);
-        let producer = c
+        let producer: BaseProducer<Deliveries> = c
             .create_with_context(Deliveries::default())
             .map_err(|e| StageError::Fatal(format!("cannot create the Kafka producer: {e}")))?;
+        // A topic the broker does not know (and does not create on first
+        // use, as Kafka's auto.create.topics.enable would) is an error
+        // now, not messages waiting out `message.timeout.ms`. A broker not
+        // reachable yet is only a warning: librdkafka keeps trying.
+        match producer
+            .client()
+            .fetch_metadata(Some(&p.topic), METADATA_TIMEOUT)
+        {
+            Ok(m) => {
+                let unknown = m.topics().iter().any(|t| {
+                    t.error() == Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+                });
+                if unknown {
+                    return Err(StageError::Fatal(format!(
+                        "topic '{}' does not exist on {} (create it first, e.g. scripts/kafka.sh topic {})",
+                        p.topic, p.brokers, p.topic
+                    )));
+                }
+            }
+            Err(e) => log::warn!(
+                "stage '{}': no metadata from {} yet ({e}); messages wait for the broker",
+                self.name,
+                p.brokers
+            ),
+        }
         self.producer = Some(producer);
         Ok(())
     }
