@@ -33,6 +33,16 @@ fi
 mkdir -p target
 nice -n 10 scripts/kafka.sh install >target/kafka-install.log 2>&1 &
 
+# The plan does not know the runtime: topology/ builds plain data,
+# runtime/ runs it, and operators are stages, not runtime parts. An import
+# the wrong way would bring back the cycle this layering removed.
+echo "== import direction (topology, operators, stage never import runtime)"
+if grep -rnE '(crate|super)::runtime\b' engine/src/topology engine/src/operators engine/src/stage \
+    | grep -vE '^[^:]+:[0-9]+:\s*//'; then
+    echo "error: the lines above import the runtime from topology/, operators/ or stage/" >&2
+    exit 1
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -7,7 +7,7 @@
 //! copied between stages (a fan-out is a refcount bump).
 //!
 //! Build a pipeline from Rust with [`PipelineBuilder`], or from a TOML file
-//! with [`topology::config::load_pipeline`]:
+//! with [`topology::config::load_plan`] and [`Pipeline::new`]:
 //!
 //! ```
 //! use dataplane::operators::{Discard, Forward, Generator};

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use dataplane::control::{tap::TapError, Control, ControlSettings};
 use dataplane::metrics::{write_histogram_log, write_json_report};
-use dataplane::topology::config::{load_pipeline, LoadError};
+use dataplane::topology::config::{load_plan, LoadError};
 use dataplane::topology::graph::{render, GraphFormat};
 use dataplane::{Pipeline, Registry, Role};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -203,7 +203,7 @@ fn load(registry: &Registry, args: &ConfigArgs) -> Result<(Pipeline, PathBuf), E
         eprintln!("error: --config FILE is required (see --help)");
         return Err(ExitCode::from(2));
     };
-    match load_pipeline(&path, registry, args.flow.as_deref()) {
+    match load_plan(&path, registry, args.flow.as_deref()).map(Pipeline::new) {
         Ok(p) => Ok((p, path)),
         Err(LoadError::Io(msg)) => {
             eprintln!("error: {msg}");
@@ -591,7 +591,7 @@ fn graph(registry: &Registry, args: &ConfigArgs, format: Format) -> ExitCode {
                 Format::Dot => GraphFormat::Dot,
                 Format::Mermaid => GraphFormat::Mermaid,
             };
-            print_out(&render(&pipeline, format))
+            print_out(&render(pipeline.plan(), format))
         }
         Err(code) => code,
     }

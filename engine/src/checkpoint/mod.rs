@@ -224,6 +224,13 @@ impl Coordinator {
                 self.take(ack);
             }
             if stop.load(Ordering::Acquire) {
+                // The workers have finished: every ack they sent is in the
+                // channel by now, the last ones (the final checkpoint, and
+                // with it a source's last commit) maybe after the drain
+                // above.
+                while let Ok(ack) = self.acks.try_recv() {
+                    self.take(ack);
+                }
                 break;
             }
             if Instant::now() >= next && self.pending.is_empty() {

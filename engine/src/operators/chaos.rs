@@ -91,7 +91,7 @@ pub(crate) fn build(p: ChaosParams) -> Result<Chaos, String> {
 mod tests {
     use super::*;
     use crate::operators::testing::Harness;
-    use crate::runtime::restart::guard;
+    use crate::stage::guard::{guard, quiet_panics_on_this_thread};
 
     fn info(name: &str) -> StageInfo {
         StageInfo {
@@ -111,7 +111,7 @@ mod tests {
 
     #[test]
     fn fails_on_schedule_and_the_count_survives_a_rebuild() {
-        crate::runtime::restart::quiet_panics_on_this_thread();
+        quiet_panics_on_this_thread();
         let mut h = Harness::new(64);
         let mut outcomes = Vec::new();
         let mut c = Chaos::new(Some(4), Some(3)).unwrap();

@@ -3,7 +3,6 @@
 //! from sources to sinks, then a [`RunReport`].
 
 pub(crate) mod node;
-pub(crate) mod placement;
 pub mod restart;
 mod worker;
 
@@ -12,15 +11,16 @@ use std::sync::{mpsc, Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::arena::Arena;
-use crate::checkpoint::{self, shape_hash, Coordinator, Snapshot};
+use crate::checkpoint::{self, Coordinator, Snapshot};
 use crate::metrics::{
     DrainTimeout, EdgeReport, LiveCounters, PlacementEntry, RunReport, StageReport,
 };
 use crate::observe::tap::{RefPoint, TapPoint};
 use crate::observe::{EdgeLive, LiveHandle, LiveView, NodeLive};
-use crate::ring::{self, wait::Parker, EdgeStats, WhenFull};
+use crate::ring::{self, wait::Parker, EdgeStats};
 use crate::stage::StageInfo;
-use crate::topology::builder::{Edge, NodeDecl, Settings};
+use crate::topology::builder::{NodeDecl, Settings};
+use crate::topology::{ConfigErrors, PipelineBuilder, Plan};
 use node::{Node, Restart, SourceTime, Timing};
 use worker::{Shared, Worker};
 
@@ -50,15 +50,11 @@ impl InFlight {
     }
 }
 
-/// A validated pipeline, ready to run. Made by
-/// [`PipelineBuilder::build`](crate::PipelineBuilder::build).
+/// A validated pipeline, ready to run: its [`Plan`] and what a run shares
+/// with the outside (the stop flag, the arena, the live view). Made by
+/// [`PipelineBuilder::build`].
 pub struct Pipeline {
-    settings: Settings,
-    slots: u32,
-    nodes: Vec<NodeDecl>,
-    edges: Vec<Edge>,
-    order: Vec<usize>,
-    cores: Vec<core_affinity::CoreId>,
+    plan: Plan,
     stop: Arc<AtomicBool>,
     held: Arc<OnceLock<Arc<Arena>>>,
     live: LiveHandle,
@@ -66,22 +62,23 @@ pub struct Pipeline {
     resume: Option<Option<Snapshot>>,
 }
 
+impl PipelineBuilder {
+    /// Validates everything and returns a runnable pipeline, or every
+    /// problem found (see [`PipelineBuilder::plan`]).
+    ///
+    /// Reads the usable cores with `core_affinity::get_core_ids()`, which
+    /// reports the *calling thread's* affinity: call this from the main
+    /// thread, before anything is pinned.
+    pub fn build(self) -> Result<Pipeline, ConfigErrors> {
+        self.plan().map(Pipeline::new)
+    }
+}
+
 impl Pipeline {
-    pub(crate) fn new(
-        settings: Settings,
-        slots: u32,
-        nodes: Vec<NodeDecl>,
-        edges: Vec<Edge>,
-        order: Vec<usize>,
-        cores: Vec<core_affinity::CoreId>,
-    ) -> Pipeline {
+    /// A pipeline that runs `plan`.
+    pub fn new(plan: Plan) -> Pipeline {
         Pipeline {
-            settings,
-            slots,
-            nodes,
-            edges,
-            order,
-            cores,
+            plan,
             stop: Arc::new(AtomicBool::new(false)),
             held: Arc::default(),
             live: LiveHandle::default(),
@@ -89,27 +86,15 @@ impl Pipeline {
         }
     }
 
-    /// The hash a checkpoint of this pipeline carries: node names and
-    /// components, and the edges between their ports.
-    pub fn shape(&self) -> u64 {
-        shape_hash(
-            self.nodes
-                .iter()
-                .map(|n| (n.name.as_str(), n.component.as_str())),
-            self.edges.iter().map(|e| {
-                (
-                    self.nodes[e.from].name.as_str(),
-                    self.port_name(e),
-                    self.nodes[e.to].name.as_str(),
-                )
-            }),
-        )
+    /// What runs where: nodes, edges, placement, settings.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
     }
 
-    fn port_name(&self, e: &Edge) -> &'static str {
-        // Port names only matter to the hash through their position.
-        const PORTS: [&str; 8] = ["p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7"];
-        PORTS.get(e.port).copied().unwrap_or("p+")
+    /// The hash a checkpoint of this pipeline carries (see
+    /// [`Plan::shape`]).
+    pub fn shape(&self) -> u64 {
+        self.plan.shape()
     }
 
     /// With checkpoints on, looks for the newest usable checkpoint in the
@@ -118,7 +103,7 @@ impl Pipeline {
     /// instead. A checkpoint of another pipeline shape is an error naming
     /// `--fresh`. [`run`](Self::run) calls this itself when it was not.
     pub fn resume(&mut self, fresh: bool) -> Result<Option<u64>, String> {
-        let Some(c) = &self.settings.checkpoint else {
+        let Some(c) = &self.plan.settings.checkpoint else {
             self.resume = Some(None);
             return Ok(None);
         };
@@ -146,43 +131,14 @@ impl Pipeline {
         Ok(id)
     }
 
-    /// Slots the arena needs so that no stage can wait on the arena forever:
-    /// every ring full, every worker cache full, one in hand per stage, and
-    /// one spare.
-    pub(crate) fn required_slots(
-        edges: &[Edge],
-        stages: usize,
-        workers: usize,
-        batch: usize,
-    ) -> u64 {
-        // A `drop_oldest` edge may also hold a ring's worth of leftovers
-        // while its consumer sheds.
-        let rings: u64 = edges
-            .iter()
-            .map(|e| match e.when_full {
-                WhenFull::DropOldest => 2 * e.capacity as u64,
-                _ => e.capacity as u64,
-            })
-            .sum();
-        rings + (workers * 2 * batch) as u64 + stages as u64 + 1
-    }
-
-    pub(crate) fn nodes(&self) -> &[NodeDecl] {
-        &self.nodes
-    }
-
-    pub(crate) fn edges(&self) -> &[Edge] {
-        &self.edges
-    }
-
     /// The arena's slot count.
     pub fn arena_slots(&self) -> u32 {
-        self.slots
+        self.plan.slots
     }
 
     /// The engine settings in force.
     pub fn settings(&self) -> &Settings {
-        &self.settings
+        &self.plan.settings
     }
 
     /// A flag that, once set, makes every source finish: the pipeline then
@@ -205,43 +161,12 @@ impl Pipeline {
 
     /// Where each stage will run, in topological order.
     pub fn placement(&self) -> Vec<PlacementEntry> {
-        let workers = self.worker_of();
-        self.order
-            .iter()
-            .map(|&i| PlacementEntry {
-                stage: self.nodes[i].name.clone(),
-                component: self.nodes[i].component.clone(),
-                role: self.nodes[i].stage.role(),
-                core: self.cores[i].id,
-                worker: workers[i],
-            })
-            .collect()
+        self.plan.placement()
     }
 
     /// The stage names in topological order.
     pub fn stage_names(&self) -> Vec<&str> {
-        self.order
-            .iter()
-            .map(|&i| self.nodes[i].name.as_str())
-            .collect()
-    }
-
-    /// Worker index per stage: one worker per distinct core, numbered in
-    /// order of first use along the topological order.
-    fn worker_of(&self) -> Vec<usize> {
-        let mut core_ids: Vec<usize> = Vec::new();
-        let mut of = vec![0; self.nodes.len()];
-        for &i in &self.order {
-            let id = self.cores[i].id;
-            of[i] = match core_ids.iter().position(|&c| c == id) {
-                Some(w) => w,
-                None => {
-                    core_ids.push(id);
-                    core_ids.len() - 1
-                }
-            };
-        }
-        of
+        self.plan.stage_names()
     }
 
     /// Runs the pipeline to completion on pinned worker threads and returns
@@ -255,8 +180,8 @@ impl Pipeline {
                     self.placement(),
                     Duration::ZERO,
                     0,
-                    self.slots,
-                    self.settings.slot_size,
+                    self.plan.slots,
+                    self.plan.settings.slot_size,
                     false,
                     vec![e],
                 );
@@ -265,21 +190,22 @@ impl Pipeline {
         let snapshot = self.resume.take().flatten();
         let shape = self.shape();
         let placement = self.placement();
-        let worker_of = self.worker_of();
+        let worker_of = self.plan.worker_of();
         let n_workers = worker_of.iter().copied().max().map_or(0, |m| m + 1);
-        let arena = Arc::new(Arena::new(self.slots, self.settings.slot_size));
+        let arena = Arc::new(Arena::new(self.plan.slots, self.plan.settings.slot_size));
 
         // Wire the rings.
-        let n = self.nodes.len();
+        let n = self.plan.nodes.len();
         let mut inputs: Vec<Vec<ring::EdgeIn>> = (0..n).map(|_| Vec::new()).collect();
         let mut outputs: Vec<Vec<Vec<ring::EdgeOut>>> = self
+            .plan
             .nodes
             .iter()
             .map(|d| d.stage.output_ports().iter().map(|_| Vec::new()).collect())
             .collect();
         let mut neighbours: Vec<Vec<usize>> = vec![Vec::new(); n_workers];
-        let mut edge_stats: Vec<Arc<EdgeStats>> = Vec::with_capacity(self.edges.len());
-        for e in &self.edges {
+        let mut edge_stats: Vec<Arc<EdgeStats>> = Vec::with_capacity(self.plan.edges.len());
+        for e in &self.plan.edges {
             let (tx, rx, stats) = ring::edge(e.capacity, e.when_full);
             edge_stats.push(stats);
             outputs[e.from][e.port].push(tx);
@@ -314,17 +240,18 @@ impl Pipeline {
             })
             .collect();
         let mut edge_inputs: Vec<Vec<usize>> = vec![Vec::new(); n];
-        for (k, e) in self.edges.iter().enumerate() {
+        for (k, e) in self.plan.edges.iter().enumerate() {
             edge_inputs[e.to].push(k);
         }
         let edges_live: Vec<EdgeLive> = self
+            .plan
             .edges
             .iter()
             .zip(&edge_stats)
             .map(|(e, stats)| EdgeLive {
-                from: self.nodes[e.from].name.clone(),
-                port: self.nodes[e.from].stage.output_ports()[e.port].clone(),
-                to: self.nodes[e.to].name.clone(),
+                from: self.plan.nodes[e.from].name.clone(),
+                port: self.plan.nodes[e.from].stage.output_ports()[e.port].clone(),
+                to: self.plan.nodes[e.to].name.clone(),
                 capacity: e.capacity,
                 when_full: e.when_full,
                 stats: Arc::clone(stats),
@@ -333,12 +260,13 @@ impl Pipeline {
         let mut nodes_live = Vec::with_capacity(n);
 
         let mut edge_reports: Vec<EdgeReport> = self
+            .plan
             .edges
             .iter()
             .map(|e| EdgeReport {
-                from: self.nodes[e.from].name.clone(),
-                port: self.nodes[e.from].stage.output_ports()[e.port].clone(),
-                to: self.nodes[e.to].name.clone(),
+                from: self.plan.nodes[e.from].name.clone(),
+                port: self.plan.nodes[e.from].stage.output_ports()[e.port].clone(),
+                to: self.plan.nodes[e.to].name.clone(),
                 capacity: e.capacity,
                 when_full: e.when_full,
                 dropped: 0,
@@ -348,11 +276,12 @@ impl Pipeline {
         // Build the nodes and hand them to their workers in topological order
         // (upstream stages first within a round).
         let n_sources = self
+            .plan
             .nodes
             .iter()
             .filter(|d| d.stage.role() == crate::stage::Role::Source)
             .count();
-        let mut decls: Vec<Option<NodeDecl>> = self.nodes.into_iter().map(Some).collect();
+        let mut decls: Vec<Option<NodeDecl>> = self.plan.nodes.into_iter().map(Some).collect();
         let mut inputs: Vec<Option<_>> = inputs.into_iter().map(Some).collect();
         let mut outputs: Vec<Option<_>> = outputs.into_iter().map(Some).collect();
         let mut workers: Vec<Worker> = (0..n_workers)
@@ -392,10 +321,10 @@ impl Pipeline {
                 }
             }
         }
-        let uses_timing = self.settings.checkpoint.is_some()
+        let uses_timing = self.plan.settings.checkpoint.is_some()
             || commit_interval_ms.is_some()
             || decls.iter().flatten().any(|d| d.source_time.is_some());
-        let coordinator = match (&self.settings.checkpoint, commit_interval_ms) {
+        let coordinator = match (&self.plan.settings.checkpoint, commit_interval_ms) {
             (None, None) => None,
             (c, interval) => Some(Coordinator::new(
                 c.as_ref().map(|c| c.dir.clone()),
@@ -415,23 +344,23 @@ impl Pipeline {
         // Per stage: what a report needs if its worker is still running at
         // the drain deadline.
         let mut live: Vec<Arc<LiveCounters>> = Vec::with_capacity(n);
-        for &i in &self.order {
+        for &i in &self.plan.order {
             let mut d = decls[i].take().expect("each node once");
             let w = &mut workers[worker_of[i]];
-            if self.settings.pin {
-                w.core = Some(self.cores[i]);
+            if self.plan.settings.pin {
+                w.core = Some(self.plan.cores[i]);
             }
             let info = StageInfo {
                 name: d.name.clone(),
                 index: i,
-                slot_size: self.settings.slot_size,
+                slot_size: self.plan.settings.slot_size,
             };
             let report = StageReport::new(
                 &d.name,
                 &d.component,
                 d.stage.role(),
                 d.stage.output_ports(),
-                self.settings.stage_metrics,
+                self.plan.settings.stage_metrics,
             );
             if !d.targets.is_empty() {
                 targets.push((d.name.clone(), d.targets.clone()));
@@ -502,7 +431,7 @@ impl Pipeline {
         // as it starts (a sink's file length before it writes), so that a
         // crash before the first periodic checkpoint resumes from the
         // start instead of appending to a partial output.
-        if let (Some(c), None) = (&self.settings.checkpoint, &snapshot) {
+        if let (Some(c), None) = (&self.plan.settings.checkpoint, &snapshot) {
             let mut states: Vec<(usize, String, Vec<u8>)> = Vec::new();
             for node in workers.iter_mut().flat_map(|w| w.nodes.iter_mut()) {
                 match node.initial_state() {
@@ -540,8 +469,8 @@ impl Pipeline {
                 placement,
                 Duration::ZERO,
                 0,
-                self.slots,
-                self.settings.slot_size,
+                self.plan.slots,
+                self.plan.settings.slot_size,
                 false,
                 restore_errors,
             );
@@ -560,8 +489,8 @@ impl Pipeline {
             parkers: (0..n_workers).map(|_| Parker::default()).collect(),
             stop: Arc::clone(&self.stop),
             sources_left: AtomicUsize::new(n_sources),
-            wait: self.settings.wait,
-            batch: self.settings.batch,
+            wait: self.plan.settings.wait,
+            batch: self.plan.settings.batch,
         });
         let _ = self.held.set(Arc::clone(&arena));
         // The run's clock starts when the workers do: arena pre-faulting and
@@ -569,8 +498,9 @@ impl Pipeline {
         let started = Instant::now();
         // Subscribers may hold the slots the pipeline itself never needs
         // (see `required_slots`), shared among the muxes.
-        let required = Self::required_slots(&self.edges, n, n_workers, self.settings.batch);
-        let spare = (self.slots as u64).saturating_sub(required) as usize;
+        let required =
+            Plan::required_slots(&self.plan.edges, n, n_workers, self.plan.settings.batch);
+        let spare = (self.plan.slots as u64).saturating_sub(required) as usize;
         let muxes: Vec<Arc<RefPoint>> = nodes_live.iter().filter_map(|n| n.mux.clone()).collect();
         for m in &muxes {
             m.set_cap(spare / muxes.len().max(1));
@@ -602,14 +532,14 @@ impl Pipeline {
 
         let stuck = wait_for_workers(
             &self.stop,
-            self.settings.drain_timeout_ms,
+            self.plan.settings.drain_timeout_ms,
             &shared,
             &done_rx,
             handles.len(),
         );
         let mut stages = Vec::with_capacity(n);
         let mut panics = Vec::new();
-        let mut pinned_all = self.settings.pin;
+        let mut pinned_all = self.plan.settings.pin;
         for (w, slot) in handles.iter_mut().enumerate() {
             if stuck.contains(&w) {
                 // Left running: the process is about to report and exit.
@@ -677,8 +607,8 @@ impl Pipeline {
             placement,
             elapsed,
             leaked_slots,
-            self.slots,
-            self.settings.slot_size,
+            self.plan.slots,
+            self.plan.settings.slot_size,
             pinned_all,
             panics,
         );
@@ -687,11 +617,11 @@ impl Pipeline {
         }
         report.edges = edge_reports;
         // Barriers run only for commits are not checkpoints to report.
-        report.checkpoints = checkpoints.filter(|_| self.settings.checkpoint.is_some());
+        report.checkpoints = checkpoints.filter(|_| self.plan.settings.checkpoint.is_some());
         report.replay = replay.and_then(|b| b.replay());
         if let Some(held) = undelivered {
             report.drain = Some(DrainTimeout {
-                timeout_ms: self.settings.drain_timeout_ms,
+                timeout_ms: self.plan.settings.drain_timeout_ms,
                 stuck: stuck_stages,
                 undelivered: held,
             });

@@ -88,9 +88,7 @@ pub(crate) struct Node {
     /// How to rebuild the stage and when, for a restart policy.
     restart: Option<Box<Restart>>,
 }
-
-/// Builds a fresh stage for a restart (the node's component and parameters).
-pub(crate) type Rebuild = Arc<dyn Fn() -> Result<Stage, String> + Send + Sync>;
+pub(crate) use crate::topology::builder::Rebuild;
 
 /// A node's restart state (see [`crate::runtime::restart`]).
 pub(crate) struct Restart {

@@ -1,5 +1,6 @@
-//! Building a pipeline from Rust: add stages, connect ports, `build()` into
-//! a validated [`Pipeline`], `run()` it. The TOML loader uses the same
+//! Building a pipeline from Rust: add stages, connect ports, `plan()` into
+//! a validated [`Plan`] (or `build()` a [`Pipeline`](crate::Pipeline) of
+//! it), `run()` it. The TOML loader uses the same
 //! builder, so both paths get the same validation.
 
 use std::collections::{BTreeSet, HashMap};
@@ -10,12 +11,11 @@ use crate::event_time::{EventTime, WatermarkSpec};
 use crate::metrics::targets::Target;
 use crate::ring::wait::WaitStrategy;
 use crate::ring::{WhenFull, DEFAULT_CAPACITY};
-use crate::runtime::node::Rebuild;
-use crate::runtime::placement;
-use crate::runtime::restart::{Policy, RestartPolicy};
-use crate::runtime::Pipeline;
 use crate::stage::{PortMask, Role, Stage};
 use crate::topology::error::{ConfigError, ConfigErrors};
+use crate::topology::placement;
+use crate::topology::restart::{Policy, RestartPolicy};
+use crate::topology::Plan;
 
 /// Default batch: handles moved per ring operation.
 pub const DEFAULT_BATCH: usize = 64;
@@ -24,7 +24,7 @@ pub const DEFAULT_BATCH: usize = 64;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
     /// Arena slot count; `None` sizes it from the topology (see
-    /// [`Pipeline::required_slots`]).
+    /// [`Plan::required_slots`]).
     pub slots: Option<u32>,
     /// Arena slot size in bytes: the largest payload.
     pub slot_size: usize,
@@ -70,6 +70,10 @@ impl Default for Settings {
     }
 }
 
+/// Builds a fresh stage for a restart (the node's component and parameters).
+pub(crate) type Rebuild = Arc<dyn Fn() -> Result<Stage, String> + Send + Sync>;
+
+/// A node as declared: its stage and everything the plan knows about it.
 pub(crate) struct NodeDecl {
     pub(crate) name: String,
     pub(crate) component: String,
@@ -327,13 +331,14 @@ impl PipelineBuilder {
         self
     }
 
-    /// Validates everything and returns a runnable pipeline, or every
-    /// problem found.
+    /// Validates everything and returns the [`Plan`] (plain data: nothing
+    /// opened, nothing started), or every problem found.
+    /// [`build`](Self::build) makes a runnable pipeline of it.
     ///
     /// Reads the usable cores with `core_affinity::get_core_ids()`, which
     /// reports the *calling thread's* affinity: call this from the main
     /// thread, before anything is pinned.
-    pub fn build(self) -> Result<Pipeline, ConfigErrors> {
+    pub fn plan(self) -> Result<Plan, ConfigErrors> {
         let PipelineBuilder {
             settings,
             nodes,
@@ -757,7 +762,7 @@ impl PipelineBuilder {
         // cache full, with one to spare, so a copy-on-write never waits for
         // a slot that only a blocked stage could free.
         let workers = usable.len().min(nodes.len()).max(1);
-        let required = Pipeline::required_slots(&resolved, nodes.len(), workers, settings.batch);
+        let required = Plan::required_slots(&resolved, nodes.len(), workers, settings.batch);
         if let Some(slots) = settings.slots {
             if (slots as u64) < required {
                 errors.push(ConfigError::new(
@@ -824,9 +829,7 @@ impl PipelineBuilder {
             .iter()
             .map(|&c| core_affinity::CoreId { id: usable[c] })
             .collect();
-        Ok(Pipeline::new(
-            settings, slots, nodes, resolved, order, core_of,
-        ))
+        Ok(Plan::new(settings, slots, nodes, resolved, order, core_of))
     }
 }
 

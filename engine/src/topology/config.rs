@@ -46,9 +46,10 @@ use crate::metrics::targets;
 use crate::operators::Registry;
 use crate::ring::wait::WaitStrategy;
 use crate::ring::WhenFull;
-use crate::runtime::restart::{Policy, RestartPolicy};
 use crate::topology::builder::{PipelineBuilder, Settings};
 use crate::topology::error::{ConfigError, ConfigErrors};
+use crate::topology::restart::{Policy, RestartPolicy};
+use crate::topology::Plan;
 
 /// Keys of a node table that belong to the engine, not the component.
 pub(crate) const NODE_KEYS: [&str; 7] = [
@@ -513,13 +514,10 @@ fn control_settings(
     Some(settings)
 }
 
-/// Loads and validates a pipeline file in one go.
-pub fn load_pipeline(
-    path: &Path,
-    registry: &Registry,
-    flow: Option<&str>,
-) -> Result<crate::runtime::Pipeline, LoadError> {
+/// Loads and validates a pipeline file in one go, into its [`Plan`]
+/// (`Pipeline::new` runs it).
+pub fn load_plan(path: &Path, registry: &Registry, flow: Option<&str>) -> Result<Plan, LoadError> {
     load_file(path, registry, flow)?
-        .build()
+        .plan()
         .map_err(LoadError::Invalid)
 }

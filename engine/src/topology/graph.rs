@@ -3,8 +3,8 @@
 
 use std::fmt::Write;
 
-use crate::runtime::Pipeline;
 use crate::stage::Role;
+use crate::topology::Plan;
 
 /// Output format of [`render`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,7 +34,7 @@ fn mermaid_id(i: usize) -> String {
 
 /// Renders the validated pipeline, with each node's component, role and
 /// core, and each edge's ports and ring capacity.
-pub fn render(p: &Pipeline, format: GraphFormat) -> String {
+pub fn render(p: &Plan, format: GraphFormat) -> String {
     let mut out = String::new();
     let placement = p.placement();
     let core_of = |name: &str| placement.iter().find(|e| e.stage == name).map(|e| e.core);

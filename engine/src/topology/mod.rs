@@ -1,9 +1,15 @@
-//! From a description (TOML or Rust) to a validated graph.
+//! From a description (TOML or Rust) to a validated [`Plan`]: plain data,
+//! with no socket, file or thread opened. `runtime` runs a plan; nothing
+//! here imports it.
 
 pub(crate) mod builder;
 pub mod config;
 mod error;
 pub mod graph;
+pub(crate) mod placement;
+mod plan;
+pub mod restart;
 
 pub use builder::{PipelineBuilder, Settings, DEFAULT_BATCH};
 pub use error::{ConfigError, ConfigErrors};
+pub use plan::Plan;

@@ -9,6 +9,8 @@
 
 use std::fmt;
 
+pub(crate) mod guard;
+
 use crate::arena::{Arena, ContentType, Handle, LocalPool, Meta, TooLarge};
 
 /// What a stage knows about itself when it starts.
