@@ -1,0 +1,158 @@
+//! A source node's step: pull into fresh slots, stamp, send.
+
+use super::*;
+
+impl Node {
+    /// Fills slots from the source; returns true when it is exhausted.
+    pub(super) fn step_source(&mut self, ctx: &mut StepCtx<'_>, moved: &mut bool) -> bool {
+        if ctx.stop.load(Ordering::Relaxed) {
+            return true;
+        }
+        let budget = self.out_budget().min(ctx.batch);
+        let t0 = self.report.service.is_some().then(now_ns);
+        let before = self.seq;
+        let event_time = self
+            .timing
+            .as_ref()
+            .is_some_and(|t| t.event_time().is_some());
+        // One guard per batch: after a panic in `pull`, what the batch
+        // sent is `seq - before` (the pending slot stays for the next pull).
+        let filled = guard(|| {
+            if event_time {
+                self.fill_from_source::<true>(ctx, moved, budget)
+            } else {
+                self.fill_from_source::<false>(ctx, moved, budget)
+            }
+        });
+        let done = match filled {
+            Ok(done) => done,
+            Err(m) => {
+                self.report.count_sent(0, self.seq - before);
+                *moved = true;
+                !self.on_failure(ctx, m, 0, FailedIn::Running)
+            }
+        };
+        if let (Some(t0), Some(h)) = (t0, self.report.service.as_mut()) {
+            let n = self.seq - before;
+            if let Some(per) = (now_ns() - t0).checked_div(n) {
+                h.saturating_record_n(per.max(1), n);
+            }
+        }
+        done
+    }
+
+    /// Pulls up to `budget` elements. `EVENT_TIME`: the source declares
+    /// `event_time`, so each element's timestamp is read (an unreadable one
+    /// sends it to the `error` port) and the highest is kept.
+    pub(super) fn fill_from_source<const EVENT_TIME: bool>(
+        &mut self,
+        ctx: &mut StepCtx<'_>,
+        moved: &mut bool,
+        budget: usize,
+    ) -> bool {
+        let Stage::Source(source) = &mut self.stage else {
+            unreachable!("step_source on a source")
+        };
+        let event_time = if EVENT_TIME {
+            self.timing.as_ref().and_then(|t| t.event_time())
+        } else {
+            None
+        };
+        let mut max_ts = 0;
+        // One clock read per batch, on the first element that has no stamp
+        // of its own: every element of the batch is stamped with it (they
+        // were all accepted within this batch, microseconds).
+        let mut batch_ns = 0;
+        let mut sent = 0;
+        let mut done = false;
+        for _ in 0..budget {
+            if self.pending.is_none() {
+                match ctx.arena.alloc(ctx.pool) {
+                    Some(h) => self.pending = Some(h),
+                    // Arena exhausted: wait for downstream to release.
+                    None => break,
+                }
+            }
+            let handle = self.pending.as_mut().expect("just ensured");
+            let mut writer = SlotWriter::new(ctx.arena, handle);
+            let pulled = source.pull(&mut writer);
+            let (len, stamped, content_type) = (writer.len, writer.ingest_ns, writer.content_type);
+            let mut pulled = pulled;
+            if let (true, Some(et), Ok(Pull::Ready)) = (EVENT_TIME, event_time, &pulled) {
+                match et.extract(&writer.buffer()[..len]) {
+                    Ok(ts) => max_ts = max_ts.max(ts),
+                    Err(reason) => match self.error_port {
+                        Some(port) => {
+                            let mut h = self.pending.take().expect("pending slot");
+                            let meta = Meta {
+                                seq: self.seq,
+                                ingest_ns: now_ns(),
+                                source: self.info.index as u16,
+                                content_type,
+                                reason: Some(reason.kind),
+                            };
+                            self.seq += 1;
+                            ctx.arena.seal(&mut h, len, meta);
+                            self.report.divert(reason);
+                            emit_port(&mut self.ports, port, h, ctx.arena, self.refusing);
+                            self.report.count_sent(port, 1);
+                            *moved = true;
+                            continue;
+                        }
+                        None => pulled = Err(StageError::Rejected(reason)),
+                    },
+                }
+            }
+            match pulled {
+                Ok(Pull::Ready) => {
+                    let ingest_ns = if stamped != 0 {
+                        stamped
+                    } else {
+                        if batch_ns == 0 {
+                            batch_ns = now_ns();
+                        }
+                        batch_ns
+                    };
+                    let meta = Meta {
+                        seq: self.seq,
+                        ingest_ns,
+                        source: self.info.index as u16,
+                        content_type,
+                        reason: None,
+                    };
+                    self.seq += 1;
+                    let mut h = self.pending.take().expect("pending slot");
+                    ctx.arena.seal(&mut h, len, meta);
+                    emit_port(&mut self.ports, 0, h, ctx.arena, self.refusing);
+                    sent += 1;
+                }
+                Ok(Pull::Pending) => break,
+                Ok(Pull::Done) => {
+                    done = true;
+                    break;
+                }
+                Err(StageError::Rejected(reason) | StageError::Failed(reason)) => {
+                    // Nothing was sent; the slot is reused for the next pull.
+                    self.report.drop_with(reason);
+                    *moved = true;
+                }
+                Err(StageError::Fatal(m)) => {
+                    // Restarting: not done (the new source starts over).
+                    done = !self.on_failure(ctx, m, 0, FailedIn::Running);
+                    *moved = true;
+                    break;
+                }
+            }
+        }
+        if sent > 0 {
+            self.report.count_sent(0, sent);
+            *moved = true;
+        }
+        if EVENT_TIME {
+            if let Some(t) = self.timing.as_mut() {
+                t.saw(max_ts);
+            }
+        }
+        done
+    }
+}
