@@ -378,3 +378,34 @@ fn deferred_elements_come_back_in_order() {
     let got: Vec<u64> = a_out.lock().unwrap().iter().map(|x| x.0).collect();
     assert_eq!(got, (0..n).collect::<Vec<_>>());
 }
+
+/// Building a plan opens nothing: two plans of one `udp-in` address build
+/// side by side, and only opening the second (as a run does first) fails,
+/// naming the node and the address, as a config error.
+#[test]
+fn plans_open_no_socket_and_open_names_the_node() {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = socket.local_addr().unwrap().port();
+    drop(socket);
+    let text = format!(
+        "[flow.f.nodes.listen]\ncomponent = \"udp-in\"\naddress = \"127.0.0.1:{port}\"\nmax_elements = 1\n\n[flow.f.nodes.out]\ncomponent = \"discard\"\n\n[[flow.f.edges]]\nfrom = {{ node = \"listen\" }}\nto = {{ node = \"out\" }}\n"
+    );
+    let build = || {
+        dataplane::topology::config::load_str(
+            &text,
+            "udp.toml",
+            &dataplane::Registry::builtin(),
+            None,
+        )
+        .build()
+        .unwrap()
+    };
+    let (mut first, mut second) = (build(), build());
+    first.open().expect("the first binds");
+    let errors = second.open().expect_err("the address is held").to_string();
+    assert!(
+        errors.contains(&format!("node 'listen': cannot bind 127.0.0.1:{port}")),
+        "{errors}"
+    );
+    assert!(errors.contains("udp.toml:"), "{errors}");
+}

@@ -252,10 +252,12 @@ fn validate_does_not_steal_a_running_pipelines_port() {
     let mut running = start(&["--config", config]);
     running.wait_for_stderr("[dataplane] running", Duration::from_secs(60));
 
-    // The port really is held: a second run cannot bind it.
+    // The port really is held: a second run cannot bind it, and says
+    // which node and which address, as a config error; nothing runs.
     run(&["--config", config])
         .assert_code(EXIT_CONFIG)
-        .assert_stderr_contains("cannot bind 127.0.0.1:");
+        .assert_stderr_contains(&format!("node 'listen': cannot bind 127.0.0.1:{port}"))
+        .assert_stderr_contains("invalid pipeline: 1 error");
 
     let out = run(&["validate", "--config", config]);
     out.assert_code(EXIT_OK).assert_no_panic();

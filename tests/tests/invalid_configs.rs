@@ -215,3 +215,18 @@ fn an_unknown_flow_name_is_a_config_error() {
         .assert_no_panic()
         .assert_stderr_contains("no flow named 'nope' (flows in this file: main)");
 }
+
+/// A misspelt component name gets the nearest known one as a hint.
+#[test]
+fn a_misspelt_component_gets_a_hint() {
+    run(&[
+        "validate",
+        "--config",
+        invalid_dir()
+            .join("unknown_component.toml")
+            .to_str()
+            .unwrap(),
+    ])
+    .assert_code(EXIT_CONFIG)
+    .assert_stderr_contains("did you mean 'discard'?");
+}

@@ -170,17 +170,16 @@ fn main() -> ExitCode {
     match cli.command {
         None => run(&registry, cli.run),
         Some(Command::Run(args)) => run(&registry, args),
-        // Checking a config must not take the ports of a running instance.
-        Some(Command::Validate(args)) => validate(&Registry::builtin().dry(), &args),
-        Some(Command::Graph { config, format }) => {
-            graph(&Registry::builtin().dry(), &config, format)
-        }
+        // Checking a config opens nothing (no socket): a running instance
+        // keeps its ports.
+        Some(Command::Validate(args)) => validate(&Registry::builtin(), &args),
+        Some(Command::Graph { config, format }) => graph(&Registry::builtin(), &config, format),
         Some(Command::List) => list(&registry),
-        Some(Command::Checkpoints(args)) => checkpoints(&Registry::builtin().dry(), &args),
+        Some(Command::Checkpoints(args)) => checkpoints(&Registry::builtin(), &args),
         Some(Command::Tap(args)) => tap(&args),
         // Checked as `validate` checks (dry: a network source only proves
         // its address); the tests themselves open no real source or sink.
-        Some(Command::Test(args)) => test(&Registry::builtin().dry(), &args),
+        Some(Command::Test(args)) => test(&Registry::builtin(), &args),
         Some(Command::Top(opts)) => match dataplane::top::run(&opts) {
             Ok(()) => ExitCode::from(exit::OK),
             Err(e) => {
@@ -363,6 +362,13 @@ fn run_once(
             eprintln!("error: {e}");
             return Outcome::Exit(ExitCode::from(exit::CONFIG));
         }
+    }
+
+    // Sockets are bound now, on this thread: an address in use is a
+    // config error naming the node, and nothing runs.
+    if let Err(errors) = pipeline.open() {
+        eprint!("{errors}");
+        return Outcome::Exit(ExitCode::from(exit::CONFIG));
     }
 
     let stop = pipeline.stop_flag();

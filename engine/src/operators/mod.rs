@@ -19,6 +19,7 @@ pub mod json;
 pub mod kafka;
 mod lines;
 mod mux;
+mod open;
 mod processors;
 mod rate_limit;
 mod route_by_field;
@@ -82,20 +83,6 @@ pub struct Component {
 /// Component name -> factory.
 pub struct Registry {
     components: BTreeMap<String, Component>,
-    dry: bool,
-}
-
-thread_local! {
-    /// Set while a dry registry builds a component (see [`Registry::dry`]).
-    static DRY_BUILD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Whether the component being built is only being checked
-/// (`dataplane validate` / `graph`): components that claim outside
-/// resources must check them without holding them (a network source binds an
-/// ephemeral port of the same address, so a running instance is unaffected).
-pub fn is_dry_build() -> bool {
-    DRY_BUILD.with(std::cell::Cell::get)
 }
 
 /// Deserializes a node's parameters into `T`, with a readable message.
@@ -109,7 +96,6 @@ impl Registry {
     pub fn empty() -> Registry {
         Registry {
             components: BTreeMap::new(),
-            dry: false,
         }
     }
 
@@ -158,12 +144,13 @@ impl Registry {
     pub fn build(&self, name: &str, table: &toml::Table) -> Result<Stage, String> {
         let c = self.get(name).ok_or_else(|| {
             let names: Vec<&str> = self.components.keys().map(String::as_str).collect();
-            format!("unknown component '{name}' (known: {})", names.join(", "))
+            let known = format!("unknown component '{name}' (known: {})", names.join(", "));
+            match util::closest(name, &names) {
+                Some(near) => format!("{known}; did you mean '{near}'?"),
+                None => known,
+            }
         })?;
-        DRY_BUILD.with(|d| d.set(self.dry));
-        let built = (c.factory)(table);
-        DRY_BUILD.with(|d| d.set(false));
-        built
+        (c.factory)(table)
     }
 
     /// A stage builder for component `name` with parameters `table`, for
@@ -176,13 +163,6 @@ impl Registry {
         let factory = Arc::clone(&self.get(name)?.factory);
         let table = table.clone();
         Some(move || factory(&table))
-    }
-
-    /// Makes this registry build components for checking only (see
-    /// [`is_dry_build`]).
-    pub fn dry(mut self) -> Registry {
-        self.dry = true;
-        self
     }
 }
 

@@ -33,7 +33,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::clock::now_ns;
 use crate::operators::lines::{too_long, write_line, LineBuffer, Next, READ_BUFFER};
-use crate::operators::udp::listen_address;
+use crate::operators::open::OpenAtInit;
+use crate::operators::udp::resolve;
 use crate::stage::{Pull, Reason, SlotWriter, Source, StageError, StageInfo};
 
 const MS: u64 = 1_000_000;
@@ -131,7 +132,7 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 impl TcpSource {
     /// Binds `address` (non-blocking).
     pub fn bind(address: &str) -> Result<TcpSource, String> {
-        let addr = listen_address(address)?;
+        let addr = resolve(address)?;
         let mut listener = listen(addr).map_err(|e| format!("cannot bind {addr}: {e}"))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
         let poll = Poll::new().map_err(|e| format!("cannot create a poller: {e}"))?;
@@ -495,15 +496,19 @@ fn default_max_connections() -> usize {
     1024
 }
 
-pub(crate) fn build(p: TcpSourceParams) -> Result<TcpSource, String> {
-    let mut s = TcpSource::bind(&p.address)?.max_connections(p.max_connections);
-    if let Some(m) = p.max_elements {
-        s = s.max_elements(m);
-    }
-    if let Some(ms) = p.idle_timeout_ms {
-        s = s.idle_timeout(ms.saturating_mul(MS));
-    }
-    Ok(s)
+/// `tcp-in`: the address is checked now, bound in `init`.
+pub(crate) fn build(p: TcpSourceParams) -> Result<OpenAtInit<TcpSource>, String> {
+    resolve(&p.address)?;
+    Ok(OpenAtInit::new(move || {
+        let mut s = TcpSource::bind(&p.address)?.max_connections(p.max_connections);
+        if let Some(m) = p.max_elements {
+            s = s.max_elements(m);
+        }
+        if let Some(ms) = p.idle_timeout_ms {
+            s = s.idle_timeout(ms.saturating_mul(MS));
+        }
+        Ok(s)
+    }))
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::clock::now_ns;
 use crate::operators::lines::sniff;
+use crate::operators::open::OpenAtInit;
 use crate::stage::{Element, Pull, Reason, Sink, SlotWriter, Source, StageError, StageInfo};
 
 const MS: u64 = 1_000_000;
@@ -24,18 +25,6 @@ pub(crate) fn resolve(address: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("address '{address}': {e}"))?
         .next()
         .ok_or_else(|| format!("address '{address}' resolves to nothing"))
-}
-
-/// Resolves the local address a source listens on. When the pipeline is
-/// only being checked (`validate`, `graph`), the port becomes 0: binding an
-/// ephemeral port still proves the address is local and usable, without
-/// colliding with an instance of the pipeline that is running.
-pub(crate) fn listen_address(address: &str) -> Result<SocketAddr, String> {
-    let mut addr = resolve(address)?;
-    if crate::operators::is_dry_build() {
-        addr.set_port(0);
-    }
-    Ok(addr)
 }
 
 /// Asks for a socket receive buffer of `bytes` (the kernel may cap it).
@@ -104,7 +93,7 @@ impl UdpSource {
     /// Binds `address` (non-blocking), asking for a `recv_buffer`-byte
     /// socket buffer.
     pub fn bind(address: &str, recv_buffer: usize) -> Result<UdpSource, String> {
-        let addr = listen_address(address)?;
+        let addr = resolve(address)?;
         let socket = UdpSocket::bind(addr).map_err(|e| format!("cannot bind {addr}: {e}"))?;
         socket
             .set_nonblocking(true)
@@ -214,15 +203,19 @@ fn default_recv_buffer() -> usize {
     4 << 20
 }
 
-pub(crate) fn build_source(p: UdpSourceParams) -> Result<UdpSource, String> {
-    let mut s = UdpSource::bind(&p.address, p.recv_buffer)?;
-    if let Some(m) = p.max_elements {
-        s = s.max_elements(m);
-    }
-    if let Some(ms) = p.idle_timeout_ms {
-        s = s.idle_timeout(ms.saturating_mul(MS));
-    }
-    Ok(s)
+/// `udp-in`: the address is checked now, bound in `init`.
+pub(crate) fn build_source(p: UdpSourceParams) -> Result<OpenAtInit<UdpSource>, String> {
+    resolve(&p.address)?;
+    Ok(OpenAtInit::new(move || {
+        let mut s = UdpSource::bind(&p.address, p.recv_buffer)?;
+        if let Some(m) = p.max_elements {
+            s = s.max_elements(m);
+        }
+        if let Some(ms) = p.idle_timeout_ms {
+            s = s.idle_timeout(ms.saturating_mul(MS));
+        }
+        Ok(s)
+    }))
 }
 
 /// Sends each element as one datagram to an address. Never blocks: when

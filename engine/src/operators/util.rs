@@ -193,3 +193,50 @@ mod tests {
         );
     }
 }
+
+/// The name in `names` closest to `name` (a likely typo: at most two edits
+/// apart, or one containing the other), for "did you mean" hints.
+pub fn closest<'a>(name: &str, names: &[&'a str]) -> Option<&'a str> {
+    names
+        .iter()
+        .map(|&n| (edit_distance(name, n), n))
+        .filter(|&(d, n)| d <= 2 || (name.len() >= 3 && (n.contains(name) || name.contains(n))))
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, n)| n)
+}
+
+/// Levenshtein distance between two short strings.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod closest_tests {
+    use super::closest;
+
+    #[test]
+    fn suggests_near_names_only() {
+        let names = [
+            "route-by-field",
+            "route-by-hash",
+            "filter",
+            "file-in",
+            "file-out",
+        ];
+        assert_eq!(closest("route_by_field", &names), Some("route-by-field"));
+        assert_eq!(closest("fliter", &names), Some("filter"));
+        assert_eq!(closest("file", &names), Some("file-in"));
+        assert_eq!(closest("kafka", &names), None);
+    }
+}

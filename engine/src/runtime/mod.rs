@@ -20,7 +20,7 @@ use crate::observe::{EdgeLive, LiveHandle, LiveView, NodeLive};
 use crate::ring::{self, wait::Parker, EdgeStats};
 use crate::stage::StageInfo;
 use crate::topology::builder::{NodeDecl, Settings};
-use crate::topology::{ConfigErrors, PipelineBuilder, Plan};
+use crate::topology::{ConfigError, ConfigErrors, PipelineBuilder, Plan};
 use node::{Node, Restart, SourceTime, Timing};
 use worker::{Shared, Worker};
 
@@ -60,6 +60,8 @@ pub struct Pipeline {
     live: LiveHandle,
     /// The checkpoint to resume from, once [`Pipeline::resume`] has looked.
     resume: Option<Option<Snapshot>>,
+    /// Whether [`Pipeline::open`] has run.
+    opened: bool,
 }
 
 impl PipelineBuilder {
@@ -83,6 +85,30 @@ impl Pipeline {
             held: Arc::default(),
             live: LiveHandle::default(),
             resume: None,
+            opened: false,
+        }
+    }
+
+    /// Opens what the sources take from outside (their sockets), on this
+    /// thread: every failure, each naming its node, as config errors.
+    /// [`run`](Self::run) calls this itself when it was not.
+    pub fn open(&mut self) -> Result<(), ConfigErrors> {
+        self.opened = true;
+        let mut errors = Vec::new();
+        for n in &mut self.plan.nodes {
+            if let crate::stage::Stage::Source(s) = &mut n.stage {
+                if let Err(e) = s.open() {
+                    errors.push(ConfigError::new(
+                        &n.origin,
+                        format!("node '{}': {e}", n.name),
+                    ));
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errors))
         }
     }
 
@@ -172,6 +198,24 @@ impl Pipeline {
     /// Runs the pipeline to completion on pinned worker threads and returns
     /// what happened. Blocks the calling thread.
     pub fn run(mut self) -> RunReport {
+        if !self.opened {
+            if let Err(errors) = self.open() {
+                let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+                for l in &lines {
+                    log::error!("{l}");
+                }
+                return RunReport::new(
+                    Vec::new(),
+                    self.placement(),
+                    Duration::ZERO,
+                    0,
+                    self.plan.slots,
+                    self.plan.settings.slot_size,
+                    false,
+                    lines,
+                );
+            }
+        }
         if self.resume.is_none() {
             if let Err(e) = self.resume(false) {
                 log::error!("{e}");

@@ -420,6 +420,14 @@ pub trait Source: Send {
     fn init(&mut self, _info: &StageInfo) -> Result<(), StageError> {
         Ok(())
     }
+    /// Opens what the source takes from outside (binds its socket): called
+    /// once by the runtime, on the main thread, before any stage starts.
+    /// An error is reported as a config error naming the node (exit 78),
+    /// and nothing runs. Building the pipeline opens nothing; a source
+    /// rebuilt by its restart policy opens in `init`. Default: nothing.
+    fn open(&mut self) -> Result<(), String> {
+        Ok(())
+    }
     /// This stage's state for a checkpoint (see [`crate::checkpoint`]),
     /// taken when a barrier passes: everything before the barrier is in
     /// it, nothing after. Default: no state.
