@@ -236,7 +236,8 @@ mod closest_tests {
         ];
         assert_eq!(closest("route_by_field", &names), Some("route-by-field"));
         assert_eq!(closest("fliter", &names), Some("filter"));
-        assert_eq!(closest("file", &names), Some("file-in"));
+        assert_eq!(closest("file-ot", &names), Some("file-out"));
+        assert_eq!(closest("route-by", &names), Some("route-by-hash"));
         assert_eq!(closest("kafka", &names), None);
     }
 }
