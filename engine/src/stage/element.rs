@@ -1,0 +1,239 @@
+//! The element views a stage works through: [`SlotWriter`] for a source's
+//! fresh slot, [`Element`] for a processor's, router's or sink's input
+//! (copy-on-write), [`Emitter`] for a processor's own new elements. They
+//! borrow the arena; the stage never sees a handle or a refcount.
+
+use super::{Reason, StageError, NO_ROOM};
+use crate::arena::{Arena, ContentType, Handle, LocalPool, Meta, TooLarge};
+
+/// A freshly allocated slot for a source to fill.
+pub struct SlotWriter<'a> {
+    /// The whole slot (checked to be the sole reference once, up front).
+    buf: &'a mut [u8],
+    /// Payload length set by the source.
+    pub(crate) len: usize,
+    pub(crate) ingest_ns: u64,
+    pub(crate) content_type: ContentType,
+}
+
+impl<'a> SlotWriter<'a> {
+    /// A writer over the slot of `handle`, which must be its only reference
+    /// (a freshly allocated slot).
+    pub(crate) fn new(arena: &'a Arena, handle: &'a mut Handle) -> SlotWriter<'a> {
+        SlotWriter {
+            buf: arena
+                .payload_mut(handle)
+                .expect("a source's slot is never shared"),
+            len: 0,
+            ingest_ns: 0,
+            content_type: ContentType::Bytes,
+        }
+    }
+
+    /// Replaces the payload with `bytes`.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), TooLarge> {
+        self.set_len(bytes.len())?;
+        self.buf[..bytes.len()].copy_from_slice(bytes);
+        Ok(())
+    }
+
+    /// The whole slot, to fill directly; then call [`SlotWriter::set_len`].
+    #[inline]
+    pub fn buffer(&mut self) -> &mut [u8] {
+        self.buf
+    }
+
+    /// Sets the payload length after writing into [`SlotWriter::buffer`].
+    #[inline]
+    pub fn set_len(&mut self, len: usize) -> Result<(), TooLarge> {
+        if len > self.buf.len() {
+            return Err(TooLarge {
+                len,
+                slot_size: self.buf.len(),
+            });
+        }
+        self.len = len;
+        Ok(())
+    }
+
+    /// Slot capacity in bytes.
+    #[inline]
+    pub fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Stamps the ingest time explicitly (rate-controlled sources stamp the
+    /// *intended* send time so that stalls are not hidden). Default: the time
+    /// `pull` returned.
+    pub fn set_ingest_ns(&mut self, ns: u64) {
+        self.ingest_ns = ns;
+    }
+
+    /// Sets the content type (default: bytes).
+    pub fn set_content_type(&mut self, ct: ContentType) {
+        self.content_type = ct;
+    }
+}
+
+/// A read view of an element, with copy-on-write for processors.
+pub struct Element<'a> {
+    pub(crate) arena: &'a Arena,
+    pub(crate) handle: &'a mut Handle,
+    pub(crate) pool: &'a mut LocalPool,
+    pub(crate) outlet: Option<Outlet<'a>>,
+}
+
+impl Element<'_> {
+    /// The payload bytes.
+    #[inline]
+    pub fn payload(&self) -> &[u8] {
+        self.arena.payload(self.handle)
+    }
+
+    /// The metadata (sequence number, ingest time, source, content type).
+    #[inline]
+    pub fn meta(&self) -> Meta {
+        self.arena.meta(self.handle)
+    }
+
+    /// Replaces the payload: in place when this element is the slot's only
+    /// reference, else in a new slot (the other branches keep the original).
+    pub fn set_payload(&mut self, bytes: &[u8]) -> Result<(), StageError> {
+        match self.arena.write_payload(self.handle, bytes, self.pool)? {
+            true => Ok(()),
+            false => Err(StageError::Rejected(Reason::new(
+                "arena exhausted",
+                "no free slot for a copy-on-write",
+            ))),
+        }
+    }
+
+    /// Sends a *new* element on the processor's `output` port (before this
+    /// one, if this one is emitted too). Only processors can emit. Like a
+    /// source, a processor gets at most its output's free space (and the
+    /// batch size) of new elements per step, and none when the arena has no
+    /// free slot: then this fails with [`StageError::is_no_room`].
+    pub fn emit(
+        &mut self,
+        bytes: &[u8],
+        content_type: ContentType,
+        ingest_ns: u64,
+    ) -> Result<(), StageError> {
+        let outlet = self.outlet.as_mut().map(|o| Outlet {
+            out: &mut *o.out,
+            source: o.source,
+            seq: &mut *o.seq,
+            room: &mut *o.room,
+        });
+        emit_new(
+            self.arena,
+            self.pool,
+            outlet,
+            bytes,
+            content_type,
+            ingest_ns,
+        )
+    }
+
+    /// Whether `set_payload` would write in place (no other reference).
+    pub fn is_unique(&self) -> bool {
+        self.arena.refcount(self.handle) == 1
+    }
+}
+
+/// Lets a processor send elements of its own making (a window's aggregate)
+/// from `tick` and `finish`. Inside `process`, use [`Element::emit`].
+pub struct Emitter<'a> {
+    pub(crate) arena: &'a Arena,
+    pub(crate) pool: &'a mut LocalPool,
+    pub(crate) out: &'a mut dyn FnMut(Handle),
+    pub(crate) source: u16,
+    pub(crate) seq: &'a mut u64,
+    /// New elements this call may still send (see [`Outlet::room`]).
+    pub(crate) room: usize,
+}
+
+impl Emitter<'_> {
+    /// Sends a new element with payload `bytes` on the `output` port,
+    /// stamped with `ingest_ns` (the newest contributing input's ingest time
+    /// keeps latency end to end; or [`crate::clock::now_ns`]). Fails with
+    /// [`StageError::is_no_room`] when this step's output space is used up
+    /// or the arena has no free slot: hold the rest and return
+    /// [`Flush::More`].
+    pub fn emit(
+        &mut self,
+        bytes: &[u8],
+        content_type: ContentType,
+        ingest_ns: u64,
+    ) -> Result<(), StageError> {
+        let out = Outlet {
+            out: &mut *self.out,
+            source: self.source,
+            seq: &mut *self.seq,
+            room: &mut self.room,
+        };
+        emit_new(
+            self.arena,
+            self.pool,
+            Some(out),
+            bytes,
+            content_type,
+            ingest_ns,
+        )
+    }
+}
+
+/// Where a processor's new elements go.
+pub(crate) struct Outlet<'a> {
+    pub(crate) out: &'a mut dyn FnMut(Handle),
+    pub(crate) source: u16,
+    pub(crate) seq: &'a mut u64,
+    /// New elements the processor may still send in this step: the output
+    /// edges' free space (and the batch size) when the step began, as a
+    /// source gets. It bounds what one processor holds in its outboxes,
+    /// which the arena's sizing counts on.
+    pub(crate) room: &'a mut usize,
+}
+
+fn no_room(detail: &str) -> StageError {
+    StageError::Rejected(Reason::new(NO_ROOM, detail))
+}
+
+fn emit_new(
+    arena: &Arena,
+    pool: &mut LocalPool,
+    outlet: Option<Outlet<'_>>,
+    bytes: &[u8],
+    content_type: ContentType,
+    ingest_ns: u64,
+) -> Result<(), StageError> {
+    let Some(outlet) = outlet else {
+        return Err(StageError::Fatal(
+            "only processors can emit new elements".into(),
+        ));
+    };
+    if *outlet.room == 0 {
+        return Err(no_room("the output has no more space in this step"));
+    }
+    let Some(mut h) = arena.alloc(pool) else {
+        return Err(no_room("no free slot in the arena"));
+    };
+    if let Err(e) = arena.write_payload(&mut h, bytes, pool) {
+        arena.release(h, pool);
+        return Err(e.into());
+    }
+    arena.set_meta(
+        &mut h,
+        Meta {
+            seq: *outlet.seq,
+            ingest_ns,
+            source: outlet.source,
+            content_type,
+            reason: None,
+        },
+    );
+    *outlet.seq += 1;
+    *outlet.room -= 1;
+    (outlet.out)(h);
+    Ok(())
+}
