@@ -8,7 +8,6 @@
 mod catalog;
 mod chaos;
 mod dedupe;
-mod event_window;
 mod fields;
 mod file_sink;
 mod file_source;

@@ -25,12 +25,12 @@ use std::collections::BTreeMap;
 
 use indexmap::IndexMap;
 
+use super::{format_result, Agg, Aggregates};
 use crate::arena::ContentType;
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::event_time::{EventTime, Timer, Timers};
 use crate::operators::json::find_members;
 use crate::operators::util::FnvBuild;
-use crate::operators::window::{format_result, Agg, Aggregates};
 use crate::stage::{Element, Emitter, Flush, Processor, Reason, StageError, Verdict};
 
 /// The port late elements go to.
