@@ -1,0 +1,119 @@
+//! Unit tests of `operators/sources.rs`.
+
+use super::*;
+use crate::operators::testing::Harness;
+
+#[test]
+fn templates() {
+    let p = parse_template(r#"{"seq":{seq},"t":"{pick:a|b}"}"#).unwrap();
+    assert_eq!(
+        p,
+        vec![
+            Piece::Text(br#"{"seq":"#.to_vec()),
+            Piece::Seq,
+            Piece::Text(br#","t":""#.to_vec()),
+            Piece::Pick(vec![b"a".to_vec(), b"b".to_vec()]),
+            Piece::Text(br#""}"#.to_vec()),
+        ]
+    );
+    assert!(parse_template("{pick:a|}").is_err());
+    assert!(parse_template("{rand:0}").is_err());
+    assert!(parse_template("{rand:x}").is_err());
+    assert_eq!(
+        parse_template("{rand:10}{choose:x|y}").unwrap(),
+        vec![
+            Piece::Rand(10),
+            Piece::Choose(vec![b"x".to_vec(), b"y".to_vec()])
+        ]
+    );
+}
+
+/// The prepared frames write exactly what the general renderer writes,
+/// across digit-count changes, picks, several sizes and overflow.
+#[test]
+fn frames_match_the_general_renderer() {
+    let cases: &[(&str, Vec<usize>, usize)] = &[
+        (r#"{"seq":{seq}}"#, vec![], 64),
+        (r#"{"seq":{seq}}"#, vec![64], 64),
+        (r#"{"seq":{seq}}"#, vec![100, 7, 130], 256),
+        (
+            r#"{"a":{seq},"t":"{pick:x|yy|zzz}","b":{seq}}"#,
+            vec![40, 70],
+            128,
+        ),
+        (
+            r#"{"type":"{pick:metric|log|trace}","host":"web-1","seq":0}"#,
+            vec![64],
+            256,
+        ),
+        ("{seq}", vec![], 8),
+        // Overflow: payloads outgrow the slot as the digits grow.
+        (r#"{"seq":{seq},"pad":"xxxxxxxx"}"#, vec![], 28),
+        ("{seq}", vec![200], 128),
+    ];
+    for (template, sizes, slot) in cases {
+        let count = 12_000;
+        let run = |frames: bool| {
+            let mut g = Generator::new(template, Some(count))
+                .unwrap()
+                .sizes(sizes.clone());
+            if !frames {
+                g.frames = None;
+            } else {
+                assert!(g.frames.is_some(), "{template} should use frames");
+            }
+            let mut h = Harness::new(*slot);
+            g.init(&h.info()).unwrap();
+            h.pull_all(&mut g, count as usize + 1, 0)
+        };
+        let (fast, fast_errors) = run(true);
+        let (slow, slow_errors) = run(false);
+        assert_eq!(fast.len(), slow.len(), "{template}");
+        assert_eq!(fast_errors, slow_errors, "{template}");
+        for (i, (a, b)) in fast.iter().zip(&slow).enumerate() {
+            assert_eq!(
+                String::from_utf8_lossy(a),
+                String::from_utf8_lossy(b),
+                "{template}, element {i}"
+            );
+        }
+    }
+    // Placeholders that change per element another way use the general
+    // renderer.
+    for t in ["{ts}", "{rand:9}", "{choose:a|b}"] {
+        assert!(Generator::new(t, None).unwrap().frames.is_none());
+    }
+}
+
+#[test]
+fn digits_are_written_right_aligned() {
+    for n in [0u64, 5, 9, 10, 42, 99, 100, 12345, 999_999, u64::MAX] {
+        let text = n.to_string();
+        let mut out = vec![b'#'; text.len()];
+        write_digits(&mut out, n);
+        assert_eq!(String::from_utf8(out).unwrap(), text);
+    }
+}
+
+#[test]
+fn random_fields_are_seeded_and_sizes_cycle() {
+    let run = |seed| {
+        let mut g = Generator::new(r#"{"r":{rand:100},"c":"{choose:a|b}"}"#, Some(50))
+            .unwrap()
+            .seed(seed)
+            .sizes(vec![40, 60]);
+        let mut h = Harness::new(128);
+        g.init(&h.info()).unwrap();
+        h.pull_all(&mut g, 100, 0).0
+    };
+    let a = run(1);
+    assert_eq!(a.len(), 50);
+    assert_eq!(a, run(1));
+    assert_ne!(a, run(2));
+    for (i, p) in a.iter().enumerate() {
+        assert_eq!(p.len(), [40, 60][i % 2]);
+        let v: serde_json::Value = serde_json::from_slice(p).unwrap();
+        assert!(v["r"].as_u64().unwrap() < 100);
+        assert!(["a", "b"].contains(&v["c"].as_str().unwrap()));
+    }
+}

@@ -1,0 +1,150 @@
+//! Unit tests of `ring/mod.rs`.
+
+use super::*;
+
+/// `n` fresh slots of `arena`, as raw indices in an outbox.
+fn queue(out: &mut EdgeOut, arena: &Arena, pool: &mut LocalPool, n: usize) {
+    for _ in 0..n {
+        // What `fan_out` does for a port with one edge.
+        let h = arena.alloc(pool).expect("a free slot");
+        out.outbox.push(h.into_raw());
+    }
+}
+
+fn drain(rx: &mut EdgeIn, arena: &Arena, pool: &mut LocalPool) -> Vec<u32> {
+    rx.shed(arena, pool);
+    let mut seen = Vec::new();
+    while let Some((h, _)) = rx.pop(arena) {
+        seen.push(h.index());
+        arena.release(h, pool);
+    }
+    seen
+}
+
+#[test]
+fn block_keeps_what_does_not_fit() {
+    let arena = Arena::new(64, 64);
+    let mut pool = LocalPool::new(8);
+    let (mut tx, mut rx, stats) = edge(4, WhenFull::Block);
+    queue(&mut tx, &arena, &mut pool, 6);
+    assert_eq!(tx.flush(&arena, &mut pool), 4);
+    assert!(!tx.is_flushed());
+    assert_eq!(drain(&mut rx, &arena, &mut pool).len(), 4);
+    assert_eq!(tx.flush(&arena, &mut pool), 2);
+    assert_eq!(drain(&mut rx, &arena, &mut pool).len(), 2);
+    assert_eq!(stats.dropped(), 0);
+    arena.flush(&mut pool);
+    assert_eq!(arena.leaked_quiescent(), 0);
+}
+
+#[test]
+fn drop_newest_releases_the_elements_that_found_the_ring_full() {
+    let arena = Arena::new(64, 64);
+    let mut pool = LocalPool::new(8);
+    let (mut tx, mut rx, stats) = edge(4, WhenFull::DropNewest);
+    queue(&mut tx, &arena, &mut pool, 6);
+    let first: Vec<u32> = tx.outbox[..4].to_vec();
+    assert_eq!(tx.flush(&arena, &mut pool), 6);
+    assert!(tx.is_flushed(), "nothing is held back");
+    assert_eq!(stats.dropped(), 2);
+    assert_eq!(
+        drain(&mut rx, &arena, &mut pool),
+        first,
+        "the oldest four stay"
+    );
+    arena.flush(&mut pool);
+    assert_eq!(arena.leaked_quiescent(), 0);
+}
+
+#[test]
+fn drop_oldest_sheds_the_head_of_the_ring() {
+    let arena = Arena::new(64, 64);
+    let mut pool = LocalPool::new(8);
+    let (mut tx, mut rx, stats) = edge(4, WhenFull::DropOldest);
+    queue(&mut tx, &arena, &mut pool, 4);
+    tx.flush(&arena, &mut pool);
+    queue(&mut tx, &arena, &mut pool, 3);
+    let newest: Vec<u32> = tx.outbox.clone();
+    tx.flush(&arena, &mut pool);
+    assert_eq!(tx.outbox.len(), 3, "kept until the consumer makes room");
+    // The consumer sheds the three oldest; the producer then publishes.
+    assert_eq!(rx.shed(&arena, &mut pool), 3);
+    assert_eq!(stats.dropped(), 3);
+    tx.flush(&arena, &mut pool);
+    assert!(tx.is_flushed());
+    let seen = drain(&mut rx, &arena, &mut pool);
+    assert_eq!(seen.len(), 4);
+    assert_eq!(
+        &seen[1..],
+        &newest[..],
+        "the newest three arrive, after the one old survivor"
+    );
+    arena.flush(&mut pool);
+    assert_eq!(arena.leaked_quiescent(), 0);
+}
+
+#[test]
+fn drop_oldest_bounds_what_a_stalled_consumer_makes_it_hold() {
+    let arena = Arena::new(64, 64);
+    let mut pool = LocalPool::new(8);
+    let (mut tx, mut rx, stats) = edge(4, WhenFull::DropOldest);
+    for _ in 0..5 {
+        queue(&mut tx, &arena, &mut pool, 4);
+        tx.flush(&arena, &mut pool);
+    }
+    // 20 offered: 4 in the ring, at most 4 held, the 12 oldest held ones
+    // dropped by the producer.
+    assert_eq!(tx.outbox.len(), 4);
+    assert_eq!(stats.dropped(), 12);
+    let newest: Vec<u32> = tx.outbox.clone();
+    assert_eq!(
+        rx.shed(&arena, &mut pool),
+        4,
+        "the ring's four are the oldest left"
+    );
+    tx.flush(&arena, &mut pool);
+    assert_eq!(drain(&mut rx, &arena, &mut pool), newest);
+    assert_eq!(stats.dropped(), 16);
+    arena.flush(&mut pool);
+    assert_eq!(arena.leaked_quiescent(), 0);
+}
+
+#[test]
+fn a_full_drop_newest_edge_refuses_at_fan_out_without_a_reference() {
+    let arena = Arena::new(64, 64);
+    let mut pool = LocalPool::new(8);
+    let (keep, mut keep_rx, keep_stats) = edge(8, WhenFull::Block);
+    let (drop, mut drop_rx, drop_stats) = edge(2, WhenFull::DropNewest);
+    let mut ports = vec![vec![keep, drop]];
+    for _ in 0..5 {
+        let h = arena.alloc(&mut pool).expect("a free slot");
+        fan_out(&arena, h, &mut ports, 0, true);
+    }
+    let edges = &mut ports[0];
+    assert_eq!(edges[0].outbox.len(), 5);
+    assert_eq!(edges[1].outbox.len(), 2, "room for two, three refused");
+    for e in edges.iter_mut() {
+        e.flush(&arena, &mut pool);
+    }
+    assert_eq!(drop_stats.dropped(), 3);
+    assert_eq!(keep_stats.dropped(), 0);
+    assert_eq!(drain(&mut keep_rx, &arena, &mut pool).len(), 5);
+    assert_eq!(drain(&mut drop_rx, &arena, &mut pool).len(), 2);
+    arena.flush(&mut pool);
+    assert_eq!(
+        arena.leaked_quiescent(),
+        0,
+        "the refused ones took no reference"
+    );
+}
+
+#[test]
+fn when_full_parses_its_three_spellings_only() {
+    for w in [WhenFull::Block, WhenFull::DropNewest, WhenFull::DropOldest] {
+        assert_eq!(w.as_str().parse::<WhenFull>(), Ok(w));
+    }
+    assert!("drop"
+        .parse::<WhenFull>()
+        .unwrap_err()
+        .contains("expected block"));
+}
