@@ -6,6 +6,7 @@ pub(crate) mod builder;
 pub mod config;
 mod error;
 pub mod graph;
+mod passes;
 pub(crate) mod placement;
 mod plan;
 pub mod restart;
