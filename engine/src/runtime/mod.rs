@@ -2,6 +2,8 @@
 //! stages packed onto workers, rings wired between them, completion flowing
 //! from sources to sinks, then a [`RunReport`].
 
+mod checkpoints;
+mod drain;
 pub(crate) mod node;
 pub mod restart;
 mod worker;
@@ -11,7 +13,7 @@ use std::sync::{mpsc, Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::arena::Arena;
-use crate::checkpoint::{self, Coordinator, Snapshot};
+use crate::checkpoint::{self, Snapshot};
 use crate::metrics::{
     DrainTimeout, EdgeReport, LiveCounters, PlacementEntry, RunReport, StageReport,
 };
@@ -21,6 +23,7 @@ use crate::ring::{self, wait::Parker, EdgeStats};
 use crate::stage::StageInfo;
 use crate::topology::builder::{NodeDecl, Settings};
 use crate::topology::{ConfigError, ConfigErrors, PipelineBuilder, Plan};
+use drain::wait_for_workers;
 use node::{Node, Restart, SourceTime, Timing};
 use worker::{Shared, Worker};
 
@@ -338,48 +341,15 @@ impl Pipeline {
             .collect();
         // Event time and checkpoints: only a pipeline that uses them gives
         // its nodes a `Timing` (and so looks for control elements).
-        // Sources that commit what the sinks finished with (Kafka offsets)
-        // listen for completed checkpoints; without `[engine] checkpoint`
-        // the pipeline runs barriers for them alone, at their interval.
-        let mut listeners = Vec::new();
-        let mut commit_interval_ms: Option<u64> = None;
-        for (i, d) in decls.iter_mut().enumerate() {
-            let Some(d) = d else { continue };
-            if let crate::stage::Stage::Source(s) = &mut d.stage {
-                if let Some(c) = s.commits() {
-                    commit_interval_ms =
-                        Some(commit_interval_ms.map_or(c.interval_ms, |m| m.min(c.interval_ms)));
-                    let mut on_complete = c.on_complete;
-                    listeners.push(checkpoint::Listener {
-                        node: i,
-                        on_complete: Box::new(move |id, state: &[u8]| {
-                            // The node's own part wraps the stage's.
-                            match node::decode_state(state) {
-                                Ok((_, _, _, stage)) => on_complete(id, stage),
-                                Err(e) => {
-                                    log::error!("checkpoint {id}: unreadable source state: {e}")
-                                }
-                            }
-                        }),
-                    });
-                }
-            }
-        }
+        let (coordinator, commits) = checkpoints::coordinator(
+            &mut decls,
+            self.plan.settings.checkpoint.as_ref(),
+            shape,
+            snapshot.as_ref().map_or(0, |s| s.id),
+        );
         let uses_timing = self.plan.settings.checkpoint.is_some()
-            || commit_interval_ms.is_some()
+            || commits
             || decls.iter().flatten().any(|d| d.source_time.is_some());
-        let coordinator = match (&self.plan.settings.checkpoint, commit_interval_ms) {
-            (None, None) => None,
-            (c, interval) => Some(Coordinator::new(
-                c.as_ref().map(|c| c.dir.clone()),
-                c.as_ref()
-                    .map_or(interval.unwrap_or(1000), |c| c.interval_ms),
-                decls.iter().flatten().map(|d| d.name.clone()).collect(),
-                shape,
-                snapshot.as_ref().map_or(0, |s| s.id),
-                listeners,
-            )),
-        };
         let barriers = coordinator.as_ref().map(|(_, b)| b.clone());
         let replay = barriers.clone();
         let last_checkpoint = snapshot.as_ref().map_or(0, |s| s.id);
@@ -471,38 +441,8 @@ impl Pipeline {
             w.nodes.push(node);
         }
         drop(barriers);
-        // A fresh checkpointed run first writes checkpoint 0: every stage
-        // as it starts (a sink's file length before it writes), so that a
-        // crash before the first periodic checkpoint resumes from the
-        // start instead of appending to a partial output.
         if let (Some(c), None) = (&self.plan.settings.checkpoint, &snapshot) {
-            let mut states: Vec<(usize, String, Vec<u8>)> = Vec::new();
-            for node in workers.iter_mut().flat_map(|w| w.nodes.iter_mut()) {
-                match node.initial_state() {
-                    Ok(s) => states.push((node.info.index, node.info.name.clone(), s)),
-                    Err(e) => restore_errors.push(format!(
-                        "stage '{}': initial checkpoint: {e}",
-                        node.info.name
-                    )),
-                }
-            }
-            states.sort_by_key(|(i, _, _)| *i);
-            let zero = Snapshot {
-                id: 0,
-                unix_ms: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64),
-                shape,
-                nodes: states.into_iter().map(|(_, n, s)| (n, s)).collect(),
-            };
-            if restore_errors.is_empty() {
-                if let Err(e) = checkpoint::write_snapshot(&c.dir, &zero) {
-                    restore_errors.push(format!(
-                        "cannot write checkpoint 0 to {}: {e}",
-                        c.dir.display()
-                    ));
-                }
-            }
+            checkpoints::write_zero(c, shape, &mut workers, &mut restore_errors);
         }
         if !restore_errors.is_empty() {
             for e in &restore_errors {
@@ -673,45 +613,4 @@ impl Pipeline {
         report.check_targets(&targets);
         report
     }
-}
-
-/// Waits until every worker has finished, or until the drain deadline
-/// passes: `drain_timeout_ms` after the sources stopped (all of them
-/// finished, or the stop flag was raised). Returns the workers still
-/// running then (empty when all finished).
-fn wait_for_workers(
-    stop: &AtomicBool,
-    drain_timeout_ms: u64,
-    shared: &Shared,
-    done: &mpsc::Receiver<usize>,
-    workers: usize,
-) -> Vec<usize> {
-    let mut running: Vec<bool> = vec![true; workers];
-    let mut left = workers;
-    let mut draining_since: Option<Instant> = None;
-    let limit = Duration::from_millis(drain_timeout_ms);
-    while left > 0 {
-        if draining_since.is_none()
-            && (stop.load(Ordering::Relaxed) || shared.sources_left.load(Ordering::Acquire) == 0)
-        {
-            draining_since = Some(Instant::now());
-        }
-        let wait = match draining_since {
-            Some(t) if drain_timeout_ms > 0 => match limit.checked_sub(t.elapsed()) {
-                Some(d) => d.min(POLL),
-                None => break,
-            },
-            _ => POLL,
-        };
-        match done.recv_timeout(wait) {
-            Ok(w) => {
-                if std::mem::replace(&mut running[w], false) {
-                    left -= 1;
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-    }
-    (0..workers).filter(|&w| running[w]).collect()
 }
