@@ -20,9 +20,15 @@ impl Cells {
         Arc::new(Cells((0..n).map(|_| UnsafeCell::new(0)).collect()))
     }
     fn write(&self, h: &Handle, v: u64) {
+        // SAFETY: the model writes a cell only through the slot's sole
+        // handle (refcount 1), so no other thread reads or writes it; loom
+        // checks exactly that (an overlapping access fails the model).
         self.0[h.index() as usize].with_mut(|p| unsafe { *p = v });
     }
     fn read(&self, h: &Handle) -> u64 {
+        // SAFETY: a read happens through a live handle after the write that
+        // published it (the arena's release/acquire); loom reports any
+        // access that races with a write.
         self.0[h.index() as usize].with(|p| unsafe { *p })
     }
 }
