@@ -203,33 +203,21 @@ impl Pipeline {
     pub fn run(mut self) -> RunReport {
         if !self.opened {
             if let Err(errors) = self.open() {
-                let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
-                for l in &lines {
-                    log::error!("{l}");
-                }
-                return RunReport::new(
-                    Vec::new(),
+                let lines = errors.0.iter().map(ToString::to_string).collect();
+                return not_started(
                     self.placement(),
-                    Duration::ZERO,
-                    0,
+                    &self.plan.settings,
                     self.plan.slots,
-                    self.plan.settings.slot_size,
-                    false,
                     lines,
                 );
             }
         }
         if self.resume.is_none() {
             if let Err(e) = self.resume(false) {
-                log::error!("{e}");
-                return RunReport::new(
-                    Vec::new(),
+                return not_started(
                     self.placement(),
-                    Duration::ZERO,
-                    0,
+                    &self.plan.settings,
                     self.plan.slots,
-                    self.plan.settings.slot_size,
-                    false,
                     vec![e],
                 );
             }
@@ -445,17 +433,10 @@ impl Pipeline {
             checkpoints::write_zero(c, shape, &mut workers, &mut restore_errors);
         }
         if !restore_errors.is_empty() {
-            for e in &restore_errors {
-                log::error!("{e}");
-            }
-            return RunReport::new(
-                Vec::new(),
+            return not_started(
                 placement,
-                Duration::ZERO,
-                0,
+                &self.plan.settings,
                 self.plan.slots,
-                self.plan.settings.slot_size,
-                false,
                 restore_errors,
             );
         }
@@ -613,4 +594,27 @@ impl Pipeline {
         report.check_targets(&targets);
         report
     }
+}
+
+/// The report of a run that could not start (a socket, a checkpoint):
+/// every reason logged, and kept as the run's failures.
+fn not_started(
+    placement: Vec<PlacementEntry>,
+    settings: &Settings,
+    slots: u32,
+    errors: Vec<String>,
+) -> RunReport {
+    for e in &errors {
+        log::error!("{e}");
+    }
+    RunReport::new(
+        Vec::new(),
+        placement,
+        Duration::ZERO,
+        0,
+        slots,
+        settings.slot_size,
+        false,
+        errors,
+    )
 }
