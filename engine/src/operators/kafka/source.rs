@@ -1,12 +1,15 @@
 //! `kafka-in`: a Kafka consumer-group member as a source.
 //!
 //! The consumer is a librdkafka `BaseConsumer` polled from `pull` (never
-//! blocking the worker). What it has read and what it may commit live in
-//! a [`Book`] shared with the rebalance callback (which runs inside `poll`,
-//! on the source's worker) and with the commit listener (which runs on the
-//! checkpoint coordinator's thread, also after the source has finished).
+//! blocking the worker). The source keeps each partition's position
+//! itself, without a lock. What it owns and committed lives in a [`Book`]
+//! shared with the rebalance callback (which runs inside `poll`, on the
+//! source's worker) and with the commit listener (which runs on the
+//! checkpoint coordinator's thread, also after the source has finished);
+//! a revocation raises a flag the source looks at after each `poll`.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -26,34 +29,27 @@ use crate::stage::{Commits, Pull, Reason, SlotWriter, Source, StageError, StageI
 /// A partition: topic and partition number.
 type Partition = (String, i32);
 
-/// What the consumer has read, owns and committed. Shared by the source,
-/// its rebalance callback and its commit listener.
+/// What the consumer owns and committed. Shared by the source, its
+/// rebalance callback and its commit listener; the source itself locks it
+/// only for what is rare (a partition's first element, a revocation, a
+/// snapshot), never per element.
 #[derive(Default)]
 struct Book {
     /// Partitions this member owns now.
     assigned: HashSet<Partition>,
-    /// Per topic and partition: the next offset to read (one past the last
-    /// element sent).
-    positions: HashMap<String, HashMap<i32, i64>>,
+    /// Partitions revoked since the source last looked (it forgets their
+    /// positions and counts what will be read again).
+    revoked: Vec<Partition>,
     /// The last offset committed per partition.
     committed: HashMap<Partition, i64>,
     /// Offsets of the checkpoint this run resumed from, applied when their
     /// partition is assigned.
     restored: HashMap<Partition, i64>,
-    /// Elements sent but not committed when their partition was revoked:
-    /// the partition's next owner reads them again.
-    reread_after_rebalance: u64,
     /// Partitions assigned and revoked over the run.
     assigned_total: u64,
     revoked_total: u64,
     commits: u64,
     commit_errors: u64,
-}
-
-impl Book {
-    fn position(&self, p: &Partition) -> Option<i64> {
-        self.positions.get(&p.0).and_then(|m| m.get(&p.1)).copied()
-    }
 }
 
 fn lock(book: &Mutex<Book>) -> MutexGuard<'_, Book> {
@@ -67,6 +63,8 @@ fn lock(book: &Mutex<Book>) -> MutexGuard<'_, Book> {
 /// resumed checkpoint are applied to the partitions as they are assigned.
 struct Context {
     book: Arc<Mutex<Book>>,
+    /// Set when partitions were revoked (the source then settles them).
+    revoked: Arc<AtomicBool>,
     name: String,
 }
 
@@ -117,16 +115,11 @@ impl ConsumerContext for Context {
                 let mut book = lock(&self.book);
                 for e in tpl.elements() {
                     let p = (e.topic().to_string(), e.partition());
-                    if let (Some(pos), Some(&done)) = (book.position(&p), book.committed.get(&p)) {
-                        book.reread_after_rebalance += pos.saturating_sub(done).max(0) as u64;
-                    }
-                    if let Some(m) = book.positions.get_mut(&p.0) {
-                        m.remove(&p.1);
-                    }
-                    book.committed.remove(&p);
                     book.assigned.remove(&p);
+                    book.revoked.push(p);
                     book.revoked_total += 1;
                 }
+                self.revoked.store(true, Ordering::Release);
                 log::info!(
                     "stage '{}': {} partition(s) revoked, now owns {}",
                     self.name,
@@ -221,6 +214,14 @@ impl Shared {
 pub struct KafkaIn {
     params: KafkaInParams,
     shared: Arc<Shared>,
+    /// Per topic and partition: the next offset to read (one past the last
+    /// element sent).
+    positions: HashMap<String, HashMap<i32, i64>>,
+    /// Set by the rebalance callback when partitions were revoked.
+    revoked: Arc<AtomicBool>,
+    /// Elements sent but not committed when their partition was revoked:
+    /// the partition's next owner reads them again.
+    reread_after_rebalance: u64,
     emitted: u64,
     /// Metadata prefix being built (reused).
     scratch: Vec<u8>,
@@ -307,6 +308,9 @@ impl KafkaIn {
                 consumer: OnceLock::new(),
                 name: OnceLock::new(),
             }),
+            positions: HashMap::new(),
+            revoked: Arc::default(),
+            reread_after_rebalance: 0,
             emitted: 0,
             scratch: Vec::with_capacity(256),
             no_metadata: 0,
@@ -336,56 +340,6 @@ impl KafkaIn {
         c
     }
 
-    /// Writes the value, with the metadata fields in front when asked for
-    /// and the value is a JSON object: one copy into the slot.
-    fn write(
-        &mut self,
-        m: &rdkafka::message::BorrowedMessage<'_>,
-        slot: &mut SlotWriter<'_>,
-    ) -> Result<(), StageError> {
-        let value = m.payload().unwrap_or_default();
-        if !self.params.metadata {
-            return slot.write(value).map_err(StageError::from);
-        }
-        let start = value
-            .iter()
-            .position(|b| !b.is_ascii_whitespace())
-            .unwrap_or(value.len());
-        if value.get(start) != Some(&b'{') {
-            self.no_metadata += 1;
-            return slot.write(value).map_err(StageError::from);
-        }
-        let rest = &value[start + 1..];
-        let s = &mut self.scratch;
-        s.clear();
-        s.extend_from_slice(b"{\"_topic\":");
-        write_json_str(s, m.topic());
-        s.extend_from_slice(b",\"_partition\":");
-        s.extend_from_slice(itoa::Buffer::new().format(m.partition()).as_bytes());
-        s.extend_from_slice(b",\"_offset\":");
-        s.extend_from_slice(itoa::Buffer::new().format(m.offset()).as_bytes());
-        s.extend_from_slice(b",\"_key\":");
-        match m.key() {
-            Some(k) => write_json_str(s, &String::from_utf8_lossy(k)),
-            None => s.extend_from_slice(b"null"),
-        }
-        s.extend_from_slice(b",\"_timestamp\":");
-        match m.timestamp().to_millis() {
-            Some(ms) => s.extend_from_slice(itoa::Buffer::new().format(ms).as_bytes()),
-            None => s.extend_from_slice(b"null"),
-        }
-        let empty = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
-        if !empty {
-            s.push(b',');
-        }
-        let len = s.len() + rest.len();
-        slot.set_len(len)?;
-        let buf = slot.buffer();
-        buf[..s.len()].copy_from_slice(s);
-        buf[s.len()..len].copy_from_slice(rest);
-        Ok(())
-    }
-
     fn note_error(&mut self, e: &KafkaError) {
         self.errors += 1;
         let now = crate::clock::now_ns();
@@ -405,6 +359,7 @@ impl Source for KafkaIn {
         let _ = self.shared.name.set(info.name.clone());
         let context = Context {
             book: Arc::clone(&self.shared.book),
+            revoked: Arc::clone(&self.revoked),
             name: info.name.clone(),
         };
         let consumer: BaseConsumer<Context> = self
@@ -425,11 +380,20 @@ impl Source for KafkaIn {
         if self.params.max_elements.is_some_and(|m| self.emitted >= m) {
             return Ok(Pull::Done);
         }
-        let shared = Arc::clone(&self.shared);
-        let Some(consumer) = shared.consumer.get() else {
+        let Some(consumer) = self.shared.consumer.get() else {
             return Err(StageError::Fatal("kafka-in pulled before init".into()));
         };
-        let m = match consumer.poll(Duration::ZERO) {
+        let polled = consumer.poll(Duration::ZERO);
+        // A rebalance inside `poll` may have revoked partitions (rare: one
+        // atomic load per call otherwise).
+        if self.revoked.load(Ordering::Relaxed) && self.revoked.swap(false, Ordering::Acquire) {
+            settle_revoked(
+                &mut self.positions,
+                &self.shared.book,
+                &mut self.reread_after_rebalance,
+            );
+        }
+        let m = match polled {
             None => return Ok(Pull::Pending),
             Some(Err(e)) => {
                 self.note_error(&e);
@@ -439,40 +403,42 @@ impl Source for KafkaIn {
         };
         // The offset counts as read whatever becomes of the element (a
         // value too large for a slot is rejected, counted with its reason).
+        let (topic, partition, offset) = (m.topic(), m.partition(), m.offset());
+        match self
+            .positions
+            .get_mut(topic)
+            .and_then(|t| t.get_mut(&partition))
         {
-            let mut book = lock(&shared.book);
-            let (topic, partition, offset) = (m.topic(), m.partition(), m.offset());
-            match book
-                .positions
-                .get_mut(topic)
-                .and_then(|t| t.get_mut(&partition))
-            {
-                Some(next) => *next = offset + 1,
-                None => {
-                    // The first element of a newly assigned partition: it
-                    // starts at the group's committed offset (or the
-                    // checkpoint's, or `start`), so that much is done.
-                    book.positions
-                        .entry(topic.to_string())
-                        .or_default()
-                        .insert(partition, offset + 1);
-                    book.committed
-                        .entry((topic.to_string(), partition))
-                        .or_insert(offset);
-                }
+            Some(next) => *next = offset + 1,
+            None => {
+                // The first element of a newly assigned partition: it
+                // starts at the group's committed offset (or the
+                // checkpoint's, or `start`), so that much is done.
+                self.positions
+                    .entry(topic.to_string())
+                    .or_default()
+                    .insert(partition, offset + 1);
+                lock(&self.shared.book)
+                    .committed
+                    .entry((topic.to_string(), partition))
+                    .or_insert(offset);
             }
         }
         self.emitted += 1;
-        match self.write(&m, slot) {
+        let written = write_value(
+            self.params.metadata,
+            &mut self.scratch,
+            &mut self.no_metadata,
+            &m,
+            slot,
+        );
+        match written {
             Ok(()) => Ok(Pull::Ready),
             Err(StageError::Rejected(r)) => Err(StageError::Rejected(Reason::new(
                 r.kind,
                 format!(
-                    "{} (topic {}, partition {}, offset {})",
-                    r.detail,
-                    m.topic(),
-                    m.partition(),
-                    m.offset()
+                    "{} (topic {topic}, partition {partition}, offset {offset})",
+                    r.detail
                 ),
             ))),
             Err(e) => Err(e),
@@ -480,9 +446,16 @@ impl Source for KafkaIn {
     }
 
     fn snapshot(&mut self) -> Result<Vec<u8>, StageError> {
+        if self.revoked.swap(false, Ordering::Acquire) {
+            settle_revoked(
+                &mut self.positions,
+                &self.shared.book,
+                &mut self.reread_after_rebalance,
+            );
+        }
         let book = lock(&self.shared.book);
         let mut entries: Vec<(&str, i32, i64)> = Vec::new();
-        for (topic, parts) in &book.positions {
+        for (topic, parts) in &self.positions {
             for (&partition, &offset) in parts {
                 entries.push((topic, partition, offset));
             }
@@ -523,10 +496,10 @@ impl Source for KafkaIn {
             ("partitions revoked", book.revoked_total),
             ("offset commits", book.commits),
         ];
-        if book.reread_after_rebalance > 0 {
+        if self.reread_after_rebalance > 0 {
             c.push((
                 "may be read again after a rebalance",
-                book.reread_after_rebalance,
+                self.reread_after_rebalance,
             ));
         }
         if book.commit_errors > 0 {
@@ -542,6 +515,75 @@ impl Source for KafkaIn {
             ));
         }
         c
+    }
+}
+
+/// Writes the value, with the metadata fields in front when asked for
+/// and the value is a JSON object: one copy into the slot.
+fn write_value(
+    metadata: bool,
+    scratch: &mut Vec<u8>,
+    no_metadata: &mut u64,
+    m: &rdkafka::message::BorrowedMessage<'_>,
+    slot: &mut SlotWriter<'_>,
+) -> Result<(), StageError> {
+    let value = m.payload().unwrap_or_default();
+    if !metadata {
+        return slot.write(value).map_err(StageError::from);
+    }
+    let start = value
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(value.len());
+    if value.get(start) != Some(&b'{') {
+        *no_metadata += 1;
+        return slot.write(value).map_err(StageError::from);
+    }
+    let rest = &value[start + 1..];
+    let s = scratch;
+    s.clear();
+    s.extend_from_slice(b"{\"_topic\":");
+    write_json_str(s, m.topic());
+    s.extend_from_slice(b",\"_partition\":");
+    s.extend_from_slice(itoa::Buffer::new().format(m.partition()).as_bytes());
+    s.extend_from_slice(b",\"_offset\":");
+    s.extend_from_slice(itoa::Buffer::new().format(m.offset()).as_bytes());
+    s.extend_from_slice(b",\"_key\":");
+    match m.key() {
+        Some(k) => write_json_str(s, &String::from_utf8_lossy(k)),
+        None => s.extend_from_slice(b"null"),
+    }
+    s.extend_from_slice(b",\"_timestamp\":");
+    match m.timestamp().to_millis() {
+        Some(ms) => s.extend_from_slice(itoa::Buffer::new().format(ms).as_bytes()),
+        None => s.extend_from_slice(b"null"),
+    }
+    let empty = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
+    if !empty {
+        s.push(b',');
+    }
+    let len = s.len() + rest.len();
+    slot.set_len(len)?;
+    let buf = slot.buffer();
+    buf[..s.len()].copy_from_slice(s);
+    buf[s.len()..len].copy_from_slice(rest);
+    Ok(())
+}
+
+/// Forgets the positions of partitions revoked since the last look, and
+/// counts what was sent after their last commit (their next owner reads it
+/// again).
+fn settle_revoked(
+    positions: &mut HashMap<String, HashMap<i32, i64>>,
+    book: &Mutex<Book>,
+    reread: &mut u64,
+) {
+    let mut book = lock(book);
+    for p in std::mem::take(&mut book.revoked) {
+        let position = positions.get_mut(&p.0).and_then(|m| m.remove(&p.1));
+        if let (Some(position), Some(done)) = (position, book.committed.remove(&p)) {
+            *reread += position.saturating_sub(done).max(0) as u64;
+        }
     }
 }
 

@@ -16,14 +16,11 @@ fn snapshot_round_trips_through_decode() {
         librdkafka_options: IndexMap::new(),
     })
     .unwrap();
-    {
-        let mut b = lock(&k.shared.book);
-        b.positions.entry("t".into()).or_default().insert(3, 17);
-        b.positions
-            .entry("u\"x".into())
-            .or_default()
-            .insert(0, 1 << 40);
-    }
+    k.positions.entry("t".into()).or_default().insert(3, 17);
+    k.positions
+        .entry("u\"x".into())
+        .or_default()
+        .insert(0, 1 << 40);
     let s = k.snapshot().unwrap();
     let mut d = decode(&s).unwrap();
     d.sort();
