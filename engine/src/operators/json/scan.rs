@@ -16,8 +16,36 @@
 //! Nothing here recurses: open containers live in a 128-bit stack that
 //! spills to the heap only past 128 levels (serde_json's `ignore_value` has
 //! no depth limit either), so no input can overflow the thread's stack.
+//!
+//! # Why not `sonic-rs`
+//!
+//! `sonic-rs` (SIMD, lazy field lookups) was measured against this scanner
+//! on the lookups `filter` (`find_members`) and `route-by-field`
+//! (`find_field`) make, same run, 21 interleaved rounds, median of the
+//! per-round ratios, on a 2-vCPU AMD EPYC guest
+//! (`cargo run --release -p bench --bin json`; results in
+//! `bench/results/2026-11-30-vm-2c-epyc/json/`):
+//!
+//! | lookup (payload) | `find_field` | `find_members` | sonic `get` | sonic `to_object_iter` |
+//! | --- | --- | --- | --- | --- |
+//! | `level` (80 B log line) | 0.70 | 1.00 | 1.02 | 2.39 |
+//! | `host` (80 B log line) | 0.72 | 1.00 | 0.92 | 2.54 |
+//! | `level`, last of 10 (280 B) | 0.78 | 1.00 | 1.01 | 1.92 |
+//!
+//! `sonic_rs::get` reads the document only up to the field it finds, so
+//! `{"level":"error",` passes it; the engine sends such a payload to the
+//! `error` port. Even so it is no faster than `find_members` and 1.3 to
+//! 1.45 times slower than `find_field`. Reading every member as the scanner
+//! does (`to_object_iter`) costs 1.9 to 2.5 times the scanner. On payloads
+//! this small the SIMD stages do not pay for themselves, so the scanner
+//! stays.
 
-use std::fmt;
+mod bytes;
+mod error;
+
+use bytes::{digits, hex4, is_digit, is_ws, plain_run, unescaped_eq, Stops};
+use error::Code;
+pub use error::JsonError;
 
 /// How a value is checked: like serde_json's `IgnoredAny` or `RawValue`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,98 +84,6 @@ pub(super) trait Members<'a> {
     fn raw_value(&mut self, raw: &'a str, start: usize);
 }
 
-/// Why a payload is not one JSON object (wording as serde_json's).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Code {
-    EofList,
-    EofObject,
-    EofString,
-    EofValue,
-    ExpectedColon,
-    ExpectedListCommaOrEnd,
-    ExpectedObjectCommaOrEnd,
-    ExpectedIdent,
-    ExpectedValue,
-    ExpectedObject,
-    InvalidEscape,
-    InvalidNumber,
-    InvalidUnicode,
-    ControlCharacter,
-    KeyMustBeAString,
-    LoneSurrogate,
-    TrailingComma,
-    TrailingCharacters,
-    UnexpectedEndOfHexEscape,
-}
-
-impl Code {
-    fn message(self) -> &'static str {
-        match self {
-            Code::EofList => "EOF while parsing a list",
-            Code::EofObject => "EOF while parsing an object",
-            Code::EofString => "EOF while parsing a string",
-            Code::EofValue => "EOF while parsing a value",
-            Code::ExpectedColon => "expected `:`",
-            Code::ExpectedListCommaOrEnd => "expected `,` or `]`",
-            Code::ExpectedObjectCommaOrEnd => "expected `,` or `}`",
-            Code::ExpectedIdent => "expected ident",
-            Code::ExpectedValue => "expected value",
-            Code::ExpectedObject => "expected a JSON object",
-            Code::InvalidEscape => "invalid escape",
-            Code::InvalidNumber => "invalid number",
-            Code::InvalidUnicode => "invalid unicode code point",
-            Code::ControlCharacter => {
-                "control character (\\u0000-\\u001F) found while parsing a string"
-            }
-            Code::KeyMustBeAString => "key must be a string",
-            Code::LoneSurrogate => "lone leading surrogate in hex escape",
-            Code::TrailingComma => "trailing comma",
-            Code::TrailingCharacters => "trailing characters",
-            Code::UnexpectedEndOfHexEscape => "unexpected end of hex escape",
-        }
-    }
-}
-
-/// Why a payload could not be used: what was wrong and where (1-based line
-/// and column of the offending byte, as serde_json reports them).
-#[derive(Clone, Debug)]
-pub struct JsonError {
-    code: Code,
-    line: usize,
-    column: usize,
-}
-
-impl JsonError {
-    #[cold]
-    fn new(payload: &[u8], code: Code, at: usize) -> JsonError {
-        let before = &payload[..at.min(payload.len())];
-        let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
-        let line_start = before
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |p| p + 1);
-        JsonError {
-            code,
-            line,
-            column: at - line_start + 1,
-        }
-    }
-}
-
-impl fmt::Display for JsonError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} at line {} column {}",
-            self.code.message(),
-            self.line,
-            self.column
-        )
-    }
-}
-
-impl std::error::Error for JsonError {}
-
 /// Walks `payload` as one JSON object (trailing whitespace allowed),
 /// telling `members` about each top-level member. Returns the number of
 /// members.
@@ -158,42 +94,6 @@ pub(super) fn scan_object<'a, M: Members<'a>>(
     let mut s = Scanner { b: payload, i: 0 };
     s.object(members)
         .map_err(|code| JsonError::new(payload, code, s.i))
-}
-
-/// Which bytes end the fast run through a string: `"`, `\\` and controls
-/// always; in keys (which must be UTF-8) also the non-ASCII bytes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Stops {
-    String,
-    Key,
-}
-
-impl Stops {
-    #[inline(always)]
-    fn stops(self, c: u8) -> bool {
-        c < 0x20 || c == b'"' || c == b'\\' || (self == Stops::Key && c >= 0x80)
-    }
-
-    /// The stop bytes of eight bytes at once (SWAR): bit 7 of byte `k` of
-    /// the result is set when byte `k` of `x` (little-endian) stops the run.
-    /// A subtraction that borrows can also mark bytes above the first
-    /// stop, never below it, so the lowest set bit is exact.
-    #[inline(always)]
-    fn in_word(self, x: u64) -> u64 {
-        const ONES: u64 = 0x0101_0101_0101_0101;
-        const HIGHS: u64 = ONES * 0x80;
-        let quote = x ^ (ONES * u64::from(b'"'));
-        let backslash = x ^ (ONES * u64::from(b'\\'));
-        // (v - 1) sets bit 7 of a zero byte, (x - 0x20) of a byte below
-        // 0x20; `!x` keeps only bytes that were below 0x80 to begin with.
-        let low =
-            (x.wrapping_sub(ONES * 0x20) | quote.wrapping_sub(ONES) | backslash.wrapping_sub(ONES))
-                & !x;
-        match self {
-            Stops::String => low & HIGHS,
-            Stops::Key => (low | x) & HIGHS,
-        }
-    }
 }
 
 /// Open containers inside one value, innermost last (`true`: an object).
@@ -610,109 +510,6 @@ impl<'p> Scanner<'p> {
         }
         Ok(())
     }
-}
-
-#[inline(always)]
-fn is_ws(c: u8) -> bool {
-    matches!(c, b' ' | b'\n' | b'\t' | b'\r')
-}
-
-/// Where the run of bytes that are not `stops` starting at `i` ends:
-/// eight bytes at a time, then byte by byte.
-#[inline(always)]
-fn plain_run(b: &[u8], mut i: usize, stops: Stops) -> usize {
-    while let Some(word) = b.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
-        let hits = stops.in_word(u64::from_le_bytes(word));
-        if hits != 0 {
-            return i + (hits.trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    while let Some(&c) = b.get(i) {
-        if stops.stops(c) {
-            break;
-        }
-        i += 1;
-    }
-    i
-}
-
-#[inline(always)]
-fn is_digit(b: &[u8], i: usize) -> bool {
-    b.get(i).is_some_and(u8::is_ascii_digit)
-}
-
-/// Where the run of digits that starts at `i` ends.
-#[inline(always)]
-fn digits(b: &[u8], mut i: usize) -> usize {
-    while is_digit(b, i) {
-        i += 1;
-    }
-    i
-}
-
-fn hex4(digits: &[u8]) -> Option<u16> {
-    let mut n = 0u16;
-    for &d in digits {
-        let v = (d as char).to_digit(16)?;
-        n = (n << 4) | v as u16;
-    }
-    Some(n)
-}
-
-/// Compares a key's escaped text (already validated by `Scanner::key`)
-/// with `want`, decoding as it goes.
-fn unescaped_eq(raw: &[u8], want: &[u8]) -> bool {
-    let mut w = want;
-    let mut i = 0;
-    while let Some(&c) = raw.get(i) {
-        if c != b'\\' {
-            match w.split_first() {
-                Some((&x, rest)) if x == c => w = rest,
-                _ => return false,
-            }
-            i += 1;
-            continue;
-        }
-        let Some(&e) = raw.get(i + 1) else {
-            return false;
-        };
-        i += 2;
-        let mut buf = [0u8; 4];
-        let decoded: &[u8] = match e {
-            b'b' => b"\x08",
-            b'f' => b"\x0c",
-            b'n' => b"\n",
-            b'r' => b"\r",
-            b't' => b"\t",
-            b'u' => {
-                let Some(n) = raw.get(i..i + 4).and_then(hex4) else {
-                    return false;
-                };
-                i += 4;
-                let mut code = u32::from(n);
-                if (0xD800..=0xDBFF).contains(&n) {
-                    // Validation guaranteed a trailing `\uDC00..=\uDFFF`.
-                    let Some(n2) = raw.get(i + 2..i + 6).and_then(hex4) else {
-                        return false;
-                    };
-                    i += 6;
-                    code = 0x1_0000 + ((code - 0xD800) << 10) + (u32::from(n2) - 0xDC00);
-                }
-                match char::from_u32(code) {
-                    Some(ch) => ch.encode_utf8(&mut buf).as_bytes(),
-                    None => return false,
-                }
-            }
-            // `"`, `\` and `/` stand for themselves.
-            _ => std::slice::from_ref(&raw[i - 1]),
-        };
-        match w.strip_prefix(decoded) {
-            Some(rest) => w = rest,
-            None => return false,
-        }
-    }
-    w.is_empty()
 }
 
 #[cfg(test)]
