@@ -295,3 +295,46 @@ fn a_closed_stdout_pipe_is_not_a_panic() {
         assert_eq!(out.status.code(), Some(EXIT_OK), "{args:?}: {stderr}");
     }
 }
+
+/// The README's component reference is what `dataplane list --format
+/// markdown` prints: both come from the components' parameter structs, and
+/// this fails when the README was not regenerated after one changed
+/// (`scripts/readme-components.sh` rewrites it).
+#[test]
+fn the_readme_component_reference_matches_list() {
+    let out = run(&["list", "--format", "markdown"]);
+    out.assert_code(EXIT_OK).assert_no_panic();
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README.md");
+    let section = readme
+        .split_once("<!-- components:start -->\n")
+        .and_then(|(_, rest)| rest.split_once("<!-- components:end -->"))
+        .map(|(section, _)| section.trim_end())
+        .expect("README.md has the components:start / components:end markers");
+    if section != out.stdout.trim_end() {
+        let first = section
+            .lines()
+            .zip(out.stdout.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(0);
+        panic!(
+            "README.md's component reference differs from `dataplane list --format markdown` \
+             (first at line {} of the section: README {:?}, list {:?}); run scripts/readme-components.sh",
+            first + 1,
+            section.lines().nth(first),
+            out.stdout.lines().nth(first)
+        );
+    }
+    // Every component of the text listing is in the reference.
+    let text = run(&["list"]);
+    for line in text
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+    {
+        let name = line.split_whitespace().next().expect("a component name");
+        assert!(
+            section.contains(&format!("**`{name}`**")),
+            "{name} missing from README"
+        );
+    }
+}

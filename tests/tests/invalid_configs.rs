@@ -230,3 +230,63 @@ fn a_misspelt_component_gets_a_hint() {
     .assert_code(EXIT_CONFIG)
     .assert_stderr_contains("did you mean 'discard'?");
 }
+
+/// Each error has a kind, counted in the summary line, and where a likely
+/// fix is known, a hint on the line under it.
+#[test]
+fn errors_are_counted_by_kind_and_typos_get_hints() {
+    let cases: &[(&str, &str, Option<&str>)] = &[
+        ("toml_syntax.toml", "1 error (1 syntax)", None),
+        ("no_flow.toml", "1 error (1 structure)", None),
+        (
+            "unknown_component.toml",
+            "1 error (1 name)",
+            Some("    hint: did you mean 'discard'?"),
+        ),
+        (
+            "unknown_node.toml",
+            "2 errors (1 name, 1 port)",
+            Some("    hint: did you mean 'sink'?"),
+        ),
+        (
+            "unknown_port.toml",
+            "2 errors (2 port)",
+            Some("    hint: did you mean 'metrics'?"),
+        ),
+        (
+            "bad_param.toml",
+            "(1 parameter)",
+            Some("    hint: did you mean 'field'?"),
+        ),
+        ("cycle.toml", "1 error (1 cycle)", None),
+        ("out_of_bounds.toml", "4 errors (4 bound)", None),
+        ("bad_tests.toml", "(2 test)", None),
+    ];
+    for (file, summary, hint) in cases {
+        let out = run(&[
+            "validate",
+            "--config",
+            invalid_dir().join(file).to_str().unwrap(),
+        ]);
+        out.assert_code(EXIT_CONFIG).assert_no_panic();
+        let first = out.stderr.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with("invalid pipeline: ") && first.contains(summary),
+            "{file}: expected {summary:?} in the summary line\n{}",
+            out.stderr
+        );
+        if let Some(hint) = hint {
+            // The hint sits right under the error it belongs to.
+            let lines: Vec<&str> = out.stderr.lines().collect();
+            let at = lines
+                .iter()
+                .position(|l| l == hint)
+                .unwrap_or_else(|| panic!("{file}: no line {hint:?}\n{}", out.stderr));
+            assert!(
+                lines[at - 1].starts_with("  error: "),
+                "{file}: the hint follows its error\n{}",
+                out.stderr
+            );
+        }
+    }
+}

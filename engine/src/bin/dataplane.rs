@@ -14,7 +14,7 @@ use dataplane::control::{tap::TapError, Control, ControlSettings};
 use dataplane::metrics::{write_histogram_log, write_json_report};
 use dataplane::topology::config::{load_plan, LoadError};
 use dataplane::topology::graph::{render, GraphFormat};
-use dataplane::{Pipeline, Registry, Role};
+use dataplane::{Pipeline, Registry};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -94,7 +94,11 @@ enum Command {
         format: Format,
     },
     /// List the built-in components: role, ports and parameters.
-    List,
+    List {
+        /// `text` for a terminal, `markdown` for the README's component reference.
+        #[arg(long, value_enum, default_value = "text")]
+        format: ListFormat,
+    },
     /// Run the config's [[tests]]: payloads in at a node, expectations out, no real source or sink (exit 1 when one fails).
     Test(ConfigArgs),
     /// Print the elements leaving a node's output port of a running pipeline (one JSON line each).
@@ -122,6 +126,12 @@ struct TapArgs {
     /// File holding the endpoint's bearer token (when it has a `token_file`).
     #[arg(long, value_name = "FILE", env = "DATAPLANE_TOKEN_FILE")]
     token_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ListFormat {
+    Text,
+    Markdown,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -175,7 +185,7 @@ fn main() -> ExitCode {
         // keeps its ports.
         Some(Command::Validate(args)) => validate(&Registry::builtin(), &args),
         Some(Command::Graph { config, format }) => graph(&Registry::builtin(), &config, format),
-        Some(Command::List) => list(&registry),
+        Some(Command::List { format }) => list(&registry, format),
         Some(Command::Checkpoints(args)) => checkpoints(&Registry::builtin(), &args),
         Some(Command::Tap(args)) => tap(&args),
         // Checked as `validate` checks (dry: a network source only proves
@@ -329,34 +339,11 @@ fn graph(registry: &Registry, args: &ConfigArgs, format: Format) -> ExitCode {
     }
 }
 
-fn list(registry: &Registry) -> ExitCode {
-    let mut text = String::new();
-    for role in [Role::Source, Role::Router, Role::Processor, Role::Sink] {
-        let ports = match role {
-            Role::Source => {
-                "out: output, error (optional: elements whose event_time cannot be read)"
-            }
-            Role::Router => "in: input; out: the ports named in its parameters, error (optional)",
-            Role::Processor => "in: input; out: output, error (optional)",
-            Role::Sink => "in: input; out: error (optional: what it could not deliver)",
-        };
-        text.push_str(&format!("{role}s ({ports})\n"));
-        for (name, c) in registry.iter().filter(|(_, c)| c.role == role) {
-            text.push_str(&format!("  {name:<16} {}\n", c.summary));
-            // One column for the component's parameter names.
-            let width = c.params.iter().map(|(p, _)| p.len()).max().unwrap_or(0);
-            for (param, doc) in c.params {
-                text.push_str(&format!("      {param:<width$} {doc}\n"));
-            }
-        }
-        text.push('\n');
-    }
-    text.push_str(
-        "engine keys of any node: core, description, targets (sinks), restart; of sources: \
-         event_time = { field, unit = \"ms\" | \"s\" | \"rfc3339\" }, \
-         watermark = { max_out_of_orderness_ms, idle_timeout_ms }\n",
-    );
-    print_out(&text)
+fn list(registry: &Registry, format: ListFormat) -> ExitCode {
+    print_out(&match format {
+        ListFormat::Text => dataplane::operators::reference::text(registry),
+        ListFormat::Markdown => dataplane::operators::reference::markdown(registry),
+    })
 }
 
 fn tap(args: &TapArgs) -> ExitCode {

@@ -11,11 +11,10 @@
 //! element, and a run with a restart policy makes progress. Two pipelines
 //! in one process with a `chaos` node of the same name share the counter.
 
+use crate::operators::params::params;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-
-use serde::Deserialize;
 
 use crate::stage::{Element, Processor, StageError, StageInfo, Verdict};
 
@@ -75,12 +74,16 @@ impl Processor for Chaos {
     }
 }
 
-/// Parameters of `chaos`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ChaosParams {
-    panic_every: Option<u64>,
-    error_every: Option<u64>,
+params! {
+    /// Parameters of `chaos`.
+    pub(crate) struct ChaosParams {
+        /// N: the k-th element the node sees (1-based, counted across its restarts)
+        /// panics when k % N == 0
+        panic_every: Option<u64>,
+        /// N: the k-th element returns a fatal error when k % N == 0 (a panic wins
+        /// when both match)
+        error_every: Option<u64>,
+    }
 }
 
 pub(crate) fn build(p: ChaosParams) -> Result<Chaos, String> {

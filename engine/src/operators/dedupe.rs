@@ -1,8 +1,7 @@
 //! `dedupe`: drops repeats of a key seen within a time window.
 
+use crate::operators::params::params;
 use std::collections::{HashMap, VecDeque};
-
-use serde::Deserialize;
 
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::operators::json::find_field;
@@ -131,14 +130,18 @@ impl Processor for Dedupe {
     }
 }
 
-/// Parameters of `dedupe`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct DedupeParams {
-    field: Option<String>,
-    window_ms: u64,
-    #[serde(default = "default_max_keys")]
-    max_keys: usize,
+params! {
+    /// Parameters of `dedupe`.
+    pub(crate) struct DedupeParams {
+        /// top-level key field (default: the whole payload)
+        field: Option<String>,
+        /// a key passes again once this long has passed since it last passed
+        window_ms: u64,
+        /// keys remembered at most; the oldest is forgotten early, counted in the
+        /// summary as keys evicted (default 100000)
+        #[serde(default = "default_max_keys")]
+        max_keys: usize,
+    }
 }
 
 fn default_max_keys() -> usize {

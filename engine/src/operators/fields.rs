@@ -3,7 +3,7 @@
 //! another branch (copy-on-write otherwise), through a scratch buffer kept
 //! in the operator, so the hot path does not allocate.
 
-use serde::Deserialize;
+use crate::operators::params::params;
 
 use crate::operators::json::{find_members, remove_members, Member};
 use crate::stage::{Element, Processor, Reason, StageError, Verdict};
@@ -129,25 +129,29 @@ impl Processor for RenameField {
     }
 }
 
-/// Parameters of `remove-field`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RemoveParams {
-    fields: Vec<String>,
+params! {
+    /// Parameters of `remove-field`.
+    pub(crate) struct RemoveParams {
+        /// names of the fields to remove
+        fields: Vec<String>,
+    }
 }
 
 pub(crate) fn build_remove(p: RemoveParams) -> Result<RemoveField, String> {
     RemoveField::new(p.fields)
 }
 
-/// Parameters of `rename-field`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RenameParams {
-    from: String,
-    to: String,
-    #[serde(default)]
-    strict: bool,
+params! {
+    /// Parameters of `rename-field`.
+    pub(crate) struct RenameParams {
+        /// current name
+        from: String,
+        /// new name (an existing field of that name is replaced)
+        to: String,
+        /// reject elements without 'from' instead of passing them (default false)
+        #[serde(default)]
+        strict: bool,
+    }
 }
 
 pub(crate) fn build_rename(p: RenameParams) -> Result<RenameField, String> {

@@ -1,10 +1,9 @@
 //! `file-out`: appends each element as a line to a file.
 
+use crate::operators::params::params;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
-
-use serde::Deserialize;
 
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::operators::format::{Format, LineFormat};
@@ -171,19 +170,24 @@ impl Sink for FileSink {
     }
 }
 
-/// Parameters of `file-out`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct FileSinkParams {
-    path: PathBuf,
-    #[serde(default = "raw")]
-    format: Format,
-    #[serde(default)]
-    prefix: String,
-    #[serde(default = "yes")]
-    append: bool,
-    #[serde(default)]
-    fsync: bool,
+params! {
+    /// Parameters of `file-out`.
+    pub(crate) struct FileSinkParams {
+        /// file to write (its directory must exist)
+        path: PathBuf,
+        /// "raw" (default), "prefix" or "json" (as for console)
+        #[serde(default = "raw")]
+        format: Format,
+        /// text before each payload (format "prefix")
+        #[serde(default)]
+        prefix: String,
+        /// append to an existing file (default true); false truncates it
+        #[serde(default = "yes")]
+        append: bool,
+        /// sync the file to disk on completion (default false)
+        #[serde(default)]
+        fsync: bool,
+    }
 }
 
 fn raw() -> Format {

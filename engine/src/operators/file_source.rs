@@ -4,11 +4,10 @@
 //! Neither blocks its worker: regular files never block on read, and stdin
 //! is read only when `poll` says data (or end of stream) is waiting.
 
+use crate::operators::params::params;
 use std::fs::File;
 use std::io::{BufRead, Read, Seek, SeekFrom};
 use std::path::PathBuf;
-
-use serde::Deserialize;
 
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::clock::now_ns;
@@ -199,15 +198,20 @@ impl Source for FileSource {
     }
 }
 
-/// Parameters of `file-in`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct FileSourceParams {
-    path: PathBuf,
-    #[serde(default)]
-    follow: bool,
-    idle_timeout_ms: Option<u64>,
-    max_elements: Option<u64>,
+params! {
+    /// Parameters of `file-in`.
+    pub(crate) struct FileSourceParams {
+        /// file to read
+        path: PathBuf,
+        /// at the end, wait for appended data like tail -f (default false)
+        #[serde(default)]
+        follow: bool,
+        /// with follow: finish after this long without new data (default: until
+        /// stopped)
+        idle_timeout_ms: Option<u64>,
+        /// finish after this many elements
+        max_elements: Option<u64>,
+    }
 }
 
 pub(crate) fn build_file(p: FileSourceParams) -> Result<FileSource, String> {
@@ -318,11 +322,12 @@ impl Source for StdinSource {
     }
 }
 
-/// Parameters of `stdin`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct StdinParams {
-    max_elements: Option<u64>,
+params! {
+    /// Parameters of `stdin`.
+    pub(crate) struct StdinParams {
+        /// finish after this many elements
+        max_elements: Option<u64>,
+    }
 }
 
 pub(crate) fn build_stdin(p: StdinParams) -> StdinSource {

@@ -12,7 +12,7 @@
 //! Every field the tree names is found in one pass over the payload (no
 //! allocation); the tree is then evaluated on those spans.
 
-use serde::Deserialize;
+use crate::operators::params::params;
 
 use crate::operators::json::{find_members, Field, Member};
 use crate::stage::{Element, Processor, Reason, StageError, Verdict};
@@ -290,18 +290,23 @@ fn parse_cond(v: &toml::Value, at: &str, fields: &mut Vec<String>) -> Result<Con
     Ok(Cond::Test(index, op))
 }
 
-/// Parameters of `filter`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct FilterParams {
-    #[serde(rename = "where")]
-    cond: toml::Value,
-    #[serde(default)]
-    strict: bool,
+params! {
+    /// Parameters of `filter`.
+    pub(crate) struct FilterParams {
+        /// { field = "f", <test> = value } with test eq, ne, gt, ge, lt, le,
+        /// contains or exists; combine with { all = [..] }, { any = [..] }, { not =
+        /// {..} }
+        r#where: toml::Value,
+        /// reject (to the error port) elements missing a tested field or with a
+        /// non-number in a numeric test, instead of treating the test as false
+        /// (default false)
+        #[serde(default)]
+        strict: bool,
+    }
 }
 
 pub(crate) fn build(p: FilterParams) -> Result<Filter, String> {
-    Filter::from_toml(&p.cond, p.strict)
+    Filter::from_toml(&p.r#where, p.strict)
 }
 
 #[cfg(test)]

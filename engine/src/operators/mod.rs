@@ -19,8 +19,10 @@ pub mod kafka;
 mod lines;
 mod mux;
 mod open;
+pub mod params;
 mod processors;
 mod rate_limit;
+pub mod reference;
 mod route_by_field;
 mod routers;
 mod sample;
@@ -61,6 +63,8 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
+pub use params::{NoParams, ParamDoc, Params};
+
 use crate::stage::{Role, Stage};
 
 /// Builds a stage from a node's parameters (the node's table without the
@@ -74,8 +78,8 @@ pub struct Component {
     pub role: Role,
     /// One line for `dataplane list`.
     pub summary: &'static str,
-    /// Parameters: (name, description).
-    pub params: &'static [(&'static str, &'static str)],
+    /// Its parameters, from its parameter struct's doc comments.
+    pub params: &'static [ParamDoc],
     factory: Factory,
 }
 
@@ -85,7 +89,7 @@ pub struct Registry {
 }
 
 /// Deserializes a node's parameters into `T`, with a readable message.
-pub fn params<T: DeserializeOwned>(table: &toml::Table) -> Result<T, String> {
+pub fn parse<T: DeserializeOwned>(table: &toml::Table) -> Result<T, String> {
     T::deserialize(toml::Value::Table(table.clone()))
         .map_err(|e| e.message().trim_end().to_string())
 }
@@ -108,22 +112,24 @@ impl Registry {
         r
     }
 
-    /// Registers (or replaces) a component.
-    pub fn register(
+    /// Registers (or replaces) a component whose parameters are `P` (a
+    /// struct declared with [`params!`](params::params), or
+    /// [`NoParams`]): a node's table is parsed into `P`, which `build`
+    /// turns into the stage; `dataplane list` documents `P`'s fields.
+    pub fn register<P: Params + 'static>(
         &mut self,
         name: &str,
         role: Role,
         summary: &'static str,
-        params: &'static [(&'static str, &'static str)],
-        factory: impl Fn(&toml::Table) -> Result<Stage, String> + Send + Sync + 'static,
+        build: impl Fn(P) -> Result<Stage, String> + Send + Sync + 'static,
     ) -> &mut Self {
         self.components.insert(
             name.to_string(),
             Component {
                 role,
                 summary,
-                params,
-                factory: Arc::new(factory),
+                params: P::DOCS,
+                factory: Arc::new(move |table| build(parse::<P>(table)?)),
             },
         );
         self
@@ -143,11 +149,7 @@ impl Registry {
     pub fn build(&self, name: &str, table: &toml::Table) -> Result<Stage, String> {
         let c = self.get(name).ok_or_else(|| {
             let names: Vec<&str> = self.components.keys().map(String::as_str).collect();
-            let known = format!("unknown component '{name}' (known: {})", names.join(", "));
-            match util::closest(name, &names) {
-                Some(near) => format!("{known}; did you mean '{near}'?"),
-                None => known,
-            }
+            format!("unknown component '{name}' (known: {})", names.join(", "))
         })?;
         (c.factory)(table)
     }
@@ -164,8 +166,3 @@ impl Registry {
         Some(move || factory(&table))
     }
 }
-
-/// Parameters of components that take none.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct NoParams {}

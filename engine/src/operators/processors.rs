@@ -1,6 +1,6 @@
 //! Built-in processors: `set-field` and `forward`.
 
-use serde::Deserialize;
+use crate::operators::params::params;
 
 use crate::operators::json::set_field;
 use crate::stage::{Element, Processor, Reason, StageError, Verdict};
@@ -41,12 +41,14 @@ impl Processor for SetField {
     }
 }
 
-/// Parameters of `set-field`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct SetFieldParams {
-    field: String,
-    value: toml::Value,
+params! {
+    /// Parameters of `set-field`.
+    pub(crate) struct SetFieldParams {
+        /// field name
+        field: String,
+        /// any TOML value, written as JSON
+        value: toml::Value,
+    }
 }
 
 pub(crate) fn build_set_field(p: SetFieldParams) -> Result<SetField, String> {

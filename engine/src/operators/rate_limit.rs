@@ -1,6 +1,7 @@
 //! `rate-limit`: a token bucket, shared or per key, that drops or delays
 //! what exceeds the rate.
 
+use crate::operators::params::params;
 use std::collections::HashMap;
 
 use serde::Deserialize;
@@ -206,17 +207,22 @@ impl Processor for RateLimit {
     }
 }
 
-/// Parameters of `rate-limit`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RateLimitParams {
-    rate: f64,
-    burst: Option<f64>,
-    #[serde(default = "default_mode")]
-    mode: Mode,
-    key: Option<String>,
-    #[serde(default = "default_max_keys")]
-    max_keys: usize,
+params! {
+    /// Parameters of `rate-limit`.
+    pub(crate) struct RateLimitParams {
+        /// tokens (elements) per second
+        rate: f64,
+        /// bucket size (default: rate, at least 1)
+        burst: Option<f64>,
+        /// "drop" (default) or "delay" (hold the input until a token is free)
+        #[serde(default = "default_mode")]
+        mode: Mode,
+        /// top-level field: one bucket per value (default: one bucket)
+        key: Option<String>,
+        /// per-key buckets at most; beyond, keys share one (default 10000)
+        #[serde(default = "default_max_keys")]
+        max_keys: usize,
+    }
 }
 
 fn default_mode() -> Mode {

@@ -1,5 +1,6 @@
 //! `route-by-field`: routes JSON elements by the value of a top-level field.
 
+use crate::operators::params::params;
 use std::collections::HashMap;
 
 use serde::Deserialize;
@@ -77,23 +78,23 @@ impl Target {
     }
 }
 
-/// Parameters of `route-by-field`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RouteParams {
-    /// Top-level field to route on.
-    field: String,
-    /// Field value -> port(s).
-    routes: toml::map::Map<String, toml::Value>,
-    /// Values not in `routes`: ports, "broadcast" (default) or "drop".
-    #[serde(default)]
-    unmatched: Option<Target>,
-    /// Elements without the field: as `unmatched` unless set.
-    #[serde(default)]
-    missing: Option<Target>,
-    /// Extra output ports to declare (e.g. reached only by broadcast).
-    #[serde(default)]
-    ports: Vec<String>,
+params! {
+    /// Parameters of `route-by-field`.
+    pub(crate) struct RouteParams {
+        /// top-level field to route on
+        field: String,
+        /// table: value = port or [ports]
+        routes: toml::map::Map<String, toml::Value>,
+        /// ports for other values, "broadcast" (default) or "drop"
+        #[serde(default)]
+        unmatched: Option<Target>,
+        /// ports when the field is absent (default: as unmatched)
+        #[serde(default)]
+        missing: Option<Target>,
+        /// extra output ports to declare
+        #[serde(default)]
+        ports: Vec<String>,
+    }
 }
 
 pub(crate) fn build(p: RouteParams) -> Result<(RouteByField, Vec<String>), String> {

@@ -1,7 +1,7 @@
 //! Routers that do not look at a value's meaning: `route-by-hash`
 //! (partitioning by a key), `round-robin` and `broadcast`.
 
-use serde::Deserialize;
+use crate::operators::params::params;
 
 use crate::operators::json::find_field;
 use crate::operators::util::fnv1a64;
@@ -73,13 +73,16 @@ impl Router for RouteByHash {
     }
 }
 
-/// Parameters of `route-by-hash`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct HashParams {
-    field: String,
-    ports: Vec<String>,
-    missing: Option<String>,
+params! {
+    /// Parameters of `route-by-hash`.
+    pub(crate) struct HashParams {
+        /// top-level key field
+        field: String,
+        /// output ports, in partition order
+        ports: Vec<String>,
+        /// without the field: "error" (reject, default), "drop" or a port
+        missing: Option<String>,
+    }
 }
 
 pub(crate) fn build_hash(p: HashParams) -> Result<(RouteByHash, Vec<String>), String> {
@@ -131,11 +134,12 @@ impl Router for Broadcast {
     }
 }
 
-/// Parameters of `round-robin` and `broadcast`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct PortsParams {
-    ports: Vec<String>,
+params! {
+    /// Parameters of `round-robin` and `broadcast`.
+    pub(crate) struct PortsParams {
+        /// output ports
+        ports: Vec<String>,
+    }
 }
 
 pub(crate) fn build_round_robin(p: PortsParams) -> Result<(RoundRobin, Vec<String>), String> {

@@ -1,6 +1,6 @@
 //! `sample`: keeps one element in N, by count or at random.
 
-use serde::Deserialize;
+use crate::operators::params::params;
 
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::operators::util::SplitMix64;
@@ -70,15 +70,18 @@ impl Processor for Sample {
     }
 }
 
-/// Parameters of `sample`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct SampleParams {
-    every: u64,
-    #[serde(default)]
-    random: bool,
-    #[serde(default)]
-    seed: u64,
+params! {
+    /// Parameters of `sample`.
+    pub(crate) struct SampleParams {
+        /// N: keep the 1st, (N+1)th, ... element
+        every: u64,
+        /// keep each with probability 1/N instead (default false)
+        #[serde(default)]
+        random: bool,
+        /// seed of the random choice (default 0)
+        #[serde(default)]
+        seed: u64,
+    }
 }
 
 pub(crate) fn build(p: SampleParams) -> Result<Sample, String> {

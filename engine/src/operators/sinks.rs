@@ -1,8 +1,7 @@
 //! Built-in sinks: `console` and `discard`.
 
+use crate::operators::params::params;
 use std::io::Write;
-
-use serde::Deserialize;
 
 use crate::operators::format::{Format, LineFormat};
 use crate::stage::{Element, Sink, StageError, StageInfo};
@@ -73,15 +72,20 @@ impl Sink for Console {
     }
 }
 
-/// Parameters of `console`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ConsoleParams {
-    #[serde(default)]
-    format: Format,
-    #[serde(default)]
-    prefix: String,
-    on_complete: Option<String>,
+params! {
+    /// Parameters of `console`.
+    pub(crate) struct ConsoleParams {
+        /// "prefix" (default): prefix then payload; "raw": payload; "json": a JSON
+        /// record with the metadata (node, seq, source, ingest_ns, content_type,
+        /// reason) and the payload (payload_base64 instead when it is not UTF-8)
+        #[serde(default)]
+        format: Format,
+        /// text before each payload (format "prefix"; default none)
+        #[serde(default)]
+        prefix: String,
+        /// line printed when the stream completes
+        on_complete: Option<String>,
+    }
 }
 
 pub(crate) fn build_console(p: ConsoleParams) -> Result<Console, String> {

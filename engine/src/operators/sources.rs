@@ -1,5 +1,6 @@
 //! Built-in sources for fixed and generated data.
 
+use crate::operators::params::params;
 use std::io::Write;
 
 use serde::Deserialize;
@@ -62,14 +63,15 @@ impl Source for ListSource {
     }
 }
 
-/// Parameters of the `list` source.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ListParams {
-    /// Payloads: strings as they are, tables serialized as compact JSON.
-    payloads: Vec<toml::Value>,
-    #[serde(default = "one")]
-    repeat: u64,
+params! {
+    /// Parameters of the `list` source.
+    pub(crate) struct ListParams {
+        /// array of strings (sent as is) or tables (sent as compact JSON)
+        payloads: Vec<toml::Value>,
+        /// times to emit the list (default 1)
+        #[serde(default = "one")]
+        repeat: u64,
+    }
 }
 
 fn one() -> u64 {
@@ -507,17 +509,25 @@ fn write_digits(out: &mut [u8], mut n: u64) {
     }
 }
 
-/// Parameters of the `generator` source.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct GeneratorParams {
-    #[serde(default = "default_template")]
-    template: String,
-    count: Option<u64>,
-    size: Option<Sizes>,
-    rate: Option<f64>,
-    #[serde(default)]
-    seed: u64,
+params! {
+    /// Parameters of the `generator` source.
+    pub(crate) struct GeneratorParams {
+        /// payload with {seq}, {ts} (ns), {pick:a|b|c} (in turn), {rand:N} (0..N)
+        /// and {choose:a|b|c} (random) placeholders (default {"seq":{seq}})
+        #[serde(default = "default_template")]
+        template: String,
+        /// elements to emit (default: until stopped)
+        count: Option<u64>,
+        /// pad each payload with spaces to this many bytes, or a list of sizes used
+        /// in turn
+        size: Option<Sizes>,
+        /// elements per second, stamped with their intended send time (default: as
+        /// fast as possible)
+        rate: Option<f64>,
+        /// seed of {rand:N} and {choose:..} (default 0)
+        #[serde(default)]
+        seed: u64,
+    }
 }
 
 /// One payload size, or several used in turn.

@@ -10,12 +10,11 @@
 //! exits 74). At the end of the stream the sink waits at most `linger` to
 //! deliver what is left; lines still buffered then count as failed too.
 
+use crate::operators::params::params;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::time::Duration;
-
-use serde::Deserialize;
 
 use crate::clock::now_ns;
 use crate::operators::format::{Format, LineFormat};
@@ -279,21 +278,30 @@ impl Sink for TcpSink {
     }
 }
 
-/// Parameters of `tcp-out`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct TcpSinkParams {
-    address: String,
-    #[serde(default = "raw")]
-    format: Format,
-    #[serde(default)]
-    prefix: String,
-    #[serde(default = "default_reconnect_ms")]
-    reconnect_ms: u64,
-    #[serde(default = "default_buffer")]
-    buffer_bytes: usize,
-    #[serde(default = "default_linger_ms")]
-    linger_ms: u64,
+params! {
+    /// Parameters of `tcp-out`.
+    pub(crate) struct TcpSinkParams {
+        /// server, e.g. "127.0.0.1:9000"
+        address: String,
+        /// "raw" (default), "prefix" or "json" (as for console)
+        #[serde(default = "raw")]
+        format: Format,
+        /// text before each payload (format "prefix")
+        #[serde(default)]
+        prefix: String,
+        /// first wait between connection attempts, doubled after each failure up to
+        /// 30 s (default 500)
+        #[serde(default = "default_reconnect_ms")]
+        reconnect_ms: u64,
+        /// undelivered bytes kept while slow or disconnected; beyond, elements are
+        /// dropped (default 1 MiB)
+        #[serde(default = "default_buffer")]
+        buffer_bytes: usize,
+        /// at the end of the stream, try this long to deliver the rest (default
+        /// 2000)
+        #[serde(default = "default_linger_ms")]
+        linger_ms: u64,
+    }
 }
 
 fn raw() -> Format {

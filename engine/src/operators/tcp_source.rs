@@ -21,6 +21,7 @@
 //! (`WouldBlock`), and the listener is accepted from every round until
 //! `accept` finds no one waiting.
 
+use crate::operators::params::params;
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read};
 use std::net::SocketAddr;
@@ -28,7 +29,6 @@ use std::time::Duration;
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
-use serde::Deserialize;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::clock::now_ns;
@@ -481,15 +481,21 @@ impl Source for TcpSource {
     }
 }
 
-/// Parameters of `tcp-in`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct TcpSourceParams {
-    address: String,
-    #[serde(default = "default_max_connections")]
-    max_connections: usize,
-    max_elements: Option<u64>,
-    idle_timeout_ms: Option<u64>,
+params! {
+    /// Parameters of `tcp-in`.
+    pub(crate) struct TcpSourceParams {
+        /// address to bind, e.g. "127.0.0.1:9000"
+        address: String,
+        /// clients served at once (default 1024); one more is accepted, closed and
+        /// counted as dropped (connection refused)
+        #[serde(default = "default_max_connections")]
+        max_connections: usize,
+        /// finish after this many elements
+        max_elements: Option<u64>,
+        /// finish after this long with no data and no new client (default: until
+        /// stopped)
+        idle_timeout_ms: Option<u64>,
+    }
 }
 
 fn default_max_connections() -> usize {

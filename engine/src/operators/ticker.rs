@@ -1,8 +1,7 @@
 //! `ticker`: an element every interval.
 
+use crate::operators::params::params;
 use std::time::{SystemTime, UNIX_EPOCH};
-
-use serde::Deserialize;
 
 use crate::arena::ContentType;
 use crate::clock::now_ns;
@@ -98,13 +97,16 @@ impl Source for Ticker {
     }
 }
 
-/// Parameters of `ticker`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct TickerParams {
-    interval_ms: u64,
-    count: Option<u64>,
-    payload: Option<String>,
+params! {
+    /// Parameters of `ticker`.
+    pub(crate) struct TickerParams {
+        /// time between ticks
+        interval_ms: u64,
+        /// ticks to emit (default: until stopped)
+        count: Option<u64>,
+        /// send this text instead of the tick record
+        payload: Option<String>,
+    }
 }
 
 pub(crate) fn build(p: TickerParams) -> Result<Ticker, String> {

@@ -6,10 +6,9 @@
 //! with no copy. A datagram larger than a slot is dropped with a reason
 //! (the kernel reports its real length), never truncated silently.
 
+use crate::operators::params::params;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::os::fd::AsRawFd;
-
-use serde::Deserialize;
 
 use crate::clock::now_ns;
 use crate::operators::lines::sniff;
@@ -188,15 +187,20 @@ impl Source for UdpSource {
     }
 }
 
-/// Parameters of `udp-in`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct UdpSourceParams {
-    address: String,
-    max_elements: Option<u64>,
-    idle_timeout_ms: Option<u64>,
-    #[serde(default = "default_recv_buffer")]
-    recv_buffer: usize,
+params! {
+    /// Parameters of `udp-in`.
+    pub(crate) struct UdpSourceParams {
+        /// address to bind, e.g. "127.0.0.1:9000"
+        address: String,
+        /// finish after this many elements
+        max_elements: Option<u64>,
+        /// finish after this long without a datagram (default: until stopped)
+        idle_timeout_ms: Option<u64>,
+        /// socket receive buffer to ask for, bytes (default 4 MiB; the kernel may
+        /// cap it)
+        #[serde(default = "default_recv_buffer")]
+        recv_buffer: usize,
+    }
 }
 
 fn default_recv_buffer() -> usize {
@@ -269,11 +273,12 @@ impl Sink for UdpSink {
     }
 }
 
-/// Parameters of `udp-out`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct UdpSinkParams {
-    address: String,
+params! {
+    /// Parameters of `udp-out`.
+    pub(crate) struct UdpSinkParams {
+        /// destination, e.g. "127.0.0.1:9000"
+        address: String,
+    }
 }
 
 pub(crate) fn build_sink(p: UdpSinkParams) -> Result<UdpSink, String> {

@@ -101,10 +101,10 @@ impl Pipeline {
         for n in &mut self.plan.nodes {
             if let crate::stage::Stage::Source(s) = &mut n.stage {
                 if let Err(e) = s.open() {
-                    errors.push(ConfigError::new(
-                        &n.origin,
-                        format!("node '{}': {e}", n.name),
-                    ));
+                    errors.push(
+                        ConfigError::resource(&n.origin, format!("node '{}': {e}", n.name))
+                            .at_node(n.name.as_str()),
+                    );
                 }
             }
         }

@@ -251,7 +251,7 @@ impl Checker<'_> {
 
     fn error(&mut self, span: std::ops::Range<usize>, message: String) {
         let at = self.at(span);
-        self.errors.push(ConfigError::new(at, message));
+        self.errors.push(ConfigError::test(at, message));
     }
 
     /// Checks one test; `None` when it has errors (recorded) or touches a
@@ -314,7 +314,7 @@ impl Checker<'_> {
             }
         }
         if t.outputs.is_empty() {
-            self.errors.push(ConfigError::new(
+            self.errors.push(ConfigError::test(
                 &origin,
                 format!(
                     "{what} expects nothing: add [[tests.outputs]] blocks naming a node and its payloads, count, where or reason"
@@ -395,7 +395,7 @@ impl Checker<'_> {
         let name = o.node.get_ref();
         let before = self.errors.len();
         if o.payloads.is_none() && o.count.is_none() && o.cond.is_none() && o.reason.is_none() {
-            self.errors.push(ConfigError::new(
+            self.errors.push(ConfigError::test(
                 &origin,
                 format!("{what}: the expectation on '{name}' checks nothing (give payloads, count, where or reason)"),
             ));

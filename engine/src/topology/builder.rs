@@ -229,7 +229,7 @@ impl PipelineBuilder {
     ) -> &mut Self {
         match self.nodes.iter_mut().find(|n| n.name == source) {
             Some(n) => n.source_time = Some((event_time, watermark)),
-            None => self.errors.push(ConfigError::new(
+            None => self.errors.push(ConfigError::name(
                 "",
                 format!("event_time for unknown node '{source}'"),
             )),
@@ -255,13 +255,13 @@ impl PipelineBuilder {
             Some(n) => {
                 let origin = n.origin.clone();
                 for p in problems {
-                    self.errors.push(ConfigError::new(
+                    self.errors.push(ConfigError::parameter(
                         origin.clone(),
                         format!("node '{name}' restart: {p}"),
                     ));
                 }
             }
-            None => self.errors.push(ConfigError::new(
+            None => self.errors.push(ConfigError::name(
                 self.origin.clone(),
                 format!("restart policy for unknown node '{name}'"),
             )),
@@ -274,7 +274,7 @@ impl PipelineBuilder {
     pub fn targets(&mut self, sink: &str, targets: Vec<Target>) -> &mut Self {
         match self.nodes.iter_mut().find(|n| n.name == sink) {
             Some(n) => n.targets = targets,
-            None => self.errors.push(ConfigError::new(
+            None => self.errors.push(ConfigError::name(
                 "",
                 format!("latency targets for unknown node '{sink}'"),
             )),

@@ -47,7 +47,7 @@ use crate::operators::Registry;
 use crate::ring::wait::WaitStrategy;
 use crate::ring::WhenFull;
 use crate::topology::builder::{PipelineBuilder, Settings};
-use crate::topology::error::{ConfigError, ConfigErrors};
+use crate::topology::error::{did_you_mean, unknown_field_hint, ConfigError, ConfigErrors};
 use crate::topology::restart::{Policy, RestartPolicy};
 use crate::topology::Plan;
 
@@ -177,7 +177,7 @@ pub(crate) fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> ConfigE
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect();
-    ConfigError::new(loc, message.join(": "))
+    ConfigError::syntax(loc, message.join(": "))
 }
 
 /// Reads a pipeline file into a builder (with any errors recorded in it).
@@ -229,7 +229,7 @@ pub fn load_str(
         match WaitStrategy::parse(&w) {
             Some(w) => settings.wait = w,
             None => {
-                b.error(ConfigError::new(
+                b.error(ConfigError::parameter(
                     format!("{at}: engine.wait"),
                     format!("unknown wait strategy '{w}' (expected busy-spin, yield or park)"),
                 ));
@@ -252,7 +252,7 @@ pub fn load_str(
     b.settings(settings);
 
     if raw.flow.is_empty() {
-        b.error(ConfigError::new(
+        b.error(ConfigError::structure(
             file,
             "no flow defined (expected a [flow.NAME] table)",
         ));
@@ -263,7 +263,7 @@ pub fn load_str(
             Some(f) => vec![f],
             None => {
                 let names: Vec<&str> = raw.flow.keys().map(String::as_str).collect();
-                b.error(ConfigError::new(
+                b.error(ConfigError::name(
                     file,
                     format!(
                         "no flow named '{name}' (flows in this file: {})",
@@ -278,7 +278,7 @@ pub fn load_str(
 
     for (flow_name, f) in flows {
         if f.nodes.is_empty() {
-            b.error(ConfigError::new(
+            b.error(ConfigError::structure(
                 file,
                 format!("flow '{flow_name}' has no nodes (expected [flow.{flow_name}.nodes.NAME] tables)"),
             ));
@@ -290,7 +290,7 @@ pub fn load_str(
                 Err(errs) => {
                     let at = locate(file, text, t.span().start);
                     for e in errs {
-                        b.error(ConfigError::new(
+                        b.error(ConfigError::parameter(
                             &at,
                             format!("flow '{flow_name}' targets: {e}"),
                         ));
@@ -305,33 +305,40 @@ pub fn load_str(
             let component = match table.get("component") {
                 Some(toml::Value::String(c)) => c.clone(),
                 Some(_) => {
-                    b.error(ConfigError::new(
-                        &origin,
-                        format!("node '{name}': component must be a string"),
-                    ));
+                    b.error(
+                        ConfigError::structure(
+                            &origin,
+                            format!("node '{name}': component must be a string"),
+                        )
+                        .at_node(name.as_str()),
+                    );
                     b.broken.insert(name.clone());
                     continue;
                 }
                 None => {
-                    b.error(ConfigError::new(
-                        &origin,
-                        format!("node '{name}': missing `component`"),
-                    ));
+                    b.error(
+                        ConfigError::structure(
+                            &origin,
+                            format!("node '{name}': missing `component`"),
+                        )
+                        .at_node(name.as_str()),
+                    );
                     b.broken.insert(name.clone());
                     continue;
                 }
             };
-            let core = match table.get("core") {
-                None => None,
-                Some(toml::Value::Integer(c)) if *c >= 0 => Some(*c as usize),
-                Some(other) => {
-                    b.error(ConfigError::new(
+            let core =
+                match table.get("core") {
+                    None => None,
+                    Some(toml::Value::Integer(c)) if *c >= 0 => Some(*c as usize),
+                    Some(other) => {
+                        b.error(ConfigError::parameter(
                         &origin,
                         format!("node '{name}': core must be a non-negative integer, not {other}"),
-                    ));
-                    None
-                }
-            };
+                    ).at_node(name.as_str()));
+                        None
+                    }
+                };
             let mut params = table.clone();
             for k in NODE_KEYS {
                 params.remove(k);
@@ -342,19 +349,22 @@ pub fn load_str(
                     Ok(t) => t,
                     Err(errs) => {
                         for e in errs {
-                            b.error(ConfigError::new(
-                                &origin,
-                                format!("node '{name}' targets: {e}"),
-                            ));
+                            b.error(
+                                ConfigError::parameter(
+                                    &origin,
+                                    format!("node '{name}' targets: {e}"),
+                                )
+                                .at_node(name.as_str()),
+                            );
                         }
                         Vec::new()
                     }
                 },
                 Some(other) => {
-                    b.error(ConfigError::new(
+                    b.error(ConfigError::structure(
                         &origin,
                         format!("node '{name}': targets must be a table like {{ p99 = \"50us\" }}, not {other}"),
-                    ));
+                    ).at_node(name.as_str()));
                     Vec::new()
                 }
             };
@@ -371,14 +381,14 @@ pub fn load_str(
             let source_time = match (event_time, watermark) {
                 (None, None) => None,
                 (None, Some(_)) => {
-                    b.error(ConfigError::new(
+                    b.error(ConfigError::parameter(
                         &origin,
                         format!("node '{name}': watermark needs event_time (the field the watermark follows)"),
-                    ));
+                    ).at_node(name.as_str()));
                     None
                 }
                 (Some(Err(e)), _) | (_, Some(Err(e))) => {
-                    b.error(ConfigError::new(&origin, e));
+                    b.error(ConfigError::parameter(&origin, e).at_node(name.as_str()));
                     None
                 }
                 (Some(Ok(et)), wm) => Some((
@@ -391,10 +401,10 @@ pub fn load_str(
                 None => RestartPolicy::default(),
                 Some(value) => RestartPolicy::from_toml(value).unwrap_or_else(|errs| {
                     for e in errs {
-                        b.error(ConfigError::new(
-                            &origin,
-                            format!("node '{name}' restart: {e}"),
-                        ));
+                        b.error(
+                            ConfigError::parameter(&origin, format!("node '{name}' restart: {e}"))
+                                .at_node(name.as_str()),
+                        );
                     }
                     RestartPolicy::default()
                 }),
@@ -421,10 +431,18 @@ pub fn load_str(
                     }
                 }
                 Err(msg) => {
-                    b.error(ConfigError::new(
-                        &origin,
-                        format!("node '{name}' ({component}): {msg}"),
-                    ));
+                    let message = format!("node '{name}' ({component}): {msg}");
+                    let error = if registry.get(&component).is_none() {
+                        let known: Vec<&str> = registry.iter().map(|(n, _)| n).collect();
+                        ConfigError::name(&origin, message)
+                            .at_node(name.as_str())
+                            .with_hint(did_you_mean(&component, &known))
+                    } else {
+                        ConfigError::parameter(&origin, message)
+                            .at_node(name.as_str())
+                            .with_hint(unknown_field_hint(&msg))
+                    };
+                    b.error(error);
                     b.broken.insert(name.clone());
                 }
             }
@@ -440,7 +458,10 @@ pub fn load_str(
                 Some(w) => match w.get_ref().parse() {
                     Ok(w) => w,
                     Err(msg) => {
-                        b.error(ConfigError::new(locate(file, text, w.span().start), msg));
+                        b.error(ConfigError::parameter(
+                            locate(file, text, w.span().start),
+                            msg,
+                        ));
                         WhenFull::Block
                     }
                 },
@@ -478,7 +499,7 @@ fn control_settings(
     let listen = match parse_listen(c.listen.get_ref()) {
         Ok(a) => a,
         Err(m) => {
-            b.error(ConfigError::new(
+            b.error(ConfigError::parameter(
                 format!("{}: control.listen", at(c.listen.span())),
                 m,
             ));
@@ -505,7 +526,7 @@ fn control_settings(
         if (1..=max).contains(v.get_ref()) {
             *slot = v.into_inner();
         } else {
-            b.error(ConfigError::new(
+            b.error(ConfigError::bound(
                 format!("{}: control.{key}", at(v.span())),
                 format!("{key} = {} is out of range (1 to {max})", v.get_ref()),
             ));

@@ -12,5 +12,5 @@ mod plan;
 pub mod restart;
 
 pub use builder::{PipelineBuilder, Settings, DEFAULT_BATCH};
-pub use error::{ConfigError, ConfigErrors};
+pub use error::{ConfigError, ConfigErrors, ErrorKind};
 pub use plan::Plan;

@@ -10,7 +10,7 @@ use super::builder::{
     available_memory, find_cycle, human_bytes, ids, topo_order, upstream_sources, Edge, EdgeDecl,
     NodeDecl, Settings, MAX_BATCH, MAX_RING_CAPACITY, MAX_SLOTS, MAX_SLOT_SIZE, SLOT_OVERHEAD,
 };
-use super::error::ConfigError;
+use super::error::{did_you_mean, ConfigError};
 use super::Plan;
 use crate::arena::DEFAULT_SLOTS;
 use crate::event_time::EventTime;
@@ -55,8 +55,10 @@ pub(super) fn names<'n>(
     let mut index: HashMap<&str, usize> = HashMap::new();
     for (i, n) in nodes.iter().enumerate() {
         if n.name.is_empty() {
-            ck.errors
-                .push(ConfigError::new(&n.origin, "a node name may not be empty"));
+            ck.errors.push(
+                ConfigError::name(&n.origin, "a node name may not be empty")
+                    .at_node(n.name.as_str()),
+            );
         }
         if let Some(first) = index.insert(n.name.as_str(), i) {
             let first = &nodes[first].origin;
@@ -65,43 +67,54 @@ pub(super) fn names<'n>(
             } else {
                 format!(" (first defined at {first})")
             };
-            ck.errors.push(ConfigError::new(
-                &n.origin,
-                format!(
+            ck.errors.push(
+                ConfigError::name(
+                    &n.origin,
+                    format!(
                     "duplicate node name '{}'{also}; node names must be unique across all flows",
                     n.name
                 ),
-            ));
+                )
+                .at_node(n.name.as_str()),
+            );
         }
         if !n.targets.is_empty() && n.stage.role() != Role::Sink {
-            ck.errors.push(ConfigError::new(
-                &n.origin,
-                format!(
-                    "node '{}' is a {}; latency targets belong on sinks",
-                    n.name,
-                    n.stage.role()
-                ),
-            ));
+            ck.errors.push(
+                ConfigError::structure(
+                    &n.origin,
+                    format!(
+                        "node '{}' is a {}; latency targets belong on sinks",
+                        n.name,
+                        n.stage.role()
+                    ),
+                )
+                .at_node(n.name.as_str()),
+            );
         }
         if let Stage::Router(_, ports) = &n.stage {
             if ports.is_empty() || ports.len() > PortMask::MAX_PORTS {
-                ck.errors.push(ConfigError::new(
-                    &n.origin,
-                    format!(
-                        "router '{}' declares {} output ports; 1 to {} are allowed",
-                        n.name,
-                        ports.len(),
-                        PortMask::MAX_PORTS
-                    ),
-                ));
+                ck.errors.push(
+                    ConfigError::port(
+                        &n.origin,
+                        format!(
+                            "router '{}' declares {} output ports; 1 to {} are allowed",
+                            n.name,
+                            ports.len(),
+                            PortMask::MAX_PORTS
+                        ),
+                    )
+                    .at_node(n.name.as_str()),
+                );
             }
         }
     }
     if loaded_cleanly && nodes.is_empty() {
-        ck.errors
-            .push(ConfigError::new(ck.global(""), "the pipeline has no nodes"));
+        ck.errors.push(ConfigError::structure(
+            ck.global(""),
+            "the pipeline has no nodes",
+        ));
     } else if loaded_cleanly && !nodes.iter().any(|n| n.stage.role() == Role::Source) {
-        ck.errors.push(ConfigError::new(
+        ck.errors.push(ConfigError::structure(
             ck.global(""),
             "the pipeline has no source",
         ));
@@ -129,15 +142,14 @@ pub(super) fn edges(
         }
         let from = index.get(e.from.0.as_str()).copied();
         let to = index.get(e.to.0.as_str()).copied();
-        if from.is_none() {
-            ck.errors.push(ConfigError::new(
-                &loc,
-                format!("unknown node '{}'", e.from.0),
-            ));
-        }
-        if to.is_none() {
-            ck.errors
-                .push(ConfigError::new(&loc, format!("unknown node '{}'", e.to.0)));
+        let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+        for (end, found) in [(&e.from.0, from), (&e.to.0, to)] {
+            if found.is_none() {
+                ck.errors.push(
+                    ConfigError::name(&loc, format!("unknown node '{end}'"))
+                        .with_hint(did_you_mean(end, &names)),
+                );
+            }
         }
         let (Some(from), Some(to)) = (from, to) else {
             continue;
@@ -147,7 +159,7 @@ pub(super) fn edges(
         let port = out_ports[from].iter().position(|p| *p == e.from.1);
         let mut ok = true;
         if from_node.stage.role() == Role::Sink && port.is_none() {
-            ck.errors.push(ConfigError::new(
+            ck.errors.push(ConfigError::port(
                     &loc,
                     format!(
                         "sink '{}' has no output port '{}'; a sink's only output is its optional 'error' port (elements it could not deliver)",
@@ -171,11 +183,16 @@ pub(super) fn edges(
                     out_ports[from].join(", ")
                 )
             };
-            ck.errors.push(ConfigError::new(&loc, msg));
+            let ports: Vec<&str> = out_ports[from].iter().map(String::as_str).collect();
+            ck.errors.push(
+                ConfigError::port(&loc, msg)
+                    .at_node(e.from.0.as_str())
+                    .with_hint(did_you_mean(&e.from.1, &ports)),
+            );
             ok = false;
         }
         if out_ports[to].contains(&e.to.1) {
-            ck.errors.push(ConfigError::new(
+            ck.errors.push(ConfigError::port(
                 &loc,
                 format!(
                     "'{}.{}' is an output port; an edge must end at an input port",
@@ -184,7 +201,7 @@ pub(super) fn edges(
             ));
             ok = false;
         } else if !to_node.stage.has_input() {
-            ck.errors.push(ConfigError::new(
+            ck.errors.push(ConfigError::port(
                 &loc,
                 format!("source '{}' cannot have inputs", e.to.0),
             ));
@@ -201,16 +218,16 @@ pub(super) fn edges(
                     e.to.0, e.to.1
                 )
             };
-            ck.errors.push(ConfigError::new(&loc, msg));
+            ck.errors.push(ConfigError::port(&loc, msg));
             ok = false;
         }
         let capacity = e.capacity.unwrap_or(settings.ring_capacity);
         if capacity == 0 {
             ck.errors
-                .push(ConfigError::new(&loc, "ring capacity must be at least 1"));
+                .push(ConfigError::bound(&loc, "ring capacity must be at least 1"));
             ok = false;
         } else if capacity > MAX_RING_CAPACITY && capacity != settings.ring_capacity {
-            ck.errors.push(ConfigError::new(
+            ck.errors.push(ConfigError::bound(
                     &loc,
                     format!(
                         "ring capacity {capacity} is larger than the largest ring, {MAX_RING_CAPACITY} handles"
@@ -219,14 +236,14 @@ pub(super) fn edges(
             ok = false;
         }
         if from == to {
-            ck.errors.push(ConfigError::new(
+            ck.errors.push(ConfigError::cycle(
                 &loc,
                 "an edge may not connect a node to itself (cycle)",
             ));
             ok = false;
         }
         if ok && !seen.insert((from, port, to)) {
-            ck.errors.push(ConfigError::new(&loc, "duplicate edge"));
+            ck.errors.push(ConfigError::port(&loc, "duplicate edge"));
             ok = false;
         }
         if ok {
@@ -252,14 +269,17 @@ pub(super) fn event_time(
 ) -> Vec<(usize, EventTime)> {
     for n in nodes {
         if n.source_time.is_some() && n.stage.role() != Role::Source {
-            ck.errors.push(ConfigError::new(
-                &n.origin,
-                format!(
-                    "node '{}' is a {}; event_time and watermark belong on sources",
-                    n.name,
-                    n.stage.role()
-                ),
-            ));
+            ck.errors.push(
+                ConfigError::structure(
+                    &n.origin,
+                    format!(
+                        "node '{}' is a {}; event_time and watermark belong on sources",
+                        n.name,
+                        n.stage.role()
+                    ),
+                )
+                .at_node(n.name.as_str()),
+            );
         }
     }
     let mut event_times: Vec<(usize, EventTime)> = Vec::new();
@@ -277,14 +297,14 @@ pub(super) fn event_time(
             .map(|&s| nodes[s].name.as_str())
             .collect();
         if !missing.is_empty() {
-            ck.errors.push(ConfigError::new(
+            ck.errors.push(ConfigError::parameter(
                     &n.origin,
                     format!(
                         "node '{}' works in event time, but its upstream source(s) {} declare no event_time; add event_time = {{ field = \"ts\", unit = \"ms\" }} to them",
                         n.name,
                         missing.join(", ")
                     ),
-                ));
+                ).at_node(n.name.as_str()));
             continue;
         }
         let declared: Vec<&EventTime> = sources
@@ -295,31 +315,31 @@ pub(super) fn event_time(
                 Some(first) if declared.iter().all(|e| e == first) => {
                     event_times.push((i, (*first).clone()));
                 }
-                Some(_) => ck.errors.push(ConfigError::new(
+                Some(_) => ck.errors.push(ConfigError::parameter(
                     &n.origin,
                     format!(
                         "node '{}' works in event time, but its upstream sources declare different event_time fields or units",
                         n.name
                     ),
-                )),
+                ).at_node(n.name.as_str())),
                 None => {}
             }
     }
     if let Some(c) = &settings.checkpoint {
         if c.interval_ms == 0 {
-            ck.errors.push(ConfigError::new(
+            ck.errors.push(ConfigError::parameter(
                 ck.global("engine.checkpoint.interval_ms"),
                 "interval_ms must be at least 1",
             ));
         }
         if c.dir.as_os_str().is_empty() {
-            ck.errors.push(ConfigError::new(
+            ck.errors.push(ConfigError::parameter(
                 ck.global("engine.checkpoint.dir"),
                 "dir may not be empty",
             ));
         }
         for e in edges.iter().filter(|e| e.when_full != WhenFull::Block) {
-            ck.errors.push(ConfigError::new(
+            ck.errors.push(ConfigError::parameter(
                     at(&e.origin, format!("edge {}.{} -> {}.{}", e.from.0, e.from.1, e.to.0, e.to.1)),
                     format!(
                         "when_full = \"{}\" drops elements, which a checkpointed pipeline cannot replay; checkpoints need every edge to block",
@@ -347,23 +367,29 @@ pub(super) fn connected(
                 .iter()
                 .any(|e| e.from.0 == n.name && e.from.1 == *name);
             if !named && !n.stage.is_optional_port(name) {
-                ck.errors.push(ConfigError::new(
-                    &n.origin,
-                    format!(
+                ck.errors.push(
+                    ConfigError::port(
+                        &n.origin,
+                        format!(
                         "output port '{}.{}' is not connected (every output port needs an edge)",
                         n.name, name
                     ),
-                ));
+                    )
+                    .at_node(n.name.as_str()),
+                );
             }
         }
         if n.stage.has_input()
             && !resolved.iter().any(|e| e.to == i)
             && !edges.iter().any(|e| e.to.0 == n.name)
         {
-            ck.errors.push(ConfigError::new(
-                &n.origin,
-                format!("{} '{}' has no input edge", n.stage.role(), n.name),
-            ));
+            ck.errors.push(
+                ConfigError::port(
+                    &n.origin,
+                    format!("{} '{}' has no input edge", n.stage.role(), n.name),
+                )
+                .at_node(n.name.as_str()),
+            );
         }
     }
 }
@@ -382,7 +408,7 @@ pub(super) fn cycles(ck: &mut Check, nodes: &[NodeDecl], resolved: &[Edge]) -> V
                 .map(|&i| nodes[i].origin.clone())
                 .filter(|o| !o.is_empty())
                 .unwrap_or_else(|| ck.global(""));
-            ck.errors.push(ConfigError::new(
+            ck.errors.push(ConfigError::cycle(
                 at,
                 format!(
                     "the graph has a cycle: {} (pipelines must be acyclic)",
@@ -398,12 +424,12 @@ pub(super) fn cycles(ck: &mut Check, nodes: &[NodeDecl], resolved: &[Edge]) -> V
 /// Settings.
 pub(super) fn settings(ck: &mut Check, settings: &Settings) {
     if settings.slot_size == 0 {
-        ck.errors.push(ConfigError::new(
+        ck.errors.push(ConfigError::bound(
             ck.global("engine.arena"),
             "slot_size must be at least 1 byte",
         ));
     } else if settings.slot_size > MAX_SLOT_SIZE {
-        ck.errors.push(ConfigError::new(
+        ck.errors.push(ConfigError::bound(
             ck.global("engine.arena"),
             format!(
                 "slot_size {} is larger than the largest slot, {MAX_SLOT_SIZE} bytes (64 MiB)",
@@ -412,12 +438,12 @@ pub(super) fn settings(ck: &mut Check, settings: &Settings) {
         ));
     }
     if settings.batch == 0 {
-        ck.errors.push(ConfigError::new(
+        ck.errors.push(ConfigError::bound(
             ck.global("engine"),
             "batch must be at least 1",
         ));
     } else if settings.batch > MAX_BATCH {
-        ck.errors.push(ConfigError::new(
+        ck.errors.push(ConfigError::bound(
             ck.global("engine"),
             format!(
                 "batch {} is larger than the largest batch, {MAX_BATCH}",
@@ -426,12 +452,12 @@ pub(super) fn settings(ck: &mut Check, settings: &Settings) {
         ));
     }
     if settings.ring_capacity == 0 {
-        ck.errors.push(ConfigError::new(
+        ck.errors.push(ConfigError::bound(
             ck.global("engine"),
             "ring_capacity must be at least 1",
         ));
     } else if settings.ring_capacity > MAX_RING_CAPACITY {
-        ck.errors.push(ConfigError::new(
+        ck.errors.push(ConfigError::bound(
             ck.global("engine"),
             format!(
                 "ring_capacity {} is larger than the largest ring, {MAX_RING_CAPACITY} handles",
@@ -453,7 +479,7 @@ pub(super) fn cores(
         Some(list) => {
             for &c in list {
                 if !detected_ids.is_empty() && !detected_ids.contains(&c) {
-                    ck.errors.push(ConfigError::new(
+                    ck.errors.push(ConfigError::bound(
                         ck.global("engine.cores"),
                         format!(
                             "core {c} is not available here (usable cores: {})",
@@ -463,7 +489,7 @@ pub(super) fn cores(
                 }
             }
             if list.is_empty() {
-                ck.errors.push(ConfigError::new(
+                ck.errors.push(ConfigError::parameter(
                     ck.global("engine.cores"),
                     "the core list is empty",
                 ));
@@ -478,14 +504,17 @@ pub(super) fn cores(
         if let Some(c) = n.core {
             match usable.iter().position(|&u| u == c) {
                 Some(p) => pinned[i] = Some(p),
-                None => ck.errors.push(ConfigError::new(
-                    &n.origin,
-                    format!(
+                None => ck.errors.push(
+                    ConfigError::bound(
+                        &n.origin,
+                        format!(
                         "node '{}' asks for core {c}, which is not available (usable cores: {})",
                         n.name,
                         ids(&usable)
                     ),
-                )),
+                    )
+                    .at_node(n.name.as_str()),
+                ),
             }
         }
     }
@@ -504,7 +533,7 @@ pub(super) fn arena(
     let required = Plan::required_slots(resolved, nodes.len(), workers, settings.batch);
     if let Some(slots) = settings.slots {
         if (slots as u64) < required {
-            ck.errors.push(ConfigError::new(
+            ck.errors.push(ConfigError::bound(
                     ck.global("engine.arena.slots"),
                     format!(
                         "{slots} slots cannot hold what the rings may carry: this topology needs at least \
@@ -515,7 +544,7 @@ pub(super) fn arena(
         }
     }
     if settings.slots.is_some_and(|s| s >= MAX_SLOTS) {
-        ck.errors.push(ConfigError::new(
+        ck.errors.push(ConfigError::bound(
             ck.global("engine.arena.slots"),
             format!(
                 "at most {} slots (ring indices keep one bit to mark control elements)",
@@ -524,7 +553,7 @@ pub(super) fn arena(
         ));
     }
     if required >= u64::from(MAX_SLOTS) {
-        ck.errors.push(ConfigError::new(
+        ck.errors.push(ConfigError::bound(
             ck.global(""),
             "ring capacities are too large for one arena",
         ));
@@ -541,7 +570,7 @@ pub(super) fn arena(
         && settings.batch <= MAX_BATCH;
     if let Some(available) = available_memory().filter(|_| in_bounds) {
         if arena_bytes > available {
-            ck.errors.push(ConfigError::new(
+            ck.errors.push(ConfigError::bound(
                     ck.global("engine.arena"),
                     format!(
                         "the arena would take about {} ({slots} slots x {} B) but only {} of memory is available; lower slots, slot_size or the ring capacities",

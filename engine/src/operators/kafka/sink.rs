@@ -7,6 +7,7 @@
 //! delivery that failed since the last one fails the stage, so that the
 //! offsets of elements that never reached Kafka are never committed.
 
+use crate::operators::params::params;
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -18,7 +19,6 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
-use serde::Deserialize;
 
 use crate::operators::json::find_field;
 use crate::stage::{Element, Reason, Sink, StageError, StageInfo};
@@ -56,34 +56,37 @@ impl ProducerContext for Deliveries {
     }
 }
 
-/// `kafka-out`'s parameters.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KafkaOutParams {
-    /// Bootstrap brokers, `host:port[,host:port...]`.
-    pub brokers: String,
-    /// Topic to write to.
-    pub topic: String,
-    /// Top-level JSON field whose value is the message key.
-    pub key_field: Option<String>,
-    /// `none`, `gzip`, `snappy`, `lz4` or `zstd`.
-    #[serde(default = "default_compression")]
-    pub compression: String,
-    /// `all` (default), `1` or `0`.
-    #[serde(default = "default_acks")]
-    pub acks: String,
-    /// The idempotent producer: no duplicates from its own retries.
-    #[serde(default = "default_true")]
-    pub idempotent: bool,
-    /// How long librdkafka waits to fill a batch.
-    #[serde(default = "default_linger")]
-    pub linger_ms: u64,
-    /// How long a flush (at a checkpoint, at the end) may take.
-    #[serde(default = "default_flush_timeout")]
-    pub flush_timeout_ms: u64,
-    /// Extra librdkafka producer properties.
-    #[serde(default)]
-    pub librdkafka_options: IndexMap<String, String>,
+params! {
+    /// `kafka-out`'s parameters.
+    #[derive(Clone, Debug)]
+    pub struct KafkaOutParams {
+        /// bootstrap brokers, "host:port[,host:port]"
+        pub brokers: String,
+        /// topic to write to
+        pub topic: String,
+        /// top-level JSON field whose value is the message key (default: no key)
+        pub key_field: Option<String>,
+        /// "none" (default), "gzip", "snappy", "lz4" or "zstd"
+        #[serde(default = "default_compression")]
+        pub compression: String,
+        /// "all" (default), "1" or "0"
+        #[serde(default = "default_acks")]
+        pub acks: String,
+        /// idempotent producer: retries never duplicate (default true; needs acks =
+        /// "all")
+        #[serde(default = "default_true")]
+        pub idempotent: bool,
+        /// how long to wait to fill a batch (default 5)
+        #[serde(default = "default_linger")]
+        pub linger_ms: u64,
+        /// longest wait for acknowledgements at a checkpoint or the end (default
+        /// 30000)
+        #[serde(default = "default_flush_timeout")]
+        pub flush_timeout_ms: u64,
+        /// table of extra librdkafka producer properties
+        #[serde(default)]
+        pub librdkafka_options: IndexMap<String, String>,
+    }
 }
 
 fn default_compression() -> String {

@@ -8,6 +8,7 @@
 //! checkpoint coordinator's thread, also after the source has finished);
 //! a revocation raises a flag the source looks at after each `poll`.
 
+use crate::operators::params::params;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -232,35 +233,38 @@ pub struct KafkaIn {
     last_error_log_ns: u64,
 }
 
-/// `kafka-in`'s parameters.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KafkaInParams {
-    /// Bootstrap brokers, `host:port[,host:port...]`.
-    pub brokers: String,
-    /// Topics to subscribe to.
-    pub topics: Vec<String>,
-    /// Consumer group.
-    pub group_id: String,
-    /// Where a partition without a committed offset starts.
-    #[serde(default)]
-    pub start: Start,
-    /// The group's session timeout.
-    #[serde(default = "default_session_timeout")]
-    pub session_timeout_ms: u64,
-    /// Without checkpoints: how often finished elements' offsets are
-    /// committed.
-    #[serde(default = "default_commit_interval")]
-    pub commit_interval_ms: u64,
-    /// Add `_topic`, `_partition`, `_offset`, `_key` and `_timestamp` to
-    /// JSON-object values.
-    #[serde(default)]
-    pub metadata: bool,
-    /// Finish after this many elements.
-    pub max_elements: Option<u64>,
-    /// Extra librdkafka consumer properties.
-    #[serde(default)]
-    pub librdkafka_options: IndexMap<String, String>,
+params! {
+    /// `kafka-in`'s parameters.
+    #[derive(Clone, Debug)]
+    pub struct KafkaInParams {
+        /// bootstrap brokers, "host:port[,host:port]"
+        pub brokers: String,
+        /// topics to subscribe to
+        pub topics: Vec<String>,
+        /// consumer group: processes with the same group share the partitions
+        pub group_id: String,
+        /// where a partition without a committed offset starts: "earliest"
+        /// (default) or "latest"
+        #[serde(default)]
+        pub start: Start,
+        /// the group's session timeout: how soon a dead member's partitions move
+        /// (default 10000)
+        #[serde(default = "default_session_timeout")]
+        pub session_timeout_ms: u64,
+        /// without checkpoints: how often offsets of finished elements are
+        /// committed (default 1000); with checkpoints, at each checkpoint
+        #[serde(default = "default_commit_interval")]
+        pub commit_interval_ms: u64,
+        /// add _topic, _partition, _offset, _key and _timestamp (ms) fields to
+        /// JSON-object values (default false); event_time can read _timestamp
+        #[serde(default)]
+        pub metadata: bool,
+        /// finish after this many elements
+        pub max_elements: Option<u64>,
+        /// table of extra librdkafka consumer properties
+        #[serde(default)]
+        pub librdkafka_options: IndexMap<String, String>,
+    }
 }
 
 /// `start`: where a partition without a committed offset is read from.

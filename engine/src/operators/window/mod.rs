@@ -31,11 +31,11 @@
 //!   input backs up, as behind a slow sink), `tick` and `finish` return
 //!   [`Flush::More`]. The panes stay as they are until every result is out.
 
+use crate::operators::params::params;
 use std::collections::HashSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use indexmap::IndexMap;
-use serde::Deserialize;
 
 use crate::arena::ContentType;
 use crate::checkpoint::{StateReader, StateWriter};
@@ -158,24 +158,38 @@ impl Agg {
     }
 }
 
-/// Parameters of `window`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct WindowParams {
-    #[serde(default = "tumbling")]
-    kind: String,
-    size: Option<u64>,
-    size_ms: Option<u64>,
-    slide: Option<u64>,
-    slide_ms: Option<u64>,
-    key: Option<String>,
-    field: Option<String>,
-    aggregates: Option<Vec<String>>,
-    #[serde(default = "default_max_keys")]
-    max_keys: usize,
-    /// `"processing"` (default) or `"event"`.
-    time: Option<String>,
-    allowed_lateness_ms: Option<u64>,
+params! {
+    /// Parameters of `window`.
+    pub(crate) struct WindowParams {
+        /// "tumbling" (default) or "sliding"
+        #[serde(default = "tumbling")]
+        kind: String,
+        /// window length in elements (count windows; whole stream, all keys)
+        size: Option<u64>,
+        /// window length in ms, aligned on the Unix epoch (time windows)
+        size_ms: Option<u64>,
+        /// "processing" (default: the clock when an element arrives) or "event"
+        /// (the timestamps its upstream sources declare with event_time; windows
+        /// close as the watermark passes their end)
+        time: Option<String>,
+        /// event time: keep a window open this long after the watermark passed its
+        /// end (default 0); later elements go to the port 'late'
+        allowed_lateness_ms: Option<u64>,
+        /// sliding count windows: advance by this many elements (must divide size)
+        slide: Option<u64>,
+        /// sliding time windows: advance by this many ms (must divide size_ms)
+        slide_ms: Option<u64>,
+        /// top-level field to group by (default: one group)
+        key: Option<String>,
+        /// top-level numeric field to aggregate
+        field: Option<String>,
+        /// any of count, sum, min, max, avg (default: all with a field, else count)
+        aggregates: Option<Vec<String>>,
+        /// keys per window at most; elements of more keys are rejected, and the
+        /// keys refused counted in the summary (default 10000)
+        #[serde(default = "default_max_keys")]
+        max_keys: usize,
+    }
 }
 
 fn tumbling() -> String {

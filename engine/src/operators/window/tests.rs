@@ -7,7 +7,7 @@ use crate::operators::testing::{strings, Harness};
 
 fn window(spec: &str) -> Window {
     let t: toml::Table = toml::from_str(spec).unwrap();
-    build_processing(crate::operators::params(&t).unwrap()).unwrap()
+    build_processing(crate::operators::parse(&t).unwrap()).unwrap()
 }
 
 fn feed(h: &mut Harness, w: &mut Window, docs: &[String]) -> Vec<String> {
@@ -292,7 +292,7 @@ fn a_restored_count_window_goes_on_where_the_snapshot_was_taken() {
 fn config_errors() {
     let err = |spec: &str| {
         let t: toml::Table = toml::from_str(spec).unwrap();
-        build(crate::operators::params(&t).unwrap()).err().unwrap()
+        build(crate::operators::parse(&t).unwrap()).err().unwrap()
     };
     assert!(err("size = 10\nsize_ms = 5").contains("exactly one"));
     assert!(err("kind = \"sliding\"\nsize = 10\nslide = 3").contains("divide"));
