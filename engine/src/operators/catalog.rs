@@ -1,13 +1,15 @@
 //! The built-in catalog: every component's name, role, one-line summary and
 //! parameter docs (what `dataplane list` prints), and its factory.
 
-#[cfg(feature = "kafka")]
-use crate::operators::kafka;
 use crate::operators::{
-    chaos, dedupe, fields, file_sink, file_source, filter, processors, rate_limit, route_by_field,
-    routers, sample, sinks, sources, tcp_sink, tcp_source, ticker, udp, window, Discard, Forward,
-    Mux, NoParams, Registry,
+    processors::{chaos, dedupe, fields, filter, rate_limit, sample, set_field, window},
+    routers::{basic, by_field},
+    sinks::{console, file as file_sink, tcp as tcp_sink, udp as udp_sink},
+    sources::{file as file_source, synthetic, tcp as tcp_source, ticker, udp as udp_source},
+    Discard, Forward, Mux, NoParams, Registry,
 };
+#[cfg(feature = "kafka")]
+use crate::operators::{sinks::kafka as kafka_out, sources::kafka as kafka_in};
 use crate::stage::{Role, Stage};
 
 /// Sources.
@@ -16,13 +18,13 @@ pub(crate) fn register_sources(r: &mut Registry) {
         "list",
         Role::Source,
         "emits a fixed list of payloads, in order",
-        |p: sources::ListParams| Ok(Stage::Source(Box::new(sources::build_list(p)?))),
+        |p: synthetic::ListParams| Ok(Stage::Source(Box::new(synthetic::build_list(p)?))),
     );
     r.register(
         "generator",
         Role::Source,
         "generates payloads from a template: a count of them or until stopped",
-        |p: sources::GeneratorParams| Ok(Stage::Source(Box::new(sources::build_generator(p)?))),
+        |p: synthetic::GeneratorParams| Ok(Stage::Source(Box::new(synthetic::build_generator(p)?))),
     );
     r.register(
         "ticker",
@@ -46,7 +48,7 @@ pub(crate) fn register_sources(r: &mut Registry) {
         "udp-in",
         Role::Source,
         "receives UDP datagrams, one element each, straight into arena slots",
-        |p: udp::UdpSourceParams| Ok(Stage::Source(Box::new(udp::build_source(p)?))),
+        |p: udp_source::UdpSourceParams| Ok(Stage::Source(Box::new(udp_source::build_source(p)?))),
     );
     r.register(
         "tcp-in",
@@ -59,7 +61,7 @@ pub(crate) fn register_sources(r: &mut Registry) {
         "kafka-in",
         Role::Source,
         "reads Kafka topics as a member of a consumer group; commits offsets once every sink has finished with the elements",
-        |p: kafka::KafkaInParams| Ok(Stage::Source(Box::new(kafka::build_source(p)?))),
+        |p: kafka_in::KafkaInParams| Ok(Stage::Source(Box::new(kafka_in::build(p)?))),
     );
 }
 
@@ -69,8 +71,8 @@ pub(crate) fn register_routers(r: &mut Registry) {
         "route-by-field",
         Role::Router,
         "routes JSON elements by a top-level field's value; one element to several ports shares one slot",
-        |p: route_by_field::RouteParams| {
-            let (router, ports) = route_by_field::build(p)?;
+        |p: by_field::RouteParams| {
+            let (router, ports) = by_field::build(p)?;
             Ok(Stage::Router(Box::new(router), ports))
         },
     );
@@ -78,8 +80,8 @@ pub(crate) fn register_routers(r: &mut Registry) {
         "route-by-hash",
         Role::Router,
         "partitions by a key field: FNV-1a 64 of the key's text modulo the port count (stable across runs)",
-        |p: routers::HashParams| {
-            let (router, ports) = routers::build_hash(p)?;
+        |p: basic::HashParams| {
+            let (router, ports) = basic::build_hash(p)?;
             Ok(Stage::Router(Box::new(router), ports))
         },
     );
@@ -87,8 +89,8 @@ pub(crate) fn register_routers(r: &mut Registry) {
         "round-robin",
         Role::Router,
         "sends each element to the next port in turn",
-        |p: routers::PortsParams| {
-            let (router, ports) = routers::build_round_robin(p)?;
+        |p: basic::PortsParams| {
+            let (router, ports) = basic::build_round_robin(p)?;
             Ok(Stage::Router(Box::new(router), ports))
         },
     );
@@ -96,8 +98,8 @@ pub(crate) fn register_routers(r: &mut Registry) {
         "broadcast",
         Role::Router,
         "sends every element to every port (one shared slot, no copies)",
-        |p: routers::PortsParams| {
-            let (router, ports) = routers::build_broadcast(p)?;
+        |p: basic::PortsParams| {
+            let (router, ports) = basic::build_broadcast(p)?;
             Ok(Stage::Router(Box::new(router), ports))
         },
     );
@@ -115,8 +117,8 @@ pub(crate) fn register_processors(r: &mut Registry) {
         "set-field",
         Role::Processor,
         "sets a top-level JSON field to a value (in place unless the element is shared)",
-        |p: processors::SetFieldParams| {
-            Ok(Stage::Processor(Box::new(processors::build_set_field(p)?)))
+        |p: set_field::SetFieldParams| {
+            Ok(Stage::Processor(Box::new(set_field::build_set_field(p)?)))
         },
     );
     r.register(
@@ -175,7 +177,7 @@ pub(crate) fn register_sinks(r: &mut Registry) {
         "console",
         Role::Sink,
         "prints each element on a line of stdout",
-        |p: sinks::ConsoleParams| Ok(Stage::Sink(Box::new(sinks::build_console(p)?))),
+        |p: console::ConsoleParams| Ok(Stage::Sink(Box::new(console::build_console(p)?))),
     );
     r.register(
         "file-out",
@@ -187,7 +189,7 @@ pub(crate) fn register_sinks(r: &mut Registry) {
         "udp-out",
         Role::Sink,
         "sends each element as one UDP datagram (never blocks: drops with a reason when the socket is full)",
-        |p: udp::UdpSinkParams| Ok(Stage::Sink(Box::new(udp::build_sink(p)?))),
+        |p: udp_sink::UdpSinkParams| Ok(Stage::Sink(Box::new(udp_sink::build_sink(p)?))),
     );
     r.register(
         "tcp-out",
@@ -200,7 +202,7 @@ pub(crate) fn register_sinks(r: &mut Registry) {
         "kafka-out",
         Role::Sink,
         "writes each element as a Kafka message (idempotent producer); flushed at each checkpoint and at the end",
-        |p: kafka::KafkaOutParams| Ok(Stage::Sink(Box::new(kafka::build_sink(p)?))),
+        |p: kafka_out::KafkaOutParams| Ok(Stage::Sink(Box::new(kafka_out::build(p)?))),
     );
     r.register(
         "mux",

@@ -7,7 +7,7 @@
 //! of every line's leftover tail anyway, since lines straddle reads.
 
 use crate::arena::ContentType;
-use crate::stage::{Reason, SlotWriter, StageError};
+use crate::stage::{Pull, Reason, SlotWriter, StageError};
 
 /// Default read buffer: a line longer than this is rejected.
 pub(crate) const READ_BUFFER: usize = 64 * 1024;
@@ -122,6 +122,55 @@ impl LineBuffer {
                 }
             }
         }
+    }
+
+    /// Writes the next complete line into `slot` and counts it in
+    /// `emitted`: `Ok(true)` when one was written, `Ok(false)` when the
+    /// buffer needs more bytes first. A line longer than the buffer is
+    /// rejected (and not counted). Every line source frames through this.
+    pub(crate) fn write_next(
+        &mut self,
+        slot: &mut SlotWriter<'_>,
+        emitted: &mut u64,
+    ) -> Result<bool, StageError> {
+        match self.next_line() {
+            Next::Line(line) => {
+                *emitted += 1;
+                write_line(slot, line).map(|()| true)
+            }
+            Next::TooLong(n) => Err(too_long(n)),
+            Next::NeedMore => Ok(false),
+        }
+    }
+
+    /// At end of input: writes the unterminated last line, if any, into
+    /// `slot` and counts it (`Ok(false)`: there was none).
+    pub(crate) fn write_rest(
+        &mut self,
+        slot: &mut SlotWriter<'_>,
+        emitted: &mut u64,
+    ) -> Result<bool, StageError> {
+        match self.take_rest() {
+            Some(line) => {
+                *emitted += 1;
+                write_line(slot, line).map(|()| true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// At end of input, for a source's `pull`: `Ready` with the last
+    /// line written, or `Done` when there was none.
+    pub(crate) fn finish(
+        &mut self,
+        slot: &mut SlotWriter<'_>,
+        emitted: &mut u64,
+    ) -> Result<Pull, StageError> {
+        Ok(if self.write_rest(slot, emitted)? {
+            Pull::Ready
+        } else {
+            Pull::Done
+        })
     }
 
     /// At end of stream: the unterminated last line, if any.

@@ -4,59 +4,52 @@
 //! gives its parameters beside it. The [`Registry`] maps the name to a
 //! factory that checks the parameters (unknown ones are errors) and builds
 //! the [`Stage`]. Library users register their own components the same way.
+//!
+//! The components live by role: [`sources`], [`processors`], [`routers`],
+//! [`sinks`], one file per component or family. Beside them, what they
+//! share: [`params`] (parameter structs declared once), [`catalog`] (the
+//! built-in names), [`reference`] (what `dataplane list` prints), [`json`]
+//! (field lookups), [`lines`] (line framing for line sources), [`format`]
+//! (line writing for line sinks), [`open`] and [`util`].
 
 mod catalog;
-mod chaos;
-mod dedupe;
-mod fields;
-mod file_sink;
-mod file_source;
-mod filter;
 pub mod format;
 pub mod json;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 mod lines;
-mod mux;
 mod open;
 pub mod params;
-mod processors;
-mod rate_limit;
+pub(crate) mod processors;
 pub mod reference;
-mod route_by_field;
-mod routers;
-mod sample;
-mod sinks;
-mod sources;
-mod tcp_sink;
-mod tcp_source;
+pub(crate) mod routers;
+pub(crate) mod sinks;
+pub(crate) mod sources;
 #[cfg(test)]
 mod testing;
-mod ticker;
-mod udp;
 pub mod util;
-mod window;
 
-pub use chaos::{chaos_counter, Chaos};
-pub use dedupe::Dedupe;
-pub use fields::{RemoveField, RenameField};
-pub use file_sink::FileSink;
-pub use file_source::{FileSource, StdinSource};
-pub use filter::{Cond, Filter, Literal, Op};
-pub use mux::Mux;
-pub use processors::{Forward, SetField};
-pub use rate_limit::{Mode as RateLimitMode, RateLimit};
-pub use route_by_field::RouteByField;
-pub use routers::{Broadcast, RoundRobin, RouteByHash};
-pub use sample::Sample;
-pub use sinks::{Console, Discard};
-pub(crate) use sources::payload_bytes;
-pub use sources::{Generator, ListSource};
-pub use tcp_sink::TcpSink;
-pub use tcp_source::TcpSource;
-pub use ticker::Ticker;
-pub use udp::{UdpSink, UdpSource};
-pub use window::{Aggregates, Basis as WindowBasis, EventWindow, Window};
+pub use processors::chaos::{chaos_counter, Chaos};
+pub use processors::dedupe::Dedupe;
+pub use processors::fields::{RemoveField, RenameField};
+pub use processors::filter::{Cond, Filter, Literal, Op};
+pub use processors::rate_limit::{Mode as RateLimitMode, RateLimit};
+pub use processors::sample::Sample;
+pub use processors::set_field::{Forward, SetField};
+pub use processors::window::{Aggregates, Basis as WindowBasis, EventWindow, Window};
+pub use routers::basic::{Broadcast, RoundRobin, RouteByHash};
+pub use routers::by_field::RouteByField;
+pub use sinks::console::{Console, Discard};
+pub use sinks::file::FileSink;
+pub use sinks::mux::Mux;
+pub use sinks::tcp::TcpSink;
+pub use sinks::udp::UdpSink;
+pub use sources::file::{FileSource, StdinSource};
+pub(crate) use sources::synthetic::payload_bytes;
+pub use sources::synthetic::{Generator, ListSource};
+pub use sources::tcp::TcpSource;
+pub use sources::ticker::Ticker;
+pub use sources::udp::UdpSource;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

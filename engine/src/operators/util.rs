@@ -7,6 +7,7 @@
 
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io::Write;
+use std::net::{SocketAddr, ToSocketAddrs};
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
@@ -192,6 +193,15 @@ mod tests {
             "a\"b\\c\n\u{1}é"
         );
     }
+}
+
+/// Resolves `address` to one socket address.
+pub(crate) fn resolve(address: &str) -> Result<SocketAddr, String> {
+    address
+        .to_socket_addrs()
+        .map_err(|e| format!("address '{address}': {e}"))?
+        .next()
+        .ok_or_else(|| format!("address '{address}' resolves to nothing"))
 }
 
 /// The name in `names` closest to `name` (a likely typo: at most two edits

@@ -11,11 +11,11 @@
 //! element, and a run with a restart policy makes progress. Two pipelines
 //! in one process with a `chaos` node of the same name share the counter.
 
-use crate::operators::params::params;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::operators::params::params;
 use crate::stage::{Element, Processor, StageError, StageInfo, Verdict};
 
 /// Fails on purpose every N elements (see the module docs).

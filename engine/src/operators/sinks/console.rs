@@ -1,9 +1,9 @@
 //! Built-in sinks: `console` and `discard`.
 
-use crate::operators::params::params;
 use std::io::Write;
 
 use crate::operators::format::{Format, LineFormat};
+use crate::operators::params::params;
 use crate::stage::{Element, Sink, StageError, StageInfo};
 
 /// Prints each element on its own line of stdout: after a prefix (the

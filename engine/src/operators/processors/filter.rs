@@ -12,9 +12,8 @@
 //! Every field the tree names is found in one pass over the payload (no
 //! allocation); the tree is then evaluated on those spans.
 
-use crate::operators::params::params;
-
 use crate::operators::json::{find_members, Field, Member};
+use crate::operators::params::params;
 use crate::stage::{Element, Processor, Reason, StageError, Verdict};
 
 /// Most distinct fields one filter may test.

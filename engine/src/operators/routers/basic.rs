@@ -1,9 +1,8 @@
 //! Routers that do not look at a value's meaning: `route-by-hash`
 //! (partitioning by a key), `round-robin` and `broadcast`.
 
-use crate::operators::params::params;
-
 use crate::operators::json::find_field;
+use crate::operators::params::params;
 use crate::operators::util::fnv1a64;
 use crate::stage::{Element, PortMask, Reason, Router, StageError};
 

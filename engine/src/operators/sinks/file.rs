@@ -1,12 +1,12 @@
 //! `file-out`: appends each element as a line to a file.
 
-use crate::operators::params::params;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
 
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::operators::format::{Format, LineFormat};
+use crate::operators::params::params;
 use crate::stage::{Element, Sink, StageError, StageInfo};
 
 /// Writes each element as a line (raw by default, or prefixed, or a JSON

@@ -1,11 +1,11 @@
 //! `route-by-field`: routes JSON elements by the value of a top-level field.
 
-use crate::operators::params::params;
 use std::collections::HashMap;
 
 use serde::Deserialize;
 
 use crate::operators::json::find_field;
+use crate::operators::params::params;
 use crate::stage::{Element, PortMask, Reason, Router, StageError};
 
 /// Routes by a field's value through a table built once: value -> ports.

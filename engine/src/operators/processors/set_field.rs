@@ -1,8 +1,7 @@
 //! Built-in processors: `set-field` and `forward`.
 
-use crate::operators::params::params;
-
 use crate::operators::json::set_field;
+use crate::operators::params::params;
 use crate::stage::{Element, Processor, Reason, StageError, Verdict};
 
 /// Sets a top-level JSON field to a fixed value (replacing or appending it).

@@ -1,6 +1,5 @@
 //! Built-in sources for fixed and generated data.
 
-use crate::operators::params::params;
 use std::io::Write;
 
 use serde::Deserialize;
@@ -8,6 +7,7 @@ use serde::Deserialize;
 use crate::arena::ContentType;
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::clock::now_ns;
+use crate::operators::params::params;
 use crate::operators::util::SplitMix64;
 use crate::stage::{Pull, SlotWriter, Source, StageError, StageInfo};
 

@@ -21,7 +21,6 @@
 //! (`WouldBlock`), and the listener is accepted from every round until
 //! `accept` finds no one waiting.
 
-use crate::operators::params::params;
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read};
 use std::net::SocketAddr;
@@ -32,9 +31,10 @@ use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::clock::now_ns;
-use crate::operators::lines::{too_long, write_line, LineBuffer, Next, READ_BUFFER};
+use crate::operators::lines::{LineBuffer, Next, READ_BUFFER};
 use crate::operators::open::OpenAtInit;
-use crate::operators::udp::resolve;
+use crate::operators::params::params;
+use crate::operators::util::resolve;
 use crate::stage::{Pull, Reason, SlotWriter, Source, StageError, StageInfo};
 
 const MS: u64 = 1_000_000;
@@ -328,20 +328,18 @@ impl TcpSource {
     fn serve(&mut self, i: usize, slot: &mut SlotWriter<'_>) -> Option<Result<Pull, StageError>> {
         let conn = self.conns[i].as_mut().expect("a served client is open");
         let lines = conn.lines.as_mut()?;
-        match lines.next_line() {
-            Next::Line(line) => {
-                self.emitted += 1;
-                return Some(write_line(slot, line).map(|()| Pull::Ready));
-            }
-            Next::TooLong(n) => return Some(Err(too_long(n))),
-            Next::NeedMore => {}
+        match lines.write_next(slot, &mut self.emitted) {
+            Ok(true) => return Some(Ok(Pull::Ready)),
+            Ok(false) => {}
+            Err(e) => return Some(Err(e)),
         }
         if conn.eof {
             // Its last line, not newline-terminated.
-            let rest = lines.take_rest().map(|line| {
-                self.emitted += 1;
-                write_line(slot, line).map(|()| Pull::Ready)
-            });
+            let rest = match lines.write_rest(slot, &mut self.emitted) {
+                Ok(true) => Some(Ok(Pull::Ready)),
+                Ok(false) => None,
+                Err(e) => Some(Err(e)),
+            };
             self.close(i);
             return rest;
         }

@@ -31,7 +31,6 @@
 //!   input backs up, as behind a slow sink), `tick` and `finish` return
 //!   [`Flush::More`]. The panes stay as they are until every result is out.
 
-use crate::operators::params::params;
 use std::collections::HashSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -41,6 +40,7 @@ use crate::arena::ContentType;
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::clock::now_ns;
 use crate::operators::json::find_members;
+use crate::operators::params::params;
 use crate::operators::util::{fnv1a64, write_json_f64, FnvBuild, PrehashedBuild};
 use crate::stage::{Element, Emitter, Flush, Processor, Reason, StageError, Verdict};
 

@@ -4,14 +4,14 @@
 //! Neither blocks its worker: regular files never block on read, and stdin
 //! is read only when `poll` says data (or end of stream) is waiting.
 
-use crate::operators::params::params;
 use std::fs::File;
 use std::io::{BufRead, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::clock::now_ns;
-use crate::operators::lines::{too_long, write_line, LineBuffer, Next, READ_BUFFER};
+use crate::operators::lines::{LineBuffer, READ_BUFFER};
+use crate::operators::params::params;
 use crate::stage::{Pull, SlotWriter, Source, StageError, StageInfo};
 
 const MS: u64 = 1_000_000;
@@ -120,14 +120,8 @@ impl Source for FileSource {
             return Ok(Pull::Done);
         }
         loop {
-            match self.lines.next_line() {
-                Next::Line(line) => {
-                    self.emitted += 1;
-                    write_line(slot, line)?;
-                    return Ok(Pull::Ready);
-                }
-                Next::TooLong(n) => return Err(too_long(n)),
-                Next::NeedMore => {}
+            if self.lines.write_next(slot, &mut self.emitted)? {
+                return Ok(Pull::Ready);
             }
             let now = if self.follow { now_ns() } else { 0 };
             if self.follow && now < self.next_poll_ns {
@@ -150,28 +144,14 @@ impl Source for FileSource {
             }
             // End of file.
             if !self.follow {
-                return match self.lines.take_rest() {
-                    Some(line) => {
-                        self.emitted += 1;
-                        write_line(slot, line)?;
-                        Ok(Pull::Ready)
-                    }
-                    None => Ok(Pull::Done),
-                };
+                return self.lines.finish(slot, &mut self.emitted);
             }
             if self
                 .idle_timeout_ns
                 .is_some_and(|t| now.saturating_sub(self.last_data_ns) >= t)
             {
                 // A writer that never ended its last line is done too.
-                return match self.lines.take_rest() {
-                    Some(line) => {
-                        self.emitted += 1;
-                        write_line(slot, line)?;
-                        Ok(Pull::Ready)
-                    }
-                    None => Ok(Pull::Done),
-                };
+                return self.lines.finish(slot, &mut self.emitted);
             }
             self.check_truncated()?;
             self.next_poll_ns = now + FOLLOW_POLL_NS;
@@ -277,24 +257,11 @@ impl Source for StdinSource {
             return Ok(Pull::Done);
         }
         loop {
-            match self.lines.next_line() {
-                Next::Line(line) => {
-                    self.emitted += 1;
-                    write_line(slot, line)?;
-                    return Ok(Pull::Ready);
-                }
-                Next::TooLong(n) => return Err(too_long(n)),
-                Next::NeedMore => {}
+            if self.lines.write_next(slot, &mut self.emitted)? {
+                return Ok(Pull::Ready);
             }
             if self.eof {
-                return match self.lines.take_rest() {
-                    Some(line) => {
-                        self.emitted += 1;
-                        write_line(slot, line)?;
-                        Ok(Pull::Ready)
-                    }
-                    None => Ok(Pull::Done),
-                };
+                return self.lines.finish(slot, &mut self.emitted);
             }
             if !stdin_ready() {
                 return Ok(Pull::Pending);

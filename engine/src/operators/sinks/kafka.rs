@@ -7,7 +7,6 @@
 //! delivery that failed since the last one fails the stage, so that the
 //! offsets of elements that never reached Kafka are never committed.
 
-use crate::operators::params::params;
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -21,6 +20,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 
 use crate::operators::json::find_field;
+use crate::operators::params::params;
 use crate::stage::{Element, Reason, Sink, StageError, StageInfo};
 
 /// How long `init` waits for the topic's metadata.
@@ -201,7 +201,7 @@ impl Sink for KafkaOut {
             .set("enable.idempotence", p.idempotent.to_string())
             .set("compression.type", &p.compression)
             .set("linger.ms", p.linger_ms.to_string());
-        super::apply_options(&mut c, &p.librdkafka_options);
+        crate::operators::kafka::apply_options(&mut c, &p.librdkafka_options);
         let producer: BaseProducer<Deliveries> = c
             .create_with_context(Deliveries::default())
             .map_err(|e| StageError::Fatal(format!("cannot create the Kafka producer: {e}")))?;

@@ -10,7 +10,6 @@
 //! exits 74). At the end of the stream the sink waits at most `linger` to
 //! deliver what is left; lines still buffered then count as failed too.
 
-use crate::operators::params::params;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
@@ -18,7 +17,8 @@ use std::time::Duration;
 
 use crate::clock::now_ns;
 use crate::operators::format::{Format, LineFormat};
-use crate::operators::udp::resolve;
+use crate::operators::params::params;
+use crate::operators::util::resolve;
 use crate::stage::{Element, Reason, Sink, StageError, StageInfo};
 
 const MS: u64 = 1_000_000;

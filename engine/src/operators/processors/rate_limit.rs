@@ -1,7 +1,6 @@
 //! `rate-limit`: a token bucket, shared or per key, that drops or delays
 //! what exceeds the rate.
 
-use crate::operators::params::params;
 use std::collections::HashMap;
 
 use serde::Deserialize;
@@ -9,6 +8,7 @@ use serde::Deserialize;
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::clock::now_ns;
 use crate::operators::json::find_field;
+use crate::operators::params::params;
 use crate::operators::util::{fnv1a64, PrehashedBuild};
 use crate::stage::{Element, Processor, Reason, StageError, Verdict};
 

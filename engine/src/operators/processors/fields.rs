@@ -3,9 +3,8 @@
 //! another branch (copy-on-write otherwise), through a scratch buffer kept
 //! in the operator, so the hot path does not allocate.
 
-use crate::operators::params::params;
-
 use crate::operators::json::{find_members, remove_members, Member};
+use crate::operators::params::params;
 use crate::stage::{Element, Processor, Reason, StageError, Verdict};
 
 fn invalid_json(e: impl ToString) -> StageError {

@@ -8,7 +8,6 @@
 //! checkpoint coordinator's thread, also after the source has finished);
 //! a revocation raises a flag the source looks at after each `poll`.
 
-use crate::operators::params::params;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -24,6 +23,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::Deserialize;
 
 use crate::checkpoint::{StateReader, StateWriter};
+use crate::operators::params::params;
 use crate::operators::util::write_json_str;
 use crate::stage::{Commits, Pull, Reason, SlotWriter, Source, StageError, StageInfo};
 
@@ -340,7 +340,7 @@ impl KafkaIn {
                     Start::Latest => "latest",
                 },
             );
-        super::apply_options(&mut c, &p.librdkafka_options);
+        crate::operators::kafka::apply_options(&mut c, &p.librdkafka_options);
         c
     }
 

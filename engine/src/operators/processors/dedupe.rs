@@ -1,10 +1,10 @@
 //! `dedupe`: drops repeats of a key seen within a time window.
 
-use crate::operators::params::params;
 use std::collections::{HashMap, VecDeque};
 
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::operators::json::find_field;
+use crate::operators::params::params;
 use crate::operators::util::{fnv1a64, PrehashedBuild};
 use crate::stage::{Element, Processor, Reason, StageError, Verdict};
 

@@ -1,8 +1,7 @@
 //! `sample`: keeps one element in N, by count or at random.
 
-use crate::operators::params::params;
-
 use crate::checkpoint::{StateReader, StateWriter};
+use crate::operators::params::params;
 use crate::operators::util::SplitMix64;
 use crate::stage::{Element, Processor, StageError, Verdict};
 

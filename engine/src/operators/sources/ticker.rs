@@ -1,10 +1,10 @@
 //! `ticker`: an element every interval.
 
-use crate::operators::params::params;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::arena::ContentType;
 use crate::clock::now_ns;
+use crate::operators::params::params;
 use crate::stage::{Pull, SlotWriter, Source, StageError, StageInfo};
 
 /// Emits an element every `interval`: `{"tick":N,"unix_ms":T}` (N from 0),

@@ -1,4 +1,4 @@
-//! `udp-in` and `udp-out`: one datagram is one element.
+//! `udp-in`: one datagram is one element (`udp-out` is in `sinks/udp.rs`).
 //!
 //! The source's socket is non-blocking and bound when the pipeline is
 //! built (so a busy address is a config error, and the port is open before
@@ -6,25 +6,17 @@
 //! with no copy. A datagram larger than a slot is dropped with a reason
 //! (the kernel reports its real length), never truncated silently.
 
-use crate::operators::params::params;
-use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 
 use crate::clock::now_ns;
 use crate::operators::lines::sniff;
 use crate::operators::open::OpenAtInit;
-use crate::stage::{Element, Pull, Reason, Sink, SlotWriter, Source, StageError, StageInfo};
+use crate::operators::params::params;
+use crate::operators::util::resolve;
+use crate::stage::{Pull, Reason, SlotWriter, Source, StageError, StageInfo};
 
 const MS: u64 = 1_000_000;
-
-/// Resolves `address` to one socket address.
-pub(crate) fn resolve(address: &str) -> Result<SocketAddr, String> {
-    address
-        .to_socket_addrs()
-        .map_err(|e| format!("address '{address}': {e}"))?
-        .next()
-        .ok_or_else(|| format!("address '{address}' resolves to nothing"))
-}
 
 /// Asks for a socket receive buffer of `bytes` (the kernel may cap it).
 fn set_recv_buffer(socket: &UdpSocket, bytes: usize) {
@@ -222,73 +214,12 @@ pub(crate) fn build_source(p: UdpSourceParams) -> Result<OpenAtInit<UdpSource>, 
     }))
 }
 
-/// Sends each element as one datagram to an address. Never blocks: when
-/// the socket's send buffer is full, or the peer refused (an ICMP error
-/// reported on a later send), the element is dropped with the reason.
-pub struct UdpSink {
-    target: SocketAddr,
-    socket: Option<UdpSocket>,
-}
-
-impl UdpSink {
-    /// Sends to `address`.
-    pub fn new(address: &str) -> Result<UdpSink, String> {
-        Ok(UdpSink {
-            target: resolve(address)?,
-            socket: None,
-        })
-    }
-}
-
-impl Sink for UdpSink {
-    fn init(&mut self, _info: &StageInfo) -> Result<(), StageError> {
-        let local: SocketAddr = if self.target.is_ipv4() {
-            ([0, 0, 0, 0], 0).into()
-        } else {
-            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-        };
-        let fatal = |e: std::io::Error| StageError::Fatal(format!("udp socket: {e}"));
-        let socket = UdpSocket::bind(local).map_err(fatal)?;
-        socket.connect(self.target).map_err(fatal)?;
-        socket.set_nonblocking(true).map_err(fatal)?;
-        self.socket = Some(socket);
-        Ok(())
-    }
-
-    fn push(&mut self, element: &Element<'_>) -> Result<(), StageError> {
-        let socket = self
-            .socket
-            .as_ref()
-            .ok_or_else(|| StageError::Fatal("socket not open".to_string()))?;
-        match socket.send(element.payload()) {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(StageError::Failed(
-                Reason::new("send buffer full", self.target.to_string()),
-            )),
-            Err(e) => Err(StageError::Failed(Reason::new(
-                "send failed",
-                format!("{}: {e}", self.target),
-            ))),
-        }
-    }
-}
-
-params! {
-    /// Parameters of `udp-out`.
-    pub(crate) struct UdpSinkParams {
-        /// destination, e.g. "127.0.0.1:9000"
-        address: String,
-    }
-}
-
-pub(crate) fn build_sink(p: UdpSinkParams) -> Result<UdpSink, String> {
-    UdpSink::new(&p.address)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::operators::testing::{strings, Harness};
+    use crate::operators::UdpSink;
+    use crate::stage::Sink;
 
     #[test]
     fn datagrams_in_and_out() {

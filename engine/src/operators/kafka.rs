@@ -23,20 +23,21 @@
 //! every element. `kafka-out` hands the payload to librdkafka, which copies
 //! it into its own queue (its delivery happens after the slot is gone).
 
-mod sink;
-mod source;
+//!
+//! The source is `sources/kafka.rs`, the sink `sinks/kafka.rs`; this module
+//! holds what they share and names both for library users.
 
-pub use sink::{KafkaOut, KafkaOutParams};
-pub use source::{KafkaIn, KafkaInParams, Start};
-
-pub(crate) use sink::build as build_sink;
-pub(crate) use source::build as build_source;
+pub use crate::operators::sinks::kafka::{KafkaOut, KafkaOutParams};
+pub use crate::operators::sources::kafka::{KafkaIn, KafkaInParams, Start};
 
 use rdkafka::config::ClientConfig;
 
 /// Extra librdkafka properties from a config's `librdkafka_options`, set
 /// after ours (so they win), as Vector's `librdkafka_options` does.
-fn apply_options(config: &mut ClientConfig, options: &indexmap::IndexMap<String, String>) {
+pub(crate) fn apply_options(
+    config: &mut ClientConfig,
+    options: &indexmap::IndexMap<String, String>,
+) {
     for (k, v) in options {
         config.set(k, v);
     }
