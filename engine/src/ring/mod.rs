@@ -29,11 +29,10 @@
 //! [`EdgeStats`].
 
 pub mod control;
+mod policy;
 pub mod wait;
 
-use std::fmt;
-use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use rtrb::{Consumer, Producer, RingBuffer};
@@ -41,86 +40,11 @@ use rtrb::{Consumer, Producer, RingBuffer};
 use crate::arena::{Arena, Handle, LocalPool};
 use crate::observe::tap::{TapPoint, TapWriter};
 pub use control::Control;
+pub use policy::{EdgeStats, WhenFull};
 use control::CONTROL;
 
 /// Default ring capacity (handles per edge) when a config does not say.
 pub const DEFAULT_CAPACITY: usize = 1024;
-
-/// What an edge does when its ring is full (`when_full` in a config).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum WhenFull {
-    /// The producer waits (backpressure): nothing is lost, and a slow
-    /// consumer slows everything upstream of it, its siblings included.
-    #[default]
-    Block,
-    /// The elements that find the ring full are dropped (counted): the
-    /// consumer sees the oldest data, the producer never waits.
-    DropNewest,
-    /// The oldest queued elements are dropped to make room (counted): the
-    /// consumer sees the freshest data, the producer never waits.
-    DropOldest,
-}
-
-impl WhenFull {
-    /// The config spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WhenFull::Block => "block",
-            WhenFull::DropNewest => "drop_newest",
-            WhenFull::DropOldest => "drop_oldest",
-        }
-    }
-}
-
-impl fmt::Display for WhenFull {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for WhenFull {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<WhenFull, String> {
-        match s {
-            "block" => Ok(WhenFull::Block),
-            "drop_newest" => Ok(WhenFull::DropNewest),
-            "drop_oldest" => Ok(WhenFull::DropOldest),
-            other => Err(format!(
-                "unknown when_full '{other}' (expected block, drop_newest or drop_oldest)"
-            )),
-        }
-    }
-}
-
-/// Counters of one edge, shared by its two ends (written once per batch
-/// that drops, never per element).
-#[derive(Debug, Default)]
-pub struct EdgeStats {
-    dropped: AtomicU64,
-    /// `DropOldest`: elements the producer asks the consumer to shed from
-    /// the head of the ring.
-    shed: AtomicUsize,
-    /// Elements in the ring, as either end last saw it (stored once per
-    /// batch published or read).
-    depth: AtomicUsize,
-}
-
-impl EdgeStats {
-    /// Elements dropped on this edge so far.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
-
-    /// Elements in the ring at the last batch published or read.
-    pub fn depth(&self) -> usize {
-        self.depth.load(Ordering::Relaxed)
-    }
-
-    fn add_dropped(&self, n: usize) {
-        self.dropped.fetch_add(n as u64, Ordering::Relaxed);
-    }
-}
 
 /// Creates one edge's ring with its policy; the stats outlive both ends.
 pub(crate) fn edge(capacity: usize, when_full: WhenFull) -> (EdgeOut, EdgeIn, Arc<EdgeStats>) {
