@@ -40,8 +40,8 @@ use rtrb::{Consumer, Producer, RingBuffer};
 use crate::arena::{Arena, Handle, LocalPool};
 use crate::observe::tap::{TapPoint, TapWriter};
 pub use control::Control;
-pub use policy::{EdgeStats, WhenFull};
 use control::CONTROL;
+pub use policy::{EdgeStats, WhenFull};
 
 /// Default ring capacity (handles per edge) when a config does not say.
 pub const DEFAULT_CAPACITY: usize = 1024;

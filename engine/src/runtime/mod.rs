@@ -6,6 +6,7 @@ mod checkpoints;
 mod drain;
 pub(crate) mod node;
 pub mod restart;
+mod wiring;
 mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -14,17 +15,16 @@ use std::time::{Duration, Instant};
 
 use crate::arena::Arena;
 use crate::checkpoint::{self, Snapshot};
-use crate::metrics::{
-    DrainTimeout, EdgeReport, LiveCounters, PlacementEntry, RunReport, StageReport,
-};
-use crate::observe::tap::{RefPoint, TapPoint};
-use crate::observe::{EdgeLive, LiveHandle, LiveView, NodeLive};
-use crate::ring::{self, wait::Parker, EdgeStats};
+use crate::metrics::{DrainTimeout, LiveCounters, PlacementEntry, RunReport, StageReport};
+use crate::observe::tap::RefPoint;
+use crate::observe::{LiveHandle, LiveView, NodeLive};
+use crate::ring::{self, wait::Parker};
 use crate::stage::StageInfo;
 use crate::topology::builder::{NodeDecl, Settings};
 use crate::topology::{ConfigError, ConfigErrors, PipelineBuilder, Plan};
 use drain::wait_for_workers;
 use node::{Node, Restart, SourceTime, Timing};
+use wiring::Wiring;
 use worker::{Shared, Worker};
 
 /// How often the main thread looks at the drain state while it waits.
@@ -229,84 +229,19 @@ impl Pipeline {
         let n_workers = worker_of.iter().copied().max().map_or(0, |m| m + 1);
         let arena = Arc::new(Arena::new(self.plan.slots, self.plan.settings.slot_size));
 
-        // Wire the rings.
         let n = self.plan.nodes.len();
-        let mut inputs: Vec<Vec<ring::EdgeIn>> = (0..n).map(|_| Vec::new()).collect();
-        let mut outputs: Vec<Vec<Vec<ring::EdgeOut>>> = self
-            .plan
-            .nodes
-            .iter()
-            .map(|d| d.stage.output_ports().iter().map(|_| Vec::new()).collect())
-            .collect();
-        let mut neighbours: Vec<Vec<usize>> = vec![Vec::new(); n_workers];
-        let mut edge_stats: Vec<Arc<EdgeStats>> = Vec::with_capacity(self.plan.edges.len());
-        for e in &self.plan.edges {
-            let (tx, rx, stats) = ring::edge(e.capacity, e.when_full);
-            edge_stats.push(stats);
-            outputs[e.from][e.port].push(tx);
-            inputs[e.to].push(rx);
-            let (a, b) = (worker_of[e.from], worker_of[e.to]);
-            if a != b {
-                for (x, y) in [(a, b), (b, a)] {
-                    if !neighbours[x].contains(&y) {
-                        neighbours[x].push(y);
-                    }
-                }
-            }
-        }
-
-        // One tap per connected port, carried by the port's first edge that
-        // takes every element (a `drop_newest` edge may refuse some).
-        let mut taps: Vec<Vec<Option<Arc<TapPoint>>>> = outputs
-            .iter_mut()
-            .map(|ports| {
-                ports
-                    .iter_mut()
-                    .map(|edges| {
-                        let at = edges
-                            .iter()
-                            .position(|e| !e.refuses())
-                            .or((!edges.is_empty()).then_some(0))?;
-                        let point = TapPoint::new();
-                        edges[at].set_tap(Arc::clone(&point));
-                        Some(point)
-                    })
-                    .collect()
-            })
-            .collect();
-        let mut edge_inputs: Vec<Vec<usize>> = vec![Vec::new(); n];
-        for (k, e) in self.plan.edges.iter().enumerate() {
-            edge_inputs[e.to].push(k);
-        }
-        let edges_live: Vec<EdgeLive> = self
-            .plan
-            .edges
-            .iter()
-            .zip(&edge_stats)
-            .map(|(e, stats)| EdgeLive {
-                from: self.plan.nodes[e.from].name.clone(),
-                port: self.plan.nodes[e.from].stage.output_ports()[e.port].clone(),
-                to: self.plan.nodes[e.to].name.clone(),
-                capacity: e.capacity,
-                when_full: e.when_full,
-                stats: Arc::clone(stats),
-            })
-            .collect();
+        let Wiring {
+            inputs,
+            outputs,
+            mut neighbours,
+            stats: edge_stats,
+            mut taps,
+            mut edge_inputs,
+        } = wiring::wire(&self.plan, &worker_of, n_workers);
+        let edges_live = wiring::edges_live(&self.plan, &edge_stats);
         let mut nodes_live = Vec::with_capacity(n);
 
-        let mut edge_reports: Vec<EdgeReport> = self
-            .plan
-            .edges
-            .iter()
-            .map(|e| EdgeReport {
-                from: self.plan.nodes[e.from].name.clone(),
-                port: self.plan.nodes[e.from].stage.output_ports()[e.port].clone(),
-                to: self.plan.nodes[e.to].name.clone(),
-                capacity: e.capacity,
-                when_full: e.when_full,
-                dropped: 0,
-            })
-            .collect();
+        let mut edge_reports = wiring::edge_reports(&self.plan);
 
         // Build the nodes and hand them to their workers in topological order
         // (upstream stages first within a round).
