@@ -23,7 +23,6 @@ use std::collections::BTreeSet;
 use serde::Deserialize;
 
 use crate::operators::json::{find_field, Field};
-use crate::stage::Reason;
 
 /// How a timestamp field is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -65,14 +64,24 @@ pub struct WatermarkSpec {
     pub idle_timeout_ms: Option<u64>,
 }
 
-/// Why a timestamp could not be read.
-fn bad(detail: String) -> Reason {
-    Reason::new("no event time", detail)
+/// Why an element's timestamp could not be read (a stage rejects the
+/// element with the reason "no event time" and this detail).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NoEventTime(pub String);
+
+impl std::fmt::Display for NoEventTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "no event time: {}", self.0)
+    }
+}
+
+fn bad(detail: String) -> NoEventTime {
+    NoEventTime(detail)
 }
 
 impl EventTime {
     /// The element's timestamp in Unix milliseconds.
-    pub fn extract(&self, payload: &[u8]) -> Result<u64, Reason> {
+    pub fn extract(&self, payload: &[u8]) -> Result<u64, NoEventTime> {
         let lookup = find_field(payload, &self.field).map_err(|e| bad(e.to_string()))?;
         self.read(lookup.field)
     }
@@ -80,7 +89,7 @@ impl EventTime {
     /// The timestamp in a field already looked up (`None`: the payload has
     /// no such field), for an operator that scans the payload for other
     /// fields in the same pass.
-    pub fn read(&self, field: Option<Field<'_>>) -> Result<u64, Reason> {
+    pub fn read(&self, field: Option<Field<'_>>) -> Result<u64, NoEventTime> {
         let field = field.ok_or_else(|| bad(format!("no field '{}'", self.field)))?;
         let text = field.as_text();
         match self.unit {
@@ -349,8 +358,8 @@ mod tests {
     #[test]
     fn unreadable_timestamps_say_why() {
         let e = et(TimeUnit::Ms).extract(br#"{"x":1}"#).unwrap_err();
-        assert_eq!(e.kind, "no event time");
-        assert!(e.detail.contains("no field 'ts'"));
+        assert!(e.0.contains("no field 'ts'"));
+        assert!(e.to_string().starts_with("no event time: "));
         assert!(et(TimeUnit::Ms).extract(br#"{"ts":"soon"}"#).is_err());
         assert!(et(TimeUnit::Ms).extract(b"not json").is_err());
         assert!(et(TimeUnit::Rfc3339)

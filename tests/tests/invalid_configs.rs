@@ -86,7 +86,11 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ),
     (
         "arena_too_large.toml",
-        &["arena_too_large.toml: engine.arena: the arena would take about ", " of memory is available; lower slots, slot_size or the ring capacities"],
+        &[
+            "arena_too_large.toml: engine.arena.slots: at most 2147483647 slots (ring indices keep one bit to mark control elements)",
+            "arena_too_large.toml: engine.arena: the arena would take about ",
+            " of memory is available; lower slots, slot_size or the ring capacities",
+        ],
     ),
     ("no_flow.toml", &["no_flow.toml: no flow defined (expected a [flow.NAME] table)"]),
     (

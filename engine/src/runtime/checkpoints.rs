@@ -5,7 +5,7 @@ use crate::checkpoint::{self, CheckpointSettings, Coordinator, Listener, Snapsho
 use crate::runtime::node;
 use crate::runtime::worker::Worker;
 use crate::stage::Stage;
-use crate::topology::builder::NodeDecl;
+use crate::topology::decl::NodeDecl;
 
 /// The coordinator a run needs, if any, and whether a source commits.
 ///

@@ -20,7 +20,7 @@ use crate::observe::tap::RefPoint;
 use crate::observe::{LiveHandle, LiveView, NodeLive};
 use crate::ring::{self, wait::Parker};
 use crate::stage::StageInfo;
-use crate::topology::builder::{NodeDecl, Settings};
+use crate::topology::decl::{NodeDecl, Settings};
 use crate::topology::{ConfigError, ConfigErrors, PipelineBuilder, Plan};
 use drain::wait_for_workers;
 use node::{Node, Restart, SourceTime, Timing};

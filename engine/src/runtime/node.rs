@@ -93,7 +93,7 @@ pub(crate) struct Node {
     /// How to rebuild the stage and when, for a restart policy.
     restart: Option<Box<Restart>>,
 }
-pub(crate) use crate::topology::builder::Rebuild;
+pub(crate) use crate::topology::decl::Rebuild;
 
 impl Node {
     #[allow(clippy::too_many_arguments)]

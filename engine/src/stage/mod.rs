@@ -49,6 +49,12 @@ impl Reason {
     }
 }
 
+impl From<crate::event_time::NoEventTime> for Reason {
+    fn from(e: crate::event_time::NoEventTime) -> Reason {
+        Reason::new("no event time", e.0)
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.detail.is_empty() {

@@ -7,7 +7,7 @@ use std::fmt;
 use serde_json::Value;
 
 use crate::testing::capture::Captured;
-use crate::testing::spec::{Expect, Expected};
+use crate::topology::test_spec::{Expect, Expected};
 
 /// Most elements listed after a count mismatch.
 const LISTED: usize = 10;

@@ -48,7 +48,6 @@
 mod capture;
 mod compare;
 mod runner;
-mod spec;
 
 use std::fmt;
 use std::path::Path;
@@ -58,16 +57,10 @@ pub use compare::{DiffLine, Failure};
 
 use crate::operators::Registry;
 use crate::topology::config::{self, LoadError};
-use crate::topology::{ConfigError, ConfigErrors, Settings};
+use crate::topology::test_spec as spec;
+use crate::topology::{ConfigErrors, Settings};
 
-/// Checks every `[[tests]]` block of pipeline text `text` (named `file`):
-/// the problems found, located. The config loader calls this, so that
-/// `run` and `validate` reject a file whose tests are wrong.
-pub fn check_str(text: &str, file: &str, registry: &Registry) -> Vec<ConfigError> {
-    spec::resolve(text, file, registry)
-        .err()
-        .unwrap_or_default()
-}
+pub use crate::topology::test_spec::check_str;
 
 /// The tests of one pipeline file, checked, ready to run.
 pub struct TestSuite {

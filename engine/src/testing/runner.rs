@@ -10,7 +10,7 @@ use crate::runtime::Pipeline;
 use crate::stage::{Role, Stage};
 use crate::testing::capture::{Capture, Captured, Captures};
 use crate::testing::compare::{check, Failure};
-use crate::testing::spec::TestCase;
+use crate::topology::test_spec::TestCase;
 use crate::topology::{PipelineBuilder, Settings};
 
 /// Runs `case` and returns why it failed (nothing when it passed).

@@ -2,8 +2,8 @@
 //! errors of bad ones) and running them in process.
 
 use crate::operators::Registry;
-use crate::testing::spec::{resolve, Expected};
 use crate::testing::{check_str, load_str, Failure, TestResult};
+use crate::topology::test_spec::{resolve, Expected};
 
 /// A file-in source, a router, a processor on one branch, and file-out
 /// sinks. The file holds metrics (a test that read it would receive more

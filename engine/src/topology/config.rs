@@ -46,21 +46,14 @@ use crate::metrics::targets;
 use crate::operators::Registry;
 use crate::ring::wait::WaitStrategy;
 use crate::ring::WhenFull;
-use crate::topology::builder::{PipelineBuilder, Settings};
-use crate::topology::error::{did_you_mean, unknown_field_hint, ConfigError, ConfigErrors};
+use crate::topology::builder::PipelineBuilder;
+use crate::topology::decl::Settings;
+use crate::topology::error::{
+    did_you_mean, locate, toml_error, unknown_field_hint, ConfigError, ConfigErrors,
+};
+use crate::topology::plan::NODE_KEYS;
 use crate::topology::restart::{Policy, RestartPolicy};
 use crate::topology::Plan;
-
-/// Keys of a node table that belong to the engine, not the component.
-pub(crate) const NODE_KEYS: [&str; 7] = [
-    "component",
-    "core",
-    "description",
-    "restart",
-    "targets",
-    "event_time",
-    "watermark",
-];
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -156,29 +149,6 @@ impl std::fmt::Display for LoadError {
 }
 
 impl std::error::Error for LoadError {}
-
-/// `file:line:col` of a byte offset.
-pub(crate) fn locate(file: &str, text: &str, offset: usize) -> String {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-    format!("{file}:{line}:{col}")
-}
-
-/// A TOML syntax or shape error, located and on one line.
-pub(crate) fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> ConfigError {
-    let loc = match e.span() {
-        Some(span) => locate(file, text, span.start),
-        None => file.to_string(),
-    };
-    let message: Vec<&str> = e
-        .message()
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    ConfigError::syntax(loc, message.join(": "))
-}
 
 /// Reads a pipeline file into a builder (with any errors recorded in it).
 /// `flow` selects one `[flow.NAME]`; `None` runs every flow in the file.
@@ -476,7 +446,7 @@ pub fn load_str(
         }
     }
     if !raw.tests.is_empty() {
-        for e in crate::testing::check_str(text, file, registry) {
+        for e in super::test_spec::check_str(text, file, registry) {
             b.error(e);
         }
     }

@@ -160,6 +160,29 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// `file:line:col` of a byte offset.
+pub(crate) fn locate(file: &str, text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    format!("{file}:{line}:{col}")
+}
+
+/// A TOML syntax or shape error, located and on one line.
+pub(crate) fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> ConfigError {
+    let loc = match e.span() {
+        Some(span) => locate(file, text, span.start),
+        None => file.to_string(),
+    };
+    let message: Vec<&str> = e
+        .message()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    ConfigError::syntax(loc, message.join(": "))
+}
+
 /// "did you mean 'x'?" for a `name` close to one of `known`.
 pub fn did_you_mean(name: &str, known: &[&str]) -> Option<String> {
     closest(name, known).map(|near| format!("did you mean '{near}'?"))

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::builder::{
+use super::decl::{
     available_memory, find_cycle, human_bytes, ids, topo_order, upstream_sources, Edge, EdgeDecl,
     NodeDecl, Settings, MAX_BATCH, MAX_RING_CAPACITY, MAX_SLOTS, MAX_SLOT_SIZE, SLOT_OVERHEAD,
 };

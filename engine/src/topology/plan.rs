@@ -8,7 +8,18 @@
 use crate::checkpoint::shape_hash;
 use crate::metrics::PlacementEntry;
 use crate::ring::WhenFull;
-use crate::topology::builder::{Edge, NodeDecl, Settings};
+use crate::topology::decl::{Edge, NodeDecl, Settings};
+
+/// Keys of a node table that belong to the engine, not the component.
+pub(crate) const NODE_KEYS: [&str; 7] = [
+    "component",
+    "core",
+    "description",
+    "restart",
+    "targets",
+    "event_time",
+    "watermark",
+];
 
 /// Nodes with their stages, edges between their ports, the topological
 /// order, the core of each node and the engine settings.

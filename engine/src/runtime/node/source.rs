@@ -79,7 +79,7 @@ impl Node {
             let (len, stamped, content_type) = (writer.len, writer.ingest_ns, writer.content_type);
             let mut pulled = pulled;
             if let (true, Some(et), Ok(Pull::Ready)) = (EVENT_TIME, event_time, &pulled) {
-                match et.extract(&writer.buffer()[..len]) {
+                match et.extract(&writer.buffer()[..len]).map_err(Reason::from) {
                     Ok(ts) => max_ts = max_ts.max(ts),
                     Err(reason) => match self.error_port {
                         Some(port) => {

@@ -152,7 +152,7 @@ impl EventWindow {
         // One scan of the payload for all three fields.
         let ts = et
             .read(found[0].map(|m| m.value))
-            .map_err(StageError::Rejected)?;
+            .map_err(|e| StageError::Rejected(e.into()))?;
         let missing = |name: &str| StageError::Rejected(Reason::new("missing field", name));
         let key: &[u8] = match &self.key {
             None => &[],

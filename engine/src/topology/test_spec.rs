@@ -8,11 +8,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::error::{locate, toml_error};
+use super::plan::NODE_KEYS;
+use super::ConfigError;
 use crate::operators::{payload_bytes, Filter, Registry};
 use crate::ring::WhenFull;
 use crate::stage::Role;
-use crate::topology::config::{self, locate, NODE_KEYS};
-use crate::topology::ConfigError;
 
 /// The parts of a pipeline file a test needs. The loader has already
 /// checked the flows strictly, so unknown keys are ignored here.
@@ -153,6 +154,13 @@ struct NodeInfo<'a> {
     ports: Option<Vec<String>>,
 }
 
+/// Checks every `[[tests]]` block of pipeline text `text` (named `file`):
+/// the problems found, located. The config loader calls this, so that
+/// `run` and `validate` reject a file whose tests are wrong.
+pub fn check_str(text: &str, file: &str, registry: &Registry) -> Vec<ConfigError> {
+    resolve(text, file, registry).err().unwrap_or_default()
+}
+
 /// Reads and checks every `[[tests]]` block of `text` (named `file` in
 /// messages): the test cases, or every problem found, located.
 pub(crate) fn resolve(
@@ -160,8 +168,7 @@ pub(crate) fn resolve(
     file: &str,
     registry: &Registry,
 ) -> Result<Vec<TestCase>, Vec<ConfigError>> {
-    let view: FileView =
-        toml::from_str(text).map_err(|e| vec![config::toml_error(file, text, &e)])?;
+    let view: FileView = toml::from_str(text).map_err(|e| vec![toml_error(file, text, &e)])?;
     let nodes = node_infos(&view, registry);
     let mut cx = Checker {
         text,
