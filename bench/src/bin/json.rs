@@ -15,7 +15,7 @@
 //! - `object iter` reads every member, the nearest to what the scanner
 //!   checks (one JSON object, all of it).
 //!
-//! Run: `cargo run --release -p bench --bin json -- --rounds 21`
+//! Run: `cargo run --release -p bench --features sonic --bin json -- --rounds 21`
 
 use std::hint::black_box;
 use std::time::Instant;

@@ -23,7 +23,7 @@
 //! on the lookups `filter` (`find_members`) and `route-by-field`
 //! (`find_field`) make, same run, 21 interleaved rounds, median of the
 //! per-round ratios, on a 2-vCPU AMD EPYC guest
-//! (`cargo run --release -p bench --bin json`; results in
+//! (`cargo run --release -p bench --features sonic --bin json`; results in
 //! `bench/results/2026-11-30-vm-2c-epyc/json/`):
 //!
 //! | lookup (payload) | `find_field` | `find_members` | sonic `get` | sonic `to_object_iter` |
