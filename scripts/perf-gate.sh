@@ -44,7 +44,7 @@ if ! command -v valgrind >/dev/null; then
 fi
 
 echo "== building the bench"
-cargo build --release -p bench --bins
+cargo build --release -p bench --bin latency --bin hotpath
 
 echo "== engine vs limit, interleaved: $PAIRS pairs each of chain-1 and fanout-2; allocations on chain-4"
 target/release/latency \
