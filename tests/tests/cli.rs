@@ -86,11 +86,25 @@ fn json_report_and_histogram_log() {
         "--histograms",
         hlog.to_str().unwrap(),
     ]);
-    out.assert_code(EXIT_OK).assert_no_panic();
+    // Whether the targets are met depends on how busy the machine is (a
+    // loaded CI runner can stall a worker past `max`), so either outcome
+    // is accepted; the exit status must agree with the report.
+    out.assert_no_panic();
+    let code = out.code();
+    assert!(
+        code == Some(EXIT_OK) || code == Some(EXIT_TARGET_MISSED),
+        "the run itself must succeed\n{}",
+        out.stderr
+    );
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(json["schema"], 1);
     assert_eq!(json["success"], true);
+    assert_eq!(
+        json["targets_met"],
+        code == Some(EXIT_OK),
+        "exit 3 exactly when a target was missed"
+    );
     assert_eq!(json["produced"], 20_000);
     assert_eq!(json["arena"]["leaked"], 0);
     let stages = json["stages"].as_array().unwrap();
