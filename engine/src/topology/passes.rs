@@ -142,9 +142,9 @@ pub(super) fn edges(
         }
         let from = index.get(e.from.0.as_str()).copied();
         let to = index.get(e.to.0.as_str()).copied();
-        let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
         for (end, found) in [(&e.from.0, from), (&e.to.0, to)] {
             if found.is_none() {
+                let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
                 ck.errors.push(
                     ConfigError::name(&loc, format!("unknown node '{end}'"))
                         .with_hint(did_you_mean(end, &names)),
