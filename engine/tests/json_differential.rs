@@ -4,9 +4,12 @@
 //! on random byte mutations and truncations of them.
 //!
 //! Compared: accept/reject, field presence, raw value text, start offset,
-//! key offset and the member count.
+//! key offset and the member count. `find_value` (the same lookup without
+//! the value's UTF-8 check) is held to `find_field`: the same value where
+//! both accept, and a refusal by `find_field` alone only for a value that
+//! is not UTF-8.
 
-use dataplane::operators::json::{find_field, find_members, Member};
+use dataplane::operators::json::{find_field, find_members, find_value, Member};
 use proptest::prelude::*;
 
 /// The serde_json implementation the scanner replaced, unchanged in
@@ -149,6 +152,21 @@ fn check(doc: &[u8]) {
     for key in KEYS {
         let got = find_field(doc, key);
         let want = reference::find_field(doc, key);
+        match (&got, find_value(doc, key)) {
+            (Ok(g), Ok(v)) => assert_eq!(
+                g.field.map(|f| (f.raw.as_bytes(), f.start)),
+                v.map(|v| (v.bytes, v.start)),
+                "find_value({key:?}) on {:?}",
+                show()
+            ),
+            (Err(_), Err(_)) => {}
+            (Err(_), Ok(v)) => assert!(
+                v.is_some_and(|v| v.field().is_none()),
+                "find_value({key:?}) accepted {:?}, find_field refused it, yet the value is UTF-8",
+                show()
+            ),
+            (Ok(_), Err(e)) => panic!("find_value({key:?}) refused {:?}: {e}", show()),
+        }
         match (&got, &want) {
             (Ok(g), Ok((field, members))) => {
                 let g_field = g.field.map(|f| (f.raw, f.start));

@@ -13,6 +13,7 @@ use std::borrow::Cow;
 
 mod scan;
 
+pub(crate) use scan::short_eq;
 pub use scan::JsonError;
 use scan::{scan_object, Key, Members, Mode};
 
@@ -93,6 +94,93 @@ impl<'a> Members<'a> for Seek<'_, 'a> {
     #[inline]
     fn raw_value(&mut self, raw: &'a str, start: usize) {
         self.field = Some(Field { raw, start });
+    }
+}
+
+/// A top-level value found by [`find_value`]: checked against the JSON
+/// grammar, not yet checked to be UTF-8.
+#[derive(Clone, Copy, Debug)]
+pub struct RawValue<'a> {
+    /// The value's JSON text as bytes, e.g. `"metric"`, `42`, `{"a":1}`.
+    pub bytes: &'a [u8],
+    /// Byte offset of the value in the payload.
+    pub start: usize,
+}
+
+impl<'a> RawValue<'a> {
+    /// The value's text when that needs no decoding: a string's bytes
+    /// between its quotes when it has no escape, any other value as
+    /// written. `None` for a string with escapes. Not checked to be UTF-8:
+    /// compare it with known text (what equals a `str` is UTF-8), or check
+    /// it with [`RawValue::field`].
+    #[inline]
+    #[allow(
+        clippy::manual_contains,
+        reason = "`contains` calls memchr: 31 instructions per element on the hot path, more than the loop"
+    )]
+    pub fn plain_text(&self) -> Option<&'a [u8]> {
+        match self.bytes {
+            // A plain loop: values are short, and memchr's setup costs more.
+            [b'"', inner @ .., b'"'] => (!inner.iter().any(|&b| b == b'\\')).then_some(inner),
+            other => Some(other),
+        }
+    }
+
+    /// Whether the value is UTF-8, which [`find_field`] requires of the
+    /// value it returns.
+    #[inline]
+    pub fn is_utf8(&self) -> bool {
+        self.bytes.is_ascii() || std::str::from_utf8(self.bytes).is_ok()
+    }
+
+    /// The value as a [`Field`], if it is UTF-8.
+    pub fn field(&self) -> Option<Field<'a>> {
+        let raw = std::str::from_utf8(self.bytes).ok()?;
+        Some(Field {
+            raw,
+            start: self.start,
+        })
+    }
+}
+
+/// [`find_field`] without the UTF-8 check of the value: validates `payload`
+/// as one JSON object (grammar, keys) and finds top-level `key` in it.
+///
+/// It accepts what [`find_field`] accepts and more: a document whose `key`
+/// value holds invalid UTF-8 is refused by `find_field` but returned here
+/// (see [`RawValue::field`]). A caller that compares the value with known
+/// text skips decoding it; `route-by-field` does, and calls `find_field`
+/// for the exact error when its fast path does not decide.
+pub fn find_value<'a>(payload: &'a [u8], key: &str) -> Result<Option<RawValue<'a>>, JsonError> {
+    let mut seek = SeekBytes { key, value: None };
+    scan_object(payload, &mut seek)?;
+    Ok(seek.value)
+}
+
+/// As [`Seek`], but the value is taken as bytes.
+struct SeekBytes<'k, 'a> {
+    key: &'k str,
+    value: Option<RawValue<'a>>,
+}
+
+impl<'a> Members<'a> for SeekBytes<'_, 'a> {
+    #[inline]
+    fn key(&mut self, key: Key<'_>, _key_start: usize) -> Mode {
+        if self.value.is_none() && key.is(self.key) {
+            Mode::Bytes
+        } else {
+            Mode::Skip
+        }
+    }
+
+    #[inline]
+    fn raw_value(&mut self, _raw: &'a str, _start: usize) {
+        unreachable!("SeekBytes asks for bytes only")
+    }
+
+    #[inline]
+    fn raw_bytes(&mut self, bytes: &'a [u8], start: usize) {
+        self.value = Some(RawValue { bytes, start });
     }
 }
 

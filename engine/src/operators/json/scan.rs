@@ -43,6 +43,7 @@
 mod bytes;
 mod error;
 
+pub(crate) use bytes::short_eq;
 use bytes::{digits, hex4, is_digit, is_ws, plain_run, unescaped_eq, Stops};
 use error::Code;
 pub use error::JsonError;
@@ -54,6 +55,9 @@ pub(super) enum Mode {
     Skip,
     /// Grammar, then UTF-8; the text goes to [`Members::raw_value`].
     Raw,
+    /// Grammar only; the bytes go to [`Members::raw_bytes`] (the caller
+    /// decides whether it needs them to be UTF-8).
+    Bytes,
 }
 
 /// A top-level key as written between its quotes.
@@ -70,7 +74,7 @@ impl Key<'_> {
         if self.escaped {
             unescaped_eq(self.raw, want.as_bytes())
         } else {
-            self.raw == want.as_bytes()
+            short_eq(self.raw, want.as_bytes())
         }
     }
 }
@@ -82,6 +86,9 @@ pub(super) trait Members<'a> {
     fn key(&mut self, key: Key<'_>, key_start: usize) -> Mode;
     /// Receives the value text of a member whose key returned [`Mode::Raw`].
     fn raw_value(&mut self, raw: &'a str, start: usize);
+    /// Receives the value bytes of a member whose key returned
+    /// [`Mode::Bytes`].
+    fn raw_bytes(&mut self, _raw: &'a [u8], _start: usize) {}
 }
 
 /// Walks `payload` as one JSON object (trailing whitespace allowed),
@@ -219,14 +226,21 @@ impl<'p> Scanner<'p> {
                     Some(b'-' | b'0'..=b'9') => self.number()?,
                     _ => self.value()?,
                 }
-                if mode == Mode::Raw {
-                    let b: &'p [u8] = self.b;
-                    match std::str::from_utf8(&b[start..self.i]) {
-                        Ok(raw) => m.raw_value(raw, start),
-                        Err(e) => {
-                            self.i = start + e.valid_up_to();
-                            return Err(Code::InvalidUnicode);
+                match mode {
+                    Mode::Skip => {}
+                    Mode::Raw => {
+                        let b: &'p [u8] = self.b;
+                        match std::str::from_utf8(&b[start..self.i]) {
+                            Ok(raw) => m.raw_value(raw, start),
+                            Err(e) => {
+                                self.i = start + e.valid_up_to();
+                                return Err(Code::InvalidUnicode);
+                            }
                         }
+                    }
+                    Mode::Bytes => {
+                        let b: &'p [u8] = self.b;
+                        m.raw_bytes(&b[start..self.i], start);
                     }
                 }
                 match self.ws() {

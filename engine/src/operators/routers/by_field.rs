@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use crate::operators::json::find_field;
+use crate::operators::json::{find_field, find_value, short_eq, JsonError};
 use crate::operators::params::params;
 use crate::stage::{Element, PortMask, Reason, Router, StageError};
 
@@ -43,19 +43,72 @@ impl Table {
             Table::Many(map) => map.get(value).copied(),
         }
     }
+
+    /// [`Table::get`] on bytes not known to be UTF-8: an entry they equal
+    /// is, so a match means the same as `get` on that text.
+    #[inline]
+    fn get_bytes(&self, value: &[u8]) -> Option<PortMask> {
+        match self {
+            Table::Few(entries) => entries
+                .iter()
+                .find(|(v, _)| short_eq(v.as_bytes(), value))
+                .map(|(_, m)| *m),
+            Table::Many(map) => std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| map.get(v).copied()),
+        }
+    }
 }
 
-impl Router for RouteByField {
-    fn route(&mut self, element: &Element<'_>, ports: &mut PortMask) -> Result<(), StageError> {
-        let lookup = find_field(element.payload(), &self.field)
-            .map_err(|e| StageError::Rejected(Reason::new("invalid JSON", e.to_string())))?;
-        *ports = match lookup.field {
+impl RouteByField {
+    /// Where `payload` goes, decided as [`find_field`] and
+    /// [`Field::as_text`](crate::operators::json::Field::as_text) decide
+    /// it, without decoding a value that needs none: a string without
+    /// escapes, or not a string, is compared as bytes (bytes equal to an
+    /// entry are UTF-8), and only checked to be UTF-8 when no entry
+    /// matches. An invalid document takes the full path for the error
+    /// `find_field` gives.
+    #[inline]
+    fn ports_for(&self, payload: &[u8]) -> Result<PortMask, JsonError> {
+        let Ok(found) = find_value(payload, &self.field) else {
+            return self.ports_slow(payload);
+        };
+        let Some(value) = found else {
+            return Ok(self.missing);
+        };
+        if let Some(text) = value.plain_text() {
+            return match self.table.get_bytes(text) {
+                Some(mask) => Ok(mask),
+                None if value.is_utf8() => Ok(self.unmatched),
+                None => self.ports_slow(payload),
+            };
+        }
+        match value.field() {
+            Some(f) => Ok(self.table.get(&f.as_text()).unwrap_or(self.unmatched)),
+            None => self.ports_slow(payload),
+        }
+    }
+
+    /// The full path: [`find_field`] (the value checked as UTF-8), then the
+    /// value unescaped.
+    #[cold]
+    fn ports_slow(&self, payload: &[u8]) -> Result<PortMask, JsonError> {
+        let lookup = find_field(payload, &self.field)?;
+        Ok(match lookup.field {
             Some(f) => self
                 .table
                 .get(f.as_text().as_ref())
                 .unwrap_or(self.unmatched),
             None => self.missing,
-        };
+        })
+    }
+}
+
+impl Router for RouteByField {
+    fn route(&mut self, element: &Element<'_>, ports: &mut PortMask) -> Result<(), StageError> {
+        *ports = self
+            .ports_for(element.payload())
+            .map_err(|e| StageError::Rejected(Reason::new("invalid JSON", e.to_string())))?;
         Ok(())
     }
 }
@@ -185,5 +238,71 @@ mod table_tests {
             assert_eq!(table.get("absent"), None);
             assert_eq!(table.get(""), None);
         }
+    }
+
+    fn router(routes: &str) -> RouteByField {
+        let p: RouteParams = toml::from_str(&format!(
+            "field = \"type\"\nunmatched = \"other\"\nmissing = \"none\"\n[routes]\n{routes}"
+        ))
+        .unwrap();
+        build(p).unwrap().0
+    }
+
+    /// The byte-level fast path decides as the full path (`find_field`,
+    /// then the unescaped text) on every kind of value: plain and escaped
+    /// strings, non-ASCII, invalid UTF-8, numbers, containers, and broken
+    /// documents (the same error message).
+    #[test]
+    fn fast_path_agrees_with_the_full_path() {
+        let few = router("metric = \"m\"\n\"é\" = \"e\"\n42 = \"n\"\n'{\"a\":1}' = \"o\"");
+        let many = router(
+            &(0..LINEAR_MAX + 2)
+                .map(|i| format!("v{i} = \"p{}\"\n", i % 3))
+                .chain(["metric = \"m\"\n\"é\" = \"e\"\n".to_string()])
+                .collect::<String>(),
+        );
+        let values: [&[u8]; 16] = [
+            b"\"metric\"",
+            b"\"m\\u0065tric\"",
+            b"\"metrics\"",
+            b"\"\xc3\xa9\"",
+            b"\"\\u00e9\"",
+            b"\"\xff\"",
+            b"\"metric\xff\"",
+            b"42",
+            b"42.0",
+            b"{\"a\":1}",
+            b"{\"a\":\"\xff\"}",
+            b"\"v3\"",
+            b"\"v\\u0033\"",
+            b"\"\"",
+            b"null",
+            b"\"metric",
+        ];
+        for r in [&few, &many] {
+            for v in values {
+                for (pre, post) in [
+                    ("", ""),
+                    ("\"a\":1,", ""),
+                    ("", ",\"b\":x"),
+                    ("", ",\"type\":1"),
+                ] {
+                    let mut doc = format!("{{{pre}\"type\":").into_bytes();
+                    doc.extend_from_slice(v);
+                    doc.extend_from_slice(format!("{post}}}").as_bytes());
+                    let fast = r.ports_for(&doc).map_err(|e| e.to_string());
+                    let full = r.ports_slow(&doc).map_err(|e| e.to_string());
+                    assert_eq!(fast, full, "{}", String::from_utf8_lossy(&doc));
+                }
+            }
+            assert_eq!(r.ports_for(b"{\"x\":1}").unwrap(), r.missing);
+        }
+        // The cases above reach every outcome.
+        let m = |d: &[u8]| few.ports_for(d).unwrap();
+        assert_eq!(m(br#"{"type":"metric"}"#), PortMask(1));
+        assert_eq!(m(br#"{"type":"m\u0065tric"}"#), PortMask(1));
+        assert_eq!(m(br#"{"type":42}"#), PortMask(1 << 2));
+        assert_eq!(m(br#"{"type":"nope"}"#), few.unmatched);
+        assert!(few.ports_for(b"{\"type\":\"\xff\"}").is_err());
     }
 }

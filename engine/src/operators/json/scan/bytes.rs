@@ -37,6 +37,13 @@ impl Stops {
     }
 }
 
+/// `a == b` for the short byte strings keys and field values are, as a
+/// plain loop: a call to `memcmp` costs more than comparing a few bytes.
+#[inline(always)]
+pub(crate) fn short_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
 #[inline(always)]
 pub(super) fn is_ws(c: u8) -> bool {
     matches!(c, b' ' | b'\n' | b'\t' | b'\r')
