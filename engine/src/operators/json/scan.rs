@@ -161,10 +161,11 @@ impl<'p> Scanner<'p> {
     #[inline]
     fn ws(&mut self) -> Option<u8> {
         let c = *self.b.get(self.i)?;
-        if is_ws(c) {
-            self.ws_run()
-        } else {
+        // Every token starts above the space: one compare decides.
+        if c > b' ' || !is_ws(c) {
             Some(c)
+        } else {
+            self.ws_run()
         }
     }
 
@@ -174,11 +175,20 @@ impl<'p> Scanner<'p> {
     fn ws_run(&mut self) -> Option<u8> {
         let b = self.b;
         let mut i = self.i + 1;
+        let spaces = u64::from_ne_bytes([b' '; 8]);
         while let Some(chunk) = b.get(i..i + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
-            if u64::from_ne_bytes(chunk) != u64::from_ne_bytes([b' '; 8]) {
+            if u64::from_ne_bytes(chunk) != spaces {
                 break;
             }
             i += 8;
+        }
+        // Padding to the end of the payload: its last eight bytes at once.
+        if i < b.len() && b.len() - i < 8 && b.len() >= 8 {
+            let last = b.len() - 8;
+            if <[u8; 8]>::try_from(&b[last..]).ok().map(u64::from_ne_bytes) == Some(spaces) {
+                self.i = b.len();
+                return None;
+            }
         }
         while let Some(&c) = b.get(i) {
             if !is_ws(c) {
@@ -469,6 +479,7 @@ impl<'p> Scanner<'p> {
     }
 
     /// A number per the JSON grammar.
+    #[inline(always)]
     fn number(&mut self) -> Result<(), Code> {
         let b = self.b;
         let mut i = self.i;

@@ -67,3 +67,32 @@ fn stack_spills_past_128_levels() {
     }
     assert_eq!(s.top(), None);
 }
+
+/// Trailing padding of every length, and one other byte at each place of
+/// it: accepted exactly when the padding is all whitespace (the tail of a
+/// payload is checked eight bytes at a time, the last eight overlapping).
+#[test]
+fn trailing_padding_is_checked_to_the_last_byte() {
+    struct Count;
+    impl Members<'_> for Count {
+        fn key(&mut self, _: Key<'_>, _: usize) -> Mode {
+            Mode::Skip
+        }
+        fn raw_value(&mut self, _: &str, _: usize) {}
+    }
+    for doc in [&b"{}"[..], br#"{"a":1}"#, br#"{"type":"metric","n":0}"#] {
+        for pad in 0..40 {
+            let mut b = doc.to_vec();
+            b.resize(doc.len() + pad, b' ');
+            assert!(scan_object(&b, &mut Count).is_ok(), "{pad} spaces");
+            for at in doc.len()..b.len() {
+                for c in [b'x', b'\n', b'}', 0] {
+                    let mut bad = b.clone();
+                    bad[at] = c;
+                    let ok = scan_object(&bad, &mut Count).is_ok();
+                    assert_eq!(ok, is_ws(c), "{:?}", String::from_utf8_lossy(&bad));
+                }
+            }
+        }
+    }
+}
