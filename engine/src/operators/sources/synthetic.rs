@@ -367,9 +367,14 @@ fn too_large(capacity: usize) -> StageError {
 struct Frames {
     pieces: Vec<Piece>,
     sizes: Vec<usize>,
-    /// Choice counts of the pick pieces, then the number of sizes.
-    radices: Vec<u64>,
     frames: Vec<Frame>,
+    /// Which frame each `seq % frames.len()` uses (the frame index is a
+    /// function of `seq` modulo the product of the radices).
+    keys: Vec<u32>,
+    /// `seq % frames.len()` for the sequence number `next_seq`, kept by
+    /// counting so that the usual call (the next number) divides nothing.
+    next_seq: u64,
+    phase: usize,
     /// Digits of the current sequence number, and the first number with
     /// one more.
     digits: usize,
@@ -402,17 +407,26 @@ impl Frames {
                 Piece::Timestamp | Piece::Rand(_) | Piece::Choose(_) => return None,
             }
         }
+        // Choice counts of the pick pieces, then the number of sizes.
         radices.push(sizes.len().max(1) as u64);
         // A choice of one is no choice (and would cost a division).
         radices.retain(|&r| r > 1);
         let count = radices.iter().try_fold(1u64, |acc, &r| {
             acc.checked_mul(r).filter(|&n| n <= MAX_FRAMES)
         })?;
+        let keys = (0..count)
+            .map(|seq| {
+                let key = radices.iter().fold(0, |key, &r| key * r + seq % r);
+                u32::try_from(key).expect("at most MAX_FRAMES frames")
+            })
+            .collect();
         Some(Frames {
             pieces: pieces.to_vec(),
             sizes: sizes.to_vec(),
-            radices,
             frames: (0..count).map(|_| Frame::default()).collect(),
+            keys,
+            next_seq: 0,
+            phase: 0,
             digits: 1,
             next_bound: 10,
         })
@@ -426,10 +440,16 @@ impl Frames {
             self.digits += 1;
             self.next_bound = self.next_bound.saturating_mul(10);
         }
-        let mut key = 0u64;
-        for &r in &self.radices {
-            key = key * r + seq % r;
+        if seq != self.next_seq {
+            // Resumed from a checkpoint, or a pull skipped: divide once.
+            self.phase = (seq % self.keys.len() as u64) as usize;
         }
+        let key = self.keys[self.phase];
+        self.phase += 1;
+        if self.phase == self.keys.len() {
+            self.phase = 0;
+        }
+        self.next_seq = seq.wrapping_add(1);
         let frame = &mut self.frames[key as usize];
         if frame.digits != self.digits {
             Self::prepare(frame, &self.pieces, &self.sizes, seq, self.digits);
