@@ -2,6 +2,7 @@
 //! the input rings, hand each element to the stage, move its handle on.
 
 use super::*;
+use crate::stage::{Processor, Router, Sink};
 
 impl Node {
     /// Processes one batch of input (fairly over fan-in edges); returns true
@@ -82,37 +83,32 @@ impl Node {
             }
             let arena = ctx.arena;
             let received = lane.report.received;
-            let consume = |handle| {
-                if fatal.is_some() {
-                    // The rest of the batch waits in the ring: for the
-                    // restarted stage, or for `drain_failed`.
-                    return Taken::Defer(handle);
-                }
-                match consume_one(stage, &mut lane, handle, ctx) {
-                    Ok(Taken::Defer(handle)) => {
-                        deferred = true;
-                        Taken::Defer(handle)
-                    }
-                    Ok(Taken::Yes) => Taken::Yes,
-                    Err(m) => {
-                        fatal = Some(m);
-                        in_flight = 1;
-                        Taken::Yes
-                    }
-                }
-            };
             // One guard per batch for routers and sinks (a processor's
-            // panic is caught per element, in `consume_one`).
+            // panic is caught per element, in `consume_processor`). The
+            // stage kind is matched once per batch, not per element.
             let consumed = guard(|| {
-                if CONTROL {
-                    let (consumed, at_control) = input.take_data(arena, n, consume);
-                    if at_control {
-                        control_at = Some(i);
-                    }
-                    consumed
-                } else {
-                    input.take(arena, n, consume)
+                let mut out = BatchOut {
+                    fatal: &mut fatal,
+                    deferred: &mut deferred,
+                    in_flight: &mut in_flight,
+                    at_control: false,
+                };
+                let consumed = match stage {
+                    Stage::Processor(p) => take_batch::<CONTROL>(input, arena, n, &mut out, |h| {
+                        consume_processor(p.as_mut(), &mut lane, h, ctx)
+                    }),
+                    Stage::Router(r, _) => take_batch::<CONTROL>(input, arena, n, &mut out, |h| {
+                        consume_router(r.as_mut(), &mut lane, h, ctx)
+                    }),
+                    Stage::Sink(s) => take_batch::<CONTROL>(input, arena, n, &mut out, |h| {
+                        consume_sink(s.as_mut(), &mut lane, h, ctx)
+                    }),
+                    Stage::Source(_) => unreachable!("sources have no input"),
+                };
+                if out.at_control {
+                    control_at = Some(i);
                 }
+                consumed
             });
             let consumed = match consumed {
                 Ok(c) => c,
@@ -250,138 +246,212 @@ impl Lane<'_> {
     }
 }
 
-/// Hands one input element to the stage and moves its handle accordingly.
-/// `Ok(false)`: the processor deferred it (it stays in the ring). `Err`
-/// carries a fatal error or panic message; the element then counts as
-/// received and is released, its outcome left to `Node::on_failure`.
+/// What a batch's elements did, beyond being consumed: a fatal error (the
+/// rest of the batch then waits in the ring), a deferral, a control
+/// element at the head.
+pub(super) struct BatchOut<'a> {
+    fatal: &'a mut Option<String>,
+    deferred: &'a mut bool,
+    /// 1 when the stage failed on an element it had received.
+    in_flight: &'a mut u64,
+    at_control: bool,
+}
+
+/// Hands up to `n` elements of `input` to `one` (one stage kind's consume
+/// function, so the kind is matched once per batch); returns how many were
+/// consumed. After a fatal error the rest of the batch waits in the ring:
+/// for the restarted stage, or for `drain_failed`.
 #[inline(always)]
-pub(super) fn consume_one(
-    stage: &mut Stage,
+fn take_batch<const CONTROL: bool>(
+    input: &mut EdgeIn,
+    arena: &Arena,
+    n: usize,
+    out: &mut BatchOut<'_>,
+    mut one: impl FnMut(Handle) -> Result<Taken, String>,
+) -> usize {
+    let (fatal, deferred, in_flight) = (&mut *out.fatal, &mut *out.deferred, &mut *out.in_flight);
+    let consume = |handle| {
+        if fatal.is_some() {
+            return Taken::Defer(handle);
+        }
+        match one(handle) {
+            Ok(Taken::Defer(handle)) => {
+                *deferred = true;
+                Taken::Defer(handle)
+            }
+            Ok(Taken::Yes) => Taken::Yes,
+            Err(m) => {
+                *fatal = Some(m);
+                *in_flight = 1;
+                Taken::Yes
+            }
+        }
+    };
+    if CONTROL {
+        let (consumed, at_control) = input.take_data(arena, n, consume);
+        out.at_control = at_control;
+        consumed
+    } else {
+        input.take(arena, n, consume)
+    }
+}
+
+/// With stage metrics: how long `handle` waited in the ring.
+#[inline(always)]
+fn note_arrival(lane: &mut Lane<'_>, arena: &Arena, handle: &Handle) {
+    if let (Some(t0), Some(h)) = (lane.stamp, lane.report.arrival.as_mut()) {
+        h.saturating_record(t0.saturating_sub(arena.meta(handle).ingest_ns));
+    }
+}
+
+/// Hands one input element to a processor and moves its handle
+/// accordingly. `Taken::Defer`: the processor deferred it (it stays in
+/// the ring). `Err` carries a fatal error or panic message; the element
+/// then counts as received and is released, its outcome left to
+/// `Node::on_failure`.
+#[inline(always)]
+pub(super) fn consume_processor(
+    p: &mut dyn Processor,
     lane: &mut Lane<'_>,
     mut handle: Handle,
     ctx: &mut StepCtx<'_>,
 ) -> Result<Taken, String> {
     let arena = ctx.arena;
     let raw = handle.index();
-    if let (Some(t0), Some(h)) = (lane.stamp, lane.report.arrival.as_mut()) {
-        h.saturating_record(t0.saturating_sub(arena.meta(&handle).ingest_ns));
-    }
-    match stage {
-        Stage::Processor(p) => {
-            let verdict = {
-                let (ports, report) = (&mut *lane.ports, &mut *lane.report);
-                let mut out = |h: Handle| {
-                    emit_port(ports, 0, h, arena, lane.refusing);
-                    report.count_sent(0, 1);
-                };
-                guard(|| {
-                    p.process(&mut Element {
-                        arena,
-                        handle: &mut handle,
-                        pool: ctx.pool,
-                        outlet: Some(Outlet {
-                            out: &mut out,
-                            source: lane.source,
-                            seq: lane.seq,
-                            room: &mut lane.room,
-                        }),
-                    })
-                })
-            };
-            let verdict = match verdict {
-                Ok(v) => v,
-                Err(m) => return in_flight(m, lane, handle, ctx),
-            };
-            if verdict == Ok(Verdict::Defer) {
-                if handle.index() == raw {
-                    // Still the ring's element: it stays there.
-                    return Ok(Taken::Defer(handle));
-                }
-                lane.report.received += 1;
-                arena.release(handle, ctx.pool);
-                return Err("deferred an element after modifying it".to_string());
-            }
-            lane.report.received += 1;
-            match verdict {
-                Ok(Verdict::Emit) => {
-                    emit_port(lane.ports, 0, handle, arena, lane.refusing);
-                    lane.report.count_sent(0, 1);
-                    Ok(Taken::Yes)
-                }
-                Ok(Verdict::Drop) | Ok(Verdict::Defer) => {
-                    lane.report.drop_static(p.drop_reason());
-                    arena.release(handle, ctx.pool);
-                    Ok(Taken::Yes)
-                }
-                Ok(Verdict::Side(s)) => {
-                    let port = 1 + s as usize;
-                    match p.side_ports().get(s as usize) {
-                        Some(_) if !lane.ports[port].is_empty() => {
-                            emit_port(lane.ports, port, handle, arena, lane.refusing);
-                            lane.report.count_sent(port, 1);
-                        }
-                        Some(name) => {
-                            lane.report.drop_static(name);
-                            arena.release(handle, ctx.pool);
-                        }
-                        None => {
-                            arena.release(handle, ctx.pool);
-                            return Err(format!(
-                                "sent an element to side port {s}, which it does not declare"
-                            ));
-                        }
-                    }
-                    Ok(Taken::Yes)
-                }
-                Err(e) => reject(e, lane, handle, ctx),
-            }
-        }
-        Stage::Router(r, _) => {
-            lane.report.received += 1;
-            let mut mask = PortMask::default();
-            let routed = r.route(
-                &Element {
-                    arena,
-                    handle: &mut handle,
-                    pool: ctx.pool,
-                    outlet: None,
-                },
-                &mut mask,
-            );
-            // A router may only name its declared ports.
-            let mask = PortMask(mask.0 & PortMask::all(lane.routable).0);
-            match routed {
-                Ok(()) if mask.is_empty() => {
-                    lane.report.drop_static("no route");
-                    arena.release(handle, ctx.pool);
-                    Ok(Taken::Yes)
-                }
-                Ok(()) => {
-                    emit_mask(lane.ports, lane.report, mask, handle, arena, lane.refusing);
-                    Ok(Taken::Yes)
-                }
-                Err(e) => reject(e, lane, handle, ctx),
-            }
-        }
-        Stage::Sink(s) => {
-            lane.report.received += 1;
-            let ingest = arena.meta(&handle).ingest_ns;
-            let pushed = s.push(&Element {
+    note_arrival(lane, arena, &handle);
+    let verdict = {
+        let (ports, report) = (&mut *lane.ports, &mut *lane.report);
+        let mut out = |h: Handle| {
+            emit_port(ports, 0, h, arena, lane.refusing);
+            report.count_sent(0, 1);
+        };
+        guard(|| {
+            p.process(&mut Element {
                 arena,
                 handle: &mut handle,
                 pool: ctx.pool,
-                outlet: None,
-            });
-            lane.note_latency(ingest);
-            match pushed {
-                Ok(()) => {
-                    arena.release(handle, ctx.pool);
-                    Ok(Taken::Yes)
-                }
-                Err(e) => reject(e, lane, handle, ctx),
-            }
+                outlet: Some(Outlet {
+                    out: &mut out,
+                    source: lane.source,
+                    seq: lane.seq,
+                    room: &mut lane.room,
+                }),
+            })
+        })
+    };
+    let verdict = match verdict {
+        Ok(v) => v,
+        Err(m) => return in_flight(m, lane, handle, ctx),
+    };
+    if verdict == Ok(Verdict::Defer) {
+        if handle.index() == raw {
+            // Still the ring's element: it stays there.
+            return Ok(Taken::Defer(handle));
         }
-        Stage::Source(_) => unreachable!("sources have no input"),
+        lane.report.received += 1;
+        arena.release(handle, ctx.pool);
+        return Err("deferred an element after modifying it".to_string());
+    }
+    lane.report.received += 1;
+    match verdict {
+        Ok(Verdict::Emit) => {
+            emit_port(lane.ports, 0, handle, arena, lane.refusing);
+            lane.report.count_sent(0, 1);
+            Ok(Taken::Yes)
+        }
+        Ok(Verdict::Drop) | Ok(Verdict::Defer) => {
+            lane.report.drop_static(p.drop_reason());
+            arena.release(handle, ctx.pool);
+            Ok(Taken::Yes)
+        }
+        Ok(Verdict::Side(s)) => {
+            let port = 1 + s as usize;
+            match p.side_ports().get(s as usize) {
+                Some(_) if !lane.ports[port].is_empty() => {
+                    emit_port(lane.ports, port, handle, arena, lane.refusing);
+                    lane.report.count_sent(port, 1);
+                }
+                Some(name) => {
+                    lane.report.drop_static(name);
+                    arena.release(handle, ctx.pool);
+                }
+                None => {
+                    arena.release(handle, ctx.pool);
+                    return Err(format!(
+                        "sent an element to side port {s}, which it does not declare"
+                    ));
+                }
+            }
+            Ok(Taken::Yes)
+        }
+        Err(e) => reject(e, lane, handle, ctx),
+    }
+}
+
+/// Routes one input element: one refcount bump and a push per edge of the
+/// chosen ports, or a drop when it names none.
+#[inline(always)]
+pub(super) fn consume_router(
+    r: &mut dyn Router,
+    lane: &mut Lane<'_>,
+    mut handle: Handle,
+    ctx: &mut StepCtx<'_>,
+) -> Result<Taken, String> {
+    let arena = ctx.arena;
+    note_arrival(lane, arena, &handle);
+    lane.report.received += 1;
+    let mut mask = PortMask::default();
+    let routed = r.route(
+        &Element {
+            arena,
+            handle: &mut handle,
+            pool: ctx.pool,
+            outlet: None,
+        },
+        &mut mask,
+    );
+    // A router may only name its declared ports.
+    let mask = PortMask(mask.0 & PortMask::all(lane.routable).0);
+    match routed {
+        Ok(()) if mask.is_empty() => {
+            lane.report.drop_static("no route");
+            arena.release(handle, ctx.pool);
+            Ok(Taken::Yes)
+        }
+        Ok(()) => {
+            emit_mask(lane.ports, lane.report, mask, handle, arena, lane.refusing);
+            Ok(Taken::Yes)
+        }
+        Err(e) => reject(e, lane, handle, ctx),
+    }
+}
+
+/// Delivers one input element to a sink, notes its latency and releases
+/// it (or diverts it when the sink could not deliver it).
+#[inline(always)]
+pub(super) fn consume_sink(
+    s: &mut dyn Sink,
+    lane: &mut Lane<'_>,
+    mut handle: Handle,
+    ctx: &mut StepCtx<'_>,
+) -> Result<Taken, String> {
+    let arena = ctx.arena;
+    note_arrival(lane, arena, &handle);
+    lane.report.received += 1;
+    let ingest = arena.meta(&handle).ingest_ns;
+    let pushed = s.push(&Element {
+        arena,
+        handle: &mut handle,
+        pool: ctx.pool,
+        outlet: None,
+    });
+    lane.note_latency(ingest);
+    match pushed {
+        Ok(()) => {
+            arena.release(handle, ctx.pool);
+            Ok(Taken::Yes)
+        }
+        Err(e) => reject(e, lane, handle, ctx),
     }
 }
 
@@ -492,6 +562,13 @@ pub(super) fn emit_mask(
     arena: &Arena,
     refusing: bool,
 ) {
+    if mask.0 & (mask.0 - 1) == 0 {
+        // One port, the usual route: no walk over the mask's bits.
+        let port = mask.0.trailing_zeros() as usize;
+        report.count_sent(port, 1);
+        ring::fan_out(arena, handle, ports, port, refusing);
+        return;
+    }
     for p in mask.iter() {
         report.count_sent(p, 1);
     }
