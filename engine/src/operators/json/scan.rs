@@ -98,9 +98,223 @@ pub(super) fn scan_object<'a, M: Members<'a>>(
     payload: &'a [u8],
     members: &mut M,
 ) -> Result<usize, JsonError> {
-    let mut s = Scanner { b: payload, i: 0 };
-    s.object(members)
-        .map_err(|code| JsonError::new(payload, code, s.i))
+    object(payload, members).map_err(|(code, at)| JsonError::new(payload, code, at))
+}
+
+/// An error and the byte offset it is reported at.
+type Fail = (Code, usize);
+
+// The top-level walk passes the offset by value between small functions
+// that return the next one (`(b, i) -> i`), so it stays in a register; a
+// `&mut Scanner` would keep it in memory, reloaded and stored around every
+// step. Nested values, rare on the hot path, use the `Scanner` below.
+
+/// The first byte at or after `i` that is not JSON whitespace, and where.
+#[inline(always)]
+fn ws(b: &[u8], i: usize) -> (Option<u8>, usize) {
+    match b.get(i) {
+        // Every token starts above the space: one compare decides.
+        Some(&c) if c > b' ' || !is_ws(c) => (Some(c), i),
+        Some(_) => ws_run(b, i + 1),
+        None => (None, i),
+    }
+}
+
+/// [`ws`] from `i`, inside a run of whitespace: padding often comes as
+/// long runs of spaces, taken eight at a time.
+#[inline(never)]
+fn ws_run(b: &[u8], mut i: usize) -> (Option<u8>, usize) {
+    let spaces = u64::from_ne_bytes([b' '; 8]);
+    while let Some(chunk) = b.get(i..i + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
+        if u64::from_ne_bytes(chunk) != spaces {
+            break;
+        }
+        i += 8;
+    }
+    // Padding to the end of the payload: its last eight bytes at once.
+    if i < b.len() && b.len() - i < 8 && b.len() >= 8 {
+        let last = b.len() - 8;
+        if <[u8; 8]>::try_from(&b[last..]).ok().map(u64::from_ne_bytes) == Some(spaces) {
+            return (None, b.len());
+        }
+    }
+    while let Some(&c) = b.get(i) {
+        if !is_ws(c) {
+            return (Some(c), i);
+        }
+        i += 1;
+    }
+    (None, i)
+}
+
+/// The top-level object, then only whitespace.
+#[inline(always)]
+fn object<'a, M: Members<'a>>(b: &'a [u8], m: &mut M) -> Result<usize, Fail> {
+    let mut i = match ws(b, 0) {
+        (Some(b'{'), i) => i + 1,
+        (Some(_), i) => return Err((Code::ExpectedObject, i)),
+        (None, i) => return Err((Code::EofValue, i)),
+    };
+    let mut members = 0;
+    match ws(b, i) {
+        (Some(b'}'), j) => i = j + 1,
+        (Some(b'"'), j) => {
+            i = j;
+            loop {
+                let key_start = i;
+                let (key, j) = key(b, i + 1)?;
+                i = match ws(b, j) {
+                    (Some(b':'), j) => j + 1,
+                    (Some(_), j) => return Err((Code::ExpectedColon, j)),
+                    (None, j) => return Err((Code::EofObject, j)),
+                };
+                members += 1;
+                let mode = m.key(key, key_start);
+                let (c, start) = ws(b, i);
+                i = match c {
+                    // Scalars, the common case, without the container stack.
+                    Some(b'"') => string(b, start + 1)?,
+                    Some(b'-' | b'0'..=b'9') => number(b, start)?,
+                    _ => {
+                        let mut s = Scanner { b, i: start };
+                        s.value().map_err(|code| (code, s.i))?;
+                        s.i
+                    }
+                };
+                match mode {
+                    Mode::Skip => {}
+                    Mode::Raw => match std::str::from_utf8(&b[start..i]) {
+                        Ok(raw) => m.raw_value(raw, start),
+                        Err(e) => return Err((Code::InvalidUnicode, start + e.valid_up_to())),
+                    },
+                    Mode::Bytes => m.raw_bytes(&b[start..i], start),
+                }
+                match ws(b, i) {
+                    (Some(b','), j) => match ws(b, j + 1) {
+                        (Some(b'"'), j) => i = j,
+                        (Some(b'}'), j) => return Err((Code::TrailingComma, j)),
+                        (Some(_), j) => return Err((Code::KeyMustBeAString, j)),
+                        (None, j) => return Err((Code::EofValue, j)),
+                    },
+                    (Some(b'}'), j) => {
+                        i = j + 1;
+                        break;
+                    }
+                    (Some(_), j) => return Err((Code::ExpectedObjectCommaOrEnd, j)),
+                    (None, j) => return Err((Code::EofObject, j)),
+                }
+            }
+        }
+        (Some(_), j) => return Err((Code::KeyMustBeAString, j)),
+        (None, j) => return Err((Code::EofObject, j)),
+    }
+    match ws(b, i) {
+        (Some(_), j) => Err((Code::TrailingCharacters, j)),
+        (None, _) => Ok(members),
+    }
+}
+
+/// The rest of a string from `i` (after its opening quote), as serde_json's
+/// `ignore_str` checks it: no controls, known escapes, any bytes else.
+/// Returns the offset after its closing quote.
+#[inline(always)]
+fn string(b: &[u8], mut i: usize) -> Result<usize, Fail> {
+    loop {
+        let j = plain_run(b, i, Stops::String);
+        match b.get(j) {
+            Some(b'"') => return Ok(j + 1),
+            Some(b'\\') => i = escape(b, j + 1, false)?,
+            Some(_) => return Err((Code::ControlCharacter, j)),
+            None => return Err((Code::EofString, j)),
+        }
+    }
+}
+
+/// The rest of a top-level key from `i` (after its opening quote), as
+/// serde_json's `parse_str` checks it: also UTF-8 and paired surrogates.
+/// Returns the key and the offset after its closing quote.
+#[inline(always)]
+fn key(b: &[u8], start: usize) -> Result<(Key<'_>, usize), Fail> {
+    let mut escaped = false;
+    let mut non_ascii = false;
+    let mut i = start;
+    let end = loop {
+        let j = plain_run(b, i, Stops::Key);
+        i = j + 1;
+        match b.get(j) {
+            Some(b'"') => break j,
+            Some(b'\\') => {
+                escaped = true;
+                i = escape(b, i, true)?;
+            }
+            Some(0x80..) => non_ascii = true,
+            Some(_) => return Err((Code::ControlCharacter, j)),
+            None => return Err((Code::EofString, j)),
+        }
+    };
+    let raw = &b[start..end];
+    if non_ascii {
+        // Escapes are ASCII and decode to whole characters, so the key
+        // is UTF-8 exactly when its raw bytes are.
+        if let Err(e) = std::str::from_utf8(raw) {
+            return Err((Code::InvalidUnicode, start + e.valid_up_to()));
+        }
+    }
+    Ok((Key { raw, escaped }, end + 1))
+}
+
+/// One escape from `i` (after its backslash); `decode`: surrogates must
+/// pair. Returns the offset after it.
+fn escape(b: &[u8], i: usize, decode: bool) -> Result<usize, Fail> {
+    let mut s = Scanner { b, i };
+    match s.escape(decode) {
+        Ok(()) => Ok(s.i),
+        Err(code) => Err((code, s.i)),
+    }
+}
+
+/// A number per the JSON grammar, from `i`; returns the offset after it.
+#[inline(always)]
+fn number(b: &[u8], mut i: usize) -> Result<usize, Fail> {
+    if b.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    let result = match b.get(i) {
+        Some(b'0') => {
+            i += 1;
+            if is_digit(b, i) {
+                Err(Code::InvalidNumber)
+            } else {
+                Ok(())
+            }
+        }
+        Some(b'1'..=b'9') => {
+            i = digits(b, i + 1);
+            Ok(())
+        }
+        _ => Err(Code::InvalidNumber),
+    }
+    .and_then(|()| {
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            if !is_digit(b, i) {
+                return Err(Code::InvalidNumber);
+            }
+            i = digits(b, i);
+        }
+        if let Some(b'e' | b'E') = b.get(i) {
+            i += 1;
+            if let Some(b'+' | b'-') = b.get(i) {
+                i += 1;
+            }
+            if !is_digit(b, i) {
+                return Err(Code::InvalidNumber);
+            }
+            i = digits(b, i);
+        }
+        Ok(())
+    });
+    result.map(|()| i).map_err(|code| (code, i))
 }
 
 /// Open containers inside one value, innermost last (`true`: an object).
@@ -160,124 +374,9 @@ impl<'p> Scanner<'p> {
     /// Skips JSON whitespace; the byte after it, if any.
     #[inline]
     fn ws(&mut self) -> Option<u8> {
-        let c = *self.b.get(self.i)?;
-        // Every token starts above the space: one compare decides.
-        if c > b' ' || !is_ws(c) {
-            Some(c)
-        } else {
-            self.ws_run()
-        }
-    }
-
-    /// [`Self::ws`] past its first byte: padding often comes as long runs
-    /// of spaces, taken eight at a time.
-    #[inline(never)]
-    fn ws_run(&mut self) -> Option<u8> {
-        let b = self.b;
-        let mut i = self.i + 1;
-        let spaces = u64::from_ne_bytes([b' '; 8]);
-        while let Some(chunk) = b.get(i..i + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
-            if u64::from_ne_bytes(chunk) != spaces {
-                break;
-            }
-            i += 8;
-        }
-        // Padding to the end of the payload: its last eight bytes at once.
-        if i < b.len() && b.len() - i < 8 && b.len() >= 8 {
-            let last = b.len() - 8;
-            if <[u8; 8]>::try_from(&b[last..]).ok().map(u64::from_ne_bytes) == Some(spaces) {
-                self.i = b.len();
-                return None;
-            }
-        }
-        while let Some(&c) = b.get(i) {
-            if !is_ws(c) {
-                self.i = i;
-                return Some(c);
-            }
-            i += 1;
-        }
+        let (c, i) = ws(self.b, self.i);
         self.i = i;
-        None
-    }
-
-    /// The top-level object, then only whitespace.
-    fn object<'a, M: Members<'a>>(&mut self, m: &mut M) -> Result<usize, Code>
-    where
-        'p: 'a,
-    {
-        match self.ws() {
-            Some(b'{') => self.i += 1,
-            Some(_) => return Err(Code::ExpectedObject),
-            None => return Err(Code::EofValue),
-        }
-        let mut members = 0;
-        match self.ws() {
-            Some(b'}') => self.i += 1,
-            Some(b'"') => loop {
-                let key_start = self.i;
-                self.i += 1;
-                let key = self.key()?;
-                match self.ws() {
-                    Some(b':') => self.i += 1,
-                    Some(_) => return Err(Code::ExpectedColon),
-                    None => return Err(Code::EofObject),
-                }
-                members += 1;
-                let mode = m.key(key, key_start);
-                let c = self.ws();
-                let start = self.i;
-                match c {
-                    // Scalars, the common case, without the container stack.
-                    Some(b'"') => {
-                        self.i += 1;
-                        self.string()?;
-                    }
-                    Some(b'-' | b'0'..=b'9') => self.number()?,
-                    _ => self.value()?,
-                }
-                match mode {
-                    Mode::Skip => {}
-                    Mode::Raw => {
-                        let b: &'p [u8] = self.b;
-                        match std::str::from_utf8(&b[start..self.i]) {
-                            Ok(raw) => m.raw_value(raw, start),
-                            Err(e) => {
-                                self.i = start + e.valid_up_to();
-                                return Err(Code::InvalidUnicode);
-                            }
-                        }
-                    }
-                    Mode::Bytes => {
-                        let b: &'p [u8] = self.b;
-                        m.raw_bytes(&b[start..self.i], start);
-                    }
-                }
-                match self.ws() {
-                    Some(b',') => {
-                        self.i += 1;
-                        match self.ws() {
-                            Some(b'"') => {}
-                            Some(b'}') => return Err(Code::TrailingComma),
-                            Some(_) => return Err(Code::KeyMustBeAString),
-                            None => return Err(Code::EofValue),
-                        }
-                    }
-                    Some(b'}') => {
-                        self.i += 1;
-                        break;
-                    }
-                    Some(_) => return Err(Code::ExpectedObjectCommaOrEnd),
-                    None => return Err(Code::EofObject),
-                }
-            },
-            Some(_) => return Err(Code::KeyMustBeAString),
-            None => return Err(Code::EofObject),
-        }
-        match self.ws() {
-            Some(_) => Err(Code::TrailingCharacters),
-            None => Ok(members),
-        }
+        c
     }
 
     /// One member value of the top object (whitespace already skipped),
@@ -366,72 +465,18 @@ impl<'p> Scanner<'p> {
         }
     }
 
-    /// The rest of a string after its opening quote, as serde_json's
-    /// `ignore_str` checks it: no controls, known escapes, any bytes else.
-    #[inline(always)]
+    /// The rest of a string after its opening quote (see [`string`]).
     fn string(&mut self) -> Result<(), Code> {
-        let b = self.b;
-        loop {
-            let i = plain_run(b, self.i, Stops::String);
-            match b.get(i) {
-                Some(b'"') => {
-                    self.i = i + 1;
-                    return Ok(());
-                }
-                Some(b'\\') => {
-                    self.i = i + 1;
-                    self.escape(false)?;
-                }
-                Some(_) => {
-                    self.i = i;
-                    return Err(Code::ControlCharacter);
-                }
-                None => {
-                    self.i = i;
-                    return Err(Code::EofString);
-                }
+        match string(self.b, self.i) {
+            Ok(i) => {
+                self.i = i;
+                Ok(())
+            }
+            Err((code, at)) => {
+                self.i = at;
+                Err(code)
             }
         }
-    }
-
-    /// The rest of a top-level key after its opening quote, as serde_json's
-    /// `parse_str` checks it: also UTF-8 and paired surrogates.
-    #[inline(always)]
-    fn key(&mut self) -> Result<Key<'p>, Code> {
-        let b: &'p [u8] = self.b;
-        let start = self.i;
-        let mut escaped = false;
-        let mut non_ascii = false;
-        loop {
-            let i = plain_run(b, self.i, Stops::Key);
-            self.i = i + 1;
-            match b.get(i) {
-                Some(b'"') => break,
-                Some(b'\\') => {
-                    escaped = true;
-                    self.escape(true)?;
-                }
-                Some(0x80..) => non_ascii = true,
-                Some(_) => {
-                    self.i = i;
-                    return Err(Code::ControlCharacter);
-                }
-                None => {
-                    self.i = i;
-                    return Err(Code::EofString);
-                }
-            }
-        }
-        let raw = &b[start..self.i - 1];
-        if non_ascii {
-            // Escapes are ASCII and decode to whole characters, so the key
-            // is UTF-8 exactly when its raw bytes are.
-            if let Err(e) = std::str::from_utf8(raw) {
-                self.i = start + e.valid_up_to();
-                return Err(Code::InvalidUnicode);
-            }
-        }
-        Ok(Key { raw, escaped })
     }
 
     /// One escape, after its backslash; `decode`: surrogates must pair.
@@ -478,49 +523,12 @@ impl<'p> Scanner<'p> {
         Ok(n)
     }
 
-    /// A number per the JSON grammar.
-    #[inline(always)]
+    /// A number per the JSON grammar (see [`number`]).
     fn number(&mut self) -> Result<(), Code> {
-        let b = self.b;
-        let mut i = self.i;
-        if b.get(i) == Some(&b'-') {
-            i += 1;
-        }
-        let result = match b.get(i) {
-            Some(b'0') => {
-                i += 1;
-                if is_digit(b, i) {
-                    Err(Code::InvalidNumber)
-                } else {
-                    Ok(())
-                }
-            }
-            Some(b'1'..=b'9') => {
-                i = digits(b, i + 1);
-                Ok(())
-            }
-            _ => Err(Code::InvalidNumber),
-        }
-        .and_then(|()| {
-            if b.get(i) == Some(&b'.') {
-                i += 1;
-                if !is_digit(b, i) {
-                    return Err(Code::InvalidNumber);
-                }
-                i = digits(b, i);
-            }
-            if let Some(b'e' | b'E') = b.get(i) {
-                i += 1;
-                if let Some(b'+' | b'-') = b.get(i) {
-                    i += 1;
-                }
-                if !is_digit(b, i) {
-                    return Err(Code::InvalidNumber);
-                }
-                i = digits(b, i);
-            }
-            Ok(())
-        });
+        let (result, i) = match number(self.b, self.i) {
+            Ok(i) => (Ok(()), i),
+            Err((code, at)) => (Err(code), at),
+        };
         self.i = i;
         result
     }
