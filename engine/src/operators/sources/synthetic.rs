@@ -391,6 +391,8 @@ struct Frame {
     digits: usize,
     /// Where each `{seq}` starts.
     seq_at: Vec<usize>,
+    /// The sequence number whose digits the frame holds.
+    seq: u64,
 }
 
 /// Most frames prepared for one template.
@@ -453,6 +455,15 @@ impl Frames {
         let frame = &mut self.frames[key as usize];
         if frame.digits != self.digits {
             Self::prepare(frame, &self.pieces, &self.sizes, seq, self.digits);
+        } else if seq != frame.seq {
+            // The frame holds an earlier number of the same width: add the
+            // difference to its digits in place (usually one digit changes)
+            // rather than writing them all again.
+            let delta = seq.wrapping_sub(frame.seq);
+            for &at in &frame.seq_at {
+                add_decimal(&mut frame.bytes[at..at + self.digits], delta, seq);
+            }
+            frame.seq = seq;
         }
         let len = frame.len;
         let blocks = frame.bytes.len();
@@ -467,9 +478,6 @@ impl Frames {
             buf[..len].copy_from_slice(&frame.bytes[..len]);
         } else {
             return None;
-        }
-        for &at in &frame.seq_at {
-            write_digits(&mut buf[at..at + self.digits], seq);
         }
         Some(len)
     }
@@ -502,6 +510,28 @@ impl Frames {
         frame.len = out.len();
         out.resize(frame.len.div_ceil(BLOCK) * BLOCK, 0);
         frame.digits = digits;
+        frame.seq = seq;
+    }
+}
+
+/// Adds `delta` to the decimal number written in `digits` (ASCII, all of
+/// it), which then reads `now`; `now` has the same number of digits. A
+/// small step carries through a few digits; a large one rewrites them.
+#[inline]
+fn add_decimal(digits: &mut [u8], delta: u64, now: u64) {
+    if delta >= 10 {
+        write_digits(digits, now);
+        return;
+    }
+    let mut carry = delta as u8;
+    for d in digits.iter_mut().rev() {
+        let v = *d - b'0' + carry;
+        if v < 10 {
+            *d = b'0' + v;
+            return;
+        }
+        *d = b'0' + v - 10;
+        carry = 1;
     }
 }
 

@@ -114,6 +114,31 @@ fn frames_follow_jumps_in_the_sequence() {
     }
 }
 
+/// A frame's digits are advanced in place: carries across several digits,
+/// and a large step rewrites them.
+#[test]
+fn decimal_digits_advance_in_place() {
+    for (from, delta) in [
+        (0u64, 1u64),
+        (9, 0),
+        (1999, 1),
+        (1995, 7),
+        (1090, 9),
+        (4321, 5000),
+        (99, 1),
+    ] {
+        let to = from + delta;
+        let width = to.to_string().len();
+        let mut digits = format!("{from:0width$}").into_bytes();
+        add_decimal(&mut digits, delta, to);
+        assert_eq!(
+            String::from_utf8(digits).unwrap(),
+            format!("{to:0width$}"),
+            "{from} + {delta}"
+        );
+    }
+}
+
 #[test]
 fn digits_are_written_right_aligned() {
     for n in [0u64, 5, 9, 10, 42, 99, 100, 12345, 999_999, u64::MAX] {
