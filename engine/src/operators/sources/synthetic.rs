@@ -455,7 +455,7 @@ impl Frames {
         let frame = &mut self.frames[key as usize];
         if frame.digits != self.digits {
             Self::prepare(frame, &self.pieces, &self.sizes, seq, self.digits);
-        } else if seq != frame.seq {
+        } else if seq != frame.seq && !frame.seq_at.is_empty() {
             // The frame holds an earlier number of the same width: add the
             // difference to its digits in place (usually one digit changes)
             // rather than writing them all again.
@@ -467,7 +467,10 @@ impl Frames {
         }
         let len = frame.len;
         let blocks = frame.bytes.len();
-        if blocks <= buf.len() {
+        if let (BLOCK, Some(dst)) = (blocks, buf.get_mut(..BLOCK)) {
+            // One block, the usual payload: a fixed-size copy.
+            dst.copy_from_slice(&frame.bytes[..BLOCK]);
+        } else if blocks <= buf.len() {
             for (d, s) in buf[..blocks]
                 .chunks_exact_mut(BLOCK)
                 .zip(frame.bytes.chunks_exact(BLOCK))
