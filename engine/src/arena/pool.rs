@@ -199,22 +199,36 @@ impl LocalPool {
         self.arena = arena;
     }
 
+    /// A free slot: from the cache, refilled with a batch when empty.
+    #[inline]
     pub(crate) fn take(&mut self, arena: u32, stack: &FreeStack) -> Option<u32> {
         self.bind(arena);
         if self.cached.is_empty() {
-            stack.pop_batch(self.batch, &mut self.cached);
+            self.refill(stack);
         }
         self.cached.pop()
     }
 
+    #[inline(never)]
+    fn refill(&mut self, stack: &FreeStack) {
+        stack.pop_batch(self.batch, &mut self.cached);
+    }
+
+    /// Takes a freed slot back, returning a batch to the stack when full.
+    #[inline]
     pub(crate) fn give(&mut self, arena: u32, stack: &FreeStack, index: u32) {
         self.bind(arena);
         if self.cached.len() == 2 * self.batch {
-            let keep = self.batch;
-            stack.push_batch(&self.cached[keep..]);
-            self.cached.truncate(keep);
+            self.spill(stack);
         }
         self.cached.push(index);
+    }
+
+    #[inline(never)]
+    fn spill(&mut self, stack: &FreeStack) {
+        let keep = self.batch;
+        stack.push_batch(&self.cached[keep..]);
+        self.cached.truncate(keep);
     }
 
     /// Returns every cached slot to the global stack (an idle worker does
