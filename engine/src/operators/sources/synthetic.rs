@@ -359,10 +359,12 @@ fn too_large(capacity: usize) -> StageError {
 /// Prepared renderings of a template whose only placeholders are `{seq}`
 /// and `{pick:..}`: one frame per combination of pick choices and payload
 /// size, rendered once with the sequence number's digit count. An element is
-/// then one copy of its frame into the slot (whole 64-byte blocks, no call)
-/// and its digits patched in place, instead of formatting every piece; a
-/// frame is rendered again only when the digit count grows (10, 100, ...).
-/// The bytes are exactly what the general renderer writes.
+/// then its frame's digits advanced in place to its own number (usually one
+/// digit changes) and one copy of the frame into the slot (whole 64-byte
+/// blocks, no call), instead of formatting every piece; the frame is found
+/// by counting, not dividing, and rendered again only when the digit count
+/// grows (10, 100, ...). The bytes are exactly what the general renderer
+/// writes.
 #[derive(Debug)]
 struct Frames {
     pieces: Vec<Piece>,
