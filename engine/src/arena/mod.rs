@@ -255,7 +255,7 @@ impl Arena {
     }
 
     /// Gives one reference back; the slot returns to the pool with the last.
-    #[inline]
+    #[inline(always)]
     pub fn release(&self, handle: Handle, cache: &mut LocalPool) {
         let slot = self.slot(&handle);
         let index = handle.into_raw();

@@ -553,7 +553,7 @@ pub(super) fn emit_port(
 
 /// Queues `handle` on every edge of every port in `mask`: one slot, one
 /// refcount bump, no copy.
-#[inline]
+#[inline(always)]
 pub(super) fn emit_mask(
     ports: &mut [Vec<EdgeOut>],
     report: &mut StageReport,
