@@ -172,12 +172,7 @@ impl Harness {
         let mut handle = self.element(payload, 1);
         let mut mask = PortMask::default();
         let res = r.route(
-            &Element {
-                arena: &self.arena,
-                handle: &mut handle,
-                pool: &mut self.pool,
-                outlet: None,
-            },
+            &Element::input(&self.arena, &mut handle, &mut self.pool),
             &mut mask,
         );
         self.arena.release(handle, &mut self.pool);
@@ -195,12 +190,7 @@ impl Harness {
         let mut meta = self.arena.meta(&handle);
         meta.reason = reason;
         self.arena.set_meta(&mut handle, meta);
-        let r = s.push(&Element {
-            arena: &self.arena,
-            handle: &mut handle,
-            pool: &mut self.pool,
-            outlet: None,
-        });
+        let r = s.push(&Element::input(&self.arena, &mut handle, &mut self.pool));
         self.arena.release(handle, &mut self.pool);
         r
     }

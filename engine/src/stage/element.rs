@@ -83,6 +83,24 @@ pub struct Element<'a> {
     pub(crate) outlet: Option<Outlet<'a>>,
 }
 
+impl<'a> Element<'a> {
+    /// A router's or sink's view of `handle`: it may read the element and
+    /// copy-on-write it, but not emit new ones.
+    #[inline]
+    pub(crate) fn input(
+        arena: &'a Arena,
+        handle: &'a mut Handle,
+        pool: &'a mut LocalPool,
+    ) -> Element<'a> {
+        Element {
+            arena,
+            handle,
+            pool,
+            outlet: None,
+        }
+    }
+}
+
 impl Element<'_> {
     /// The payload bytes.
     #[inline]

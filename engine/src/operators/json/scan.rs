@@ -465,9 +465,11 @@ impl<'p> Scanner<'p> {
         }
     }
 
-    /// The rest of a string after its opening quote (see [`string`]).
-    fn string(&mut self) -> Result<(), Code> {
-        match string(self.b, self.i) {
+    /// Moves to where a step of the top-level walk ended: the offset after
+    /// it, or the one its error is reported at.
+    #[inline]
+    fn advance(&mut self, step: Result<usize, Fail>) -> Result<(), Code> {
+        match step {
             Ok(i) => {
                 self.i = i;
                 Ok(())
@@ -477,6 +479,11 @@ impl<'p> Scanner<'p> {
                 Err(code)
             }
         }
+    }
+
+    /// The rest of a string after its opening quote (see [`string`]).
+    fn string(&mut self) -> Result<(), Code> {
+        self.advance(string(self.b, self.i))
     }
 
     /// One escape, after its backslash; `decode`: surrogates must pair.
@@ -525,12 +532,7 @@ impl<'p> Scanner<'p> {
 
     /// A number per the JSON grammar (see [`number`]).
     fn number(&mut self) -> Result<(), Code> {
-        let (result, i) = match number(self.b, self.i) {
-            Ok(i) => (Ok(()), i),
-            Err((code, at)) => (Err(code), at),
-        };
-        self.i = i;
-        result
+        self.advance(number(self.b, self.i))
     }
 
     fn literal(&mut self, word: &[u8]) -> Result<(), Code> {

@@ -222,6 +222,22 @@ pub(super) struct Lane<'a> {
 }
 
 impl Lane<'_> {
+    /// With stage metrics: how long `handle` waited in the ring.
+    #[inline(always)]
+    fn note_arrival(&mut self, arena: &Arena, handle: &Handle) {
+        if let (Some(t0), Some(h)) = (self.stamp, self.report.arrival.as_mut()) {
+            h.saturating_record(t0.saturating_sub(arena.meta(handle).ingest_ns));
+        }
+    }
+
+    /// A router or sink takes `handle`: its wait is noted and it counts as
+    /// received (a processor counts it after `process`, which may defer it).
+    #[inline(always)]
+    fn receive(&mut self, arena: &Arena, handle: &Handle) {
+        self.note_arrival(arena, handle);
+        self.report.received += 1;
+    }
+
     /// Counts one more sink delivery of an element ingested at `ingest`.
     #[inline]
     fn note_latency(&mut self, ingest: u64) {
@@ -296,14 +312,6 @@ fn take_batch<const CONTROL: bool>(
     }
 }
 
-/// With stage metrics: how long `handle` waited in the ring.
-#[inline(always)]
-fn note_arrival(lane: &mut Lane<'_>, arena: &Arena, handle: &Handle) {
-    if let (Some(t0), Some(h)) = (lane.stamp, lane.report.arrival.as_mut()) {
-        h.saturating_record(t0.saturating_sub(arena.meta(handle).ingest_ns));
-    }
-}
-
 /// Hands one input element to a processor and moves its handle
 /// accordingly. `Taken::Defer`: the processor deferred it (it stays in
 /// the ring). `Err` carries a fatal error or panic message; the element
@@ -318,7 +326,7 @@ pub(super) fn consume_processor(
 ) -> Result<Taken, String> {
     let arena = ctx.arena;
     let raw = handle.index();
-    note_arrival(lane, arena, &handle);
+    lane.note_arrival(arena, &handle);
     let verdict = {
         let (ports, report) = (&mut *lane.ports, &mut *lane.report);
         let mut out = |h: Handle| {
@@ -398,18 +406,9 @@ pub(super) fn consume_router(
     ctx: &mut StepCtx<'_>,
 ) -> Result<Taken, String> {
     let arena = ctx.arena;
-    note_arrival(lane, arena, &handle);
-    lane.report.received += 1;
+    lane.receive(arena, &handle);
     let mut mask = PortMask::default();
-    let routed = r.route(
-        &Element {
-            arena,
-            handle: &mut handle,
-            pool: ctx.pool,
-            outlet: None,
-        },
-        &mut mask,
-    );
+    let routed = r.route(&Element::input(arena, &mut handle, ctx.pool), &mut mask);
     // A router may only name its declared ports.
     let mask = PortMask(mask.0 & PortMask::all(lane.routable).0);
     match routed {
@@ -436,15 +435,9 @@ pub(super) fn consume_sink(
     ctx: &mut StepCtx<'_>,
 ) -> Result<Taken, String> {
     let arena = ctx.arena;
-    note_arrival(lane, arena, &handle);
-    lane.report.received += 1;
+    lane.receive(arena, &handle);
     let ingest = arena.meta(&handle).ingest_ns;
-    let pushed = s.push(&Element {
-        arena,
-        handle: &mut handle,
-        pool: ctx.pool,
-        outlet: None,
-    });
+    let pushed = s.push(&Element::input(arena, &mut handle, ctx.pool));
     lane.note_latency(ingest);
     match pushed {
         Ok(()) => {
