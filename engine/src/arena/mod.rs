@@ -108,6 +108,17 @@ impl fmt::Debug for Handle {
 }
 
 /// Brands for arenas: each arena gets the next one (0 is never used).
+/// A slot taken by [`Arena::alloc_fresh`] and not yet published: the only
+/// way to it, written through [`Arena::fresh_buffer`] and made a [`Handle`]
+/// by [`Arena::seal`] (or given back by [`Arena::discard_fresh`]). Not
+/// `Clone`, so it cannot be shared before it is sealed.
+#[must_use = "a Fresh slot must be sealed or given back"]
+#[derive(Debug)]
+pub(crate) struct Fresh {
+    index: u32,
+    arena: u32,
+}
+
 static NEXT_ARENA: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
 
 #[cold]
@@ -354,23 +365,70 @@ impl Arena {
         Some(unsafe { std::slice::from_raw_parts_mut(self.slot_ptr(handle.index), self.slot_size) })
     }
 
-    /// Sets the payload length and the metadata of a slot a source just
-    /// filled (`handle` must be its only reference): one check, then both.
+    /// Takes a free slot for a source to fill: a [`Fresh`] slot, which no
+    /// one else can see until [`Arena::seal`] makes it a [`Handle`]. Unlike
+    /// [`Arena::alloc`] it resets nothing: `seal` writes the refcount, the
+    /// length and the metadata, once, on the one cache line they share.
+    #[inline]
+    pub(crate) fn alloc_fresh(&self, cache: &mut LocalPool) -> Option<Fresh> {
+        let index = cache.take(self.id, &self.free)?;
+        debug_assert_eq!(
+            self.meta[index as usize].refs.load(Ordering::Relaxed),
+            0,
+            "allocated a live slot"
+        );
+        Some(Fresh {
+            index,
+            arena: self.id,
+        })
+    }
+
+    /// The whole slot of `fresh`, to write the payload into.
+    #[inline]
+    pub(crate) fn fresh_buffer<'a>(&'a self, fresh: &'a mut Fresh) -> &'a mut [u8] {
+        if fresh.arena != self.id {
+            wrong_arena(fresh.arena, self.id);
+        }
+        // SAFETY: a `Fresh` came from this arena's free pool (checked just
+        // above), so its index is in range and nothing else refers to the
+        // slot: its refcount is 0 until `seal`, no handle to it exists, and
+        // `fresh` is mutably borrowed for 'a, so this is the only access.
+        unsafe { std::slice::from_raw_parts_mut(self.slot_ptr(fresh.index), self.slot_size) }
+    }
+
+    /// Publishes a slot a source filled: its refcount becomes 1, its length
+    /// `len`, its metadata `meta`; the returned handle is its one reference.
     ///
     /// # Panics
-    /// If `len` exceeds the slot size or the slot is shared.
+    /// If `len` exceeds the slot size.
     #[inline]
-    pub(crate) fn seal(&self, handle: &mut Handle, len: usize, meta: Meta) {
-        let slot = self.slot(handle);
-        assert!(
-            len <= self.slot_size && slot.refs.load(Ordering::Acquire) == 1,
-            "seal: a fresh, unshared slot and a length that fits"
-        );
-        // SAFETY: sole reference, `handle` mutably borrowed.
+    pub(crate) fn seal(&self, fresh: Fresh, len: usize, meta: Meta) -> Handle {
+        if fresh.arena != self.id {
+            wrong_arena(fresh.arena, self.id);
+        }
+        assert!(len <= self.slot_size, "seal: a length that fits the slot");
+        let slot = &self.meta[fresh.index as usize];
+        // Relaxed: the handle reaches other threads through a ring, whose
+        // push (Release) publishes these writes with it.
+        slot.refs.store(1, Ordering::Relaxed);
+        // SAFETY: `fresh` is consumed here, and until now it was the only
+        // way to the slot (see `fresh_buffer`).
         unsafe {
             *slot.len.get() = len as u32;
             *slot.meta.get() = meta;
         }
+        Handle {
+            index: fresh.index,
+            arena: fresh.arena,
+        }
+    }
+
+    /// Gives an unsealed slot back to the free pool.
+    pub(crate) fn discard_fresh(&self, fresh: Fresh, cache: &mut LocalPool) {
+        if fresh.arena != self.id {
+            wrong_arena(fresh.arena, self.id);
+        }
+        cache.give(self.id, &self.free, fresh.index);
     }
 
     /// Sets the payload length, if `handle` is the only reference.

@@ -197,8 +197,8 @@ impl Harness {
 
     /// Pulls once from a source: the outcome and, when ready, the payload.
     pub(crate) fn pull(&mut self, s: &mut dyn Source) -> (Result<Pull, StageError>, Vec<u8>) {
-        let mut handle = self.arena.alloc(&mut self.pool).expect("a free slot");
-        let mut writer = SlotWriter::new(&self.arena, &mut handle);
+        let mut fresh = self.arena.alloc_fresh(&mut self.pool).expect("a free slot");
+        let mut writer = SlotWriter::new(&self.arena, &mut fresh);
         let r = s.pull(&mut writer);
         let len = writer.len;
         let meta = Meta {
@@ -206,7 +206,7 @@ impl Harness {
             content_type: writer.content_type,
             ..Meta::default()
         };
-        self.arena.seal(&mut handle, len, meta);
+        let handle = self.arena.seal(fresh, len, meta);
         let payload = self.arena.payload(&handle).to_vec();
         self.arena.release(handle, &mut self.pool);
         (r, payload)

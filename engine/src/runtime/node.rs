@@ -10,7 +10,7 @@ mod timing;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::arena::{Arena, Handle, LocalPool, Meta};
+use crate::arena::{Arena, Fresh, Handle, LocalPool, Meta};
 use crate::clock::now_ns;
 use crate::metrics::{LiveCounters, LiveState, StageReport, RESTART_REASON};
 use crate::ring::{self, EdgeIn, EdgeOut, Taken};
@@ -70,7 +70,7 @@ pub(crate) struct Node {
     ports: Vec<Vec<EdgeOut>>,
     state: State,
     /// A source's allocated, not yet filled slot.
-    pending: Option<Handle>,
+    pending: Option<Fresh>,
     seq: u64,
     /// Index of the connected `error` port, if any.
     error_port: Option<usize>,
@@ -329,8 +329,8 @@ impl Node {
     /// processor whose `finish` holds output stays `Finishing` and is called
     /// again on the next step; returns whether anything moved.
     fn finish(&mut self, ctx: &mut StepCtx<'_>) -> bool {
-        if let Some(h) = self.pending.take() {
-            ctx.arena.release(h, ctx.pool);
+        if let Some(fresh) = self.pending.take() {
+            ctx.arena.discard_fresh(fresh, ctx.pool);
         }
         let failed = self.state == State::Failed;
         if !failed {

@@ -4,11 +4,11 @@
 //! borrow the arena; the stage never sees a handle or a refcount.
 
 use super::{Reason, StageError, NO_ROOM};
-use crate::arena::{Arena, ContentType, Handle, LocalPool, Meta, TooLarge};
+use crate::arena::{Arena, ContentType, Fresh, Handle, LocalPool, Meta, TooLarge};
 
 /// A freshly allocated slot for a source to fill.
 pub struct SlotWriter<'a> {
-    /// The whole slot (checked to be the sole reference once, up front).
+    /// The whole slot (a fresh one: nobody else can see it).
     buf: &'a mut [u8],
     /// Payload length set by the source.
     pub(crate) len: usize,
@@ -17,13 +17,11 @@ pub struct SlotWriter<'a> {
 }
 
 impl<'a> SlotWriter<'a> {
-    /// A writer over the slot of `handle`, which must be its only reference
-    /// (a freshly allocated slot).
-    pub(crate) fn new(arena: &'a Arena, handle: &'a mut Handle) -> SlotWriter<'a> {
+    /// A writer over a fresh slot, not yet sealed.
+    #[inline]
+    pub(crate) fn new(arena: &'a Arena, fresh: &'a mut Fresh) -> SlotWriter<'a> {
         SlotWriter {
-            buf: arena
-                .payload_mut(handle)
-                .expect("a source's slot is never shared"),
+            buf: arena.fresh_buffer(fresh),
             len: 0,
             ingest_ns: 0,
             content_type: ContentType::Bytes,

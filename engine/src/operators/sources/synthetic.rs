@@ -469,9 +469,14 @@ impl Frames {
         }
         let len = frame.len;
         let blocks = frame.bytes.len();
-        if let (BLOCK, Some(dst)) = (blocks, buf.get_mut(..BLOCK)) {
-            // One block, the usual payload: a fixed-size copy.
-            dst.copy_from_slice(&frame.bytes[..BLOCK]);
+        if let (BLOCK, Some(dst)) = (blocks, buf.first_chunk_mut::<BLOCK>()) {
+            // One block, the usual payload: a fixed-size copy, in 16-byte
+            // words (a `copy_from_slice` of 64 bytes is a call to memcpy).
+            let src = frame.bytes.first_chunk::<BLOCK>().expect("one block");
+            for (d, s) in dst.chunks_exact_mut(16).zip(src.chunks_exact(16)) {
+                let word = u128::from_ne_bytes(s.try_into().expect("16 bytes"));
+                d.copy_from_slice(&word.to_ne_bytes());
+            }
         } else if blocks <= buf.len() {
             for (d, s) in buf[..blocks]
                 .chunks_exact_mut(BLOCK)

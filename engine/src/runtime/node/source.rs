@@ -67,7 +67,7 @@ impl Node {
         let mut done = false;
         for _ in 0..budget {
             if self.pending.is_none() {
-                match ctx.arena.alloc(ctx.pool) {
+                match ctx.arena.alloc_fresh(ctx.pool) {
                     Some(h) => self.pending = Some(h),
                     // Arena exhausted: wait for downstream to release.
                     None => break,
@@ -83,7 +83,7 @@ impl Node {
                     Ok(ts) => max_ts = max_ts.max(ts),
                     Err(reason) => match self.error_port {
                         Some(port) => {
-                            let mut h = self.pending.take().expect("pending slot");
+                            let fresh = self.pending.take().expect("pending slot");
                             let meta = Meta {
                                 seq: self.seq,
                                 ingest_ns: now_ns(),
@@ -92,7 +92,7 @@ impl Node {
                                 reason: Some(reason.kind),
                             };
                             self.seq += 1;
-                            ctx.arena.seal(&mut h, len, meta);
+                            let h = ctx.arena.seal(fresh, len, meta);
                             self.report.divert(reason);
                             emit_port(&mut self.ports, port, h, ctx.arena, self.refusing);
                             self.report.count_sent(port, 1);
@@ -121,8 +121,8 @@ impl Node {
                         reason: None,
                     };
                     self.seq += 1;
-                    let mut h = self.pending.take().expect("pending slot");
-                    ctx.arena.seal(&mut h, len, meta);
+                    let fresh = self.pending.take().expect("pending slot");
+                    let h = ctx.arena.seal(fresh, len, meta);
                     emit_port(&mut self.ports, 0, h, ctx.arena, self.refusing);
                     sent += 1;
                 }
