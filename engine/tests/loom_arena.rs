@@ -106,3 +106,48 @@ fn concurrent_alloc_release() {
         assert_eq!(arena.leaked_quiescent(), 0);
     });
 }
+
+/// A co-owner reads and releases while the owner, left alone with the slot
+/// or not, shares it again (`add_refs` stores instead of adding when the
+/// count is 1): whoever frees the slot last, its next writer must still be
+/// ordered after the first co-owner's read.
+#[test]
+fn reshare_after_a_co_owner_released() {
+    loom::model(|| {
+        let arena = Arc::new(Arena::new(1, 8));
+        let cells = Cells::new(1);
+        let mut pool = LocalPool::new(1);
+        let h = arena.alloc(&mut pool).unwrap();
+        cells.write(&h, 7);
+        let first = arena.share(&h);
+        let reader = {
+            let (arena, cells) = (Arc::clone(&arena), Arc::clone(&cells));
+            thread::spawn(move || {
+                let mut pool = LocalPool::new(1);
+                assert_eq!(cells.read(&first), 7);
+                arena.release(first, &mut pool);
+                arena.flush(&mut pool);
+            })
+        };
+        // Shared again, perhaps after `first` was released (count 1).
+        let second = arena.share(&h);
+        let (arena2, cells2) = (Arc::clone(&arena), Arc::clone(&cells));
+        let recycler = thread::spawn(move || {
+            let mut pool = LocalPool::new(1);
+            assert_eq!(cells2.read(&second), 7);
+            arena2.release(second, &mut pool);
+            arena2.flush(&mut pool);
+        });
+        arena.release(h, &mut pool);
+        arena.flush(&mut pool);
+        recycler.join().unwrap();
+        // The slot is free once the reader is done too; its next owner
+        // writes it, which must not race with the reader's read.
+        let again = alloc_spin(&arena, &mut pool);
+        cells.write(&again, 9);
+        arena.release(again, &mut pool);
+        arena.flush(&mut pool);
+        reader.join().unwrap();
+        assert_eq!(arena.leaked_quiescent(), 0);
+    });
+}

@@ -296,9 +296,21 @@ impl Arena {
     #[inline]
     pub fn add_refs(&self, handle: &Handle, extra: u32) {
         if extra > 0 {
+            let refs = &self.slot(handle).refs;
             // Relaxed is enough, as for `Arc::clone`: the new references are
             // handed to other threads through rings, which synchronize.
-            let prev = self.slot(handle).refs.fetch_add(extra, Ordering::Relaxed);
+            // A count of 1 is `handle` alone: nobody else can change it, so
+            // a plain store does what the locked add would (a fan-out of a
+            // fresh element, the usual case, pays no read-modify-write).
+            // The store ends the release sequence of earlier co-owners'
+            // decrements, so the load acquires them instead (as `release`'s
+            // fast path does): their accesses stay ordered before whoever
+            // frees the slot later.
+            if refs.load(Ordering::Acquire) == 1 {
+                refs.store(1 + extra, Ordering::Relaxed);
+                return;
+            }
+            let prev = refs.fetch_add(extra, Ordering::Relaxed);
             debug_assert!(prev > 0, "shared a free slot");
         }
     }
