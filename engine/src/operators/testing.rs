@@ -3,8 +3,8 @@
 
 use crate::arena::{Arena, ContentType, Handle, LocalPool, Meta};
 use crate::stage::{
-    Element, Emitter, Flush, Outlet, PortMask, Processor, Pull, Router, Sink, SlotWriter, Source,
-    StageError, StageInfo, Verdict,
+    Element, Emitter, Flush, Outlet, PortMask, Processor, Pull, Router, Sink, SlotBatch,
+    SlotWriter, Source, StageError, StageInfo, Verdict,
 };
 
 /// A private arena and pool for driving one operator.
@@ -245,6 +245,52 @@ impl Harness {
                     }
                 }
             }
+        }
+        (got, errors)
+    }
+}
+
+impl Harness {
+    /// Pulls through [`Source::pull_batch`], `room` slots a call, as the
+    /// runtime does, until `Done`, a fatal error or `limit` elements: the
+    /// payloads, and the errors (rejected pulls as `Rejected`).
+    pub(crate) fn pull_batches(
+        &mut self,
+        s: &mut dyn Source,
+        room: usize,
+        limit: usize,
+    ) -> (Vec<Vec<u8>>, Vec<StageError>) {
+        let (mut got, mut errors) = (Vec::new(), Vec::new());
+        let (mut pending, mut filled, mut rejected) = (None, Vec::new(), Vec::new());
+        while got.len() < limit {
+            let mut batch = SlotBatch::new(
+                &self.arena,
+                &mut self.pool,
+                &mut pending,
+                &mut self.seq,
+                &mut filled,
+                &mut rejected,
+                0,
+                room,
+            );
+            let pulled = s.pull_batch(&mut batch);
+            let done = batch.done;
+            drop(batch);
+            for h in filled.drain(..) {
+                got.push(self.arena.payload(&h).to_vec());
+                self.arena.release(h, &mut self.pool);
+            }
+            errors.extend(rejected.drain(..).map(StageError::Rejected));
+            if let Err(e) = pulled {
+                errors.push(e);
+                break;
+            }
+            if done {
+                break;
+            }
+        }
+        if let Some(fresh) = pending {
+            self.arena.discard_fresh(fresh, &mut self.pool);
         }
         (got, errors)
     }

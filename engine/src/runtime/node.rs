@@ -16,8 +16,8 @@ use crate::metrics::{LiveCounters, LiveState, StageReport, RESTART_REASON};
 use crate::ring::{self, EdgeIn, EdgeOut, Taken};
 use crate::runtime::restart::{guard, Decision, FailedIn, Tracker};
 use crate::stage::{
-    Element, Emitter, Flush, Outlet, PortMask, Pull, Reason, SlotWriter, Stage, StageError,
-    StageInfo, Verdict, ERROR_PORT,
+    Element, Emitter, Flush, Outlet, PortMask, Pull, Reason, SlotBatch, SlotWriter, Stage,
+    StageError, StageInfo, Verdict, ERROR_PORT,
 };
 use consume::{emit_port, note_error};
 pub(crate) use failure::Restart;
@@ -71,6 +71,10 @@ pub(crate) struct Node {
     state: State,
     /// A source's allocated, not yet filled slot.
     pending: Option<Fresh>,
+    /// A source's batch: the elements it sealed, to send ([`SlotBatch`]).
+    filled: Vec<Handle>,
+    /// A source's batch: the pulls it rejected, to count.
+    rejected: Vec<Reason>,
     seq: u64,
     /// Index of the connected `error` port, if any.
     error_port: Option<usize>,
@@ -126,6 +130,8 @@ impl Node {
             ports,
             state: State::New,
             pending: None,
+            filled: Vec::new(),
+            rejected: Vec::new(),
             seq: 0,
             error_port,
             routable,

@@ -73,6 +73,202 @@ impl<'a> SlotWriter<'a> {
     }
 }
 
+/// Fresh slots for a source to fill in one call ([`Source::pull_batch`]):
+/// [`SlotBatch::fill`] takes a slot, lets the source write it as `pull`
+/// would, and seals it; the runtime sends the batch on when the call
+/// returns. A source that makes its elements in bulk keeps its own state in
+/// registers across the batch instead of paying a call per element.
+///
+/// [`Source::pull_batch`]: super::Source::pull_batch
+pub struct SlotBatch<'a> {
+    pub(crate) arena: &'a Arena,
+    pub(crate) pool: &'a mut LocalPool,
+    /// The slot taken and not filled yet, and the next sequence number:
+    /// kept here (in registers) during the batch and given back to
+    /// `home` when the batch ends, by `Drop`, so that neither a `Pending`
+    /// nor a panic in the source loses them.
+    pending: Option<Fresh>,
+    seq: u64,
+    home: (&'a mut Option<Fresh>, &'a mut u64),
+    /// Sealed elements, in order, for the node to send.
+    pub(crate) filled: &'a mut Vec<Handle>,
+    /// Pulls the source rejected, with their reasons, for the node to count.
+    pub(crate) rejected: &'a mut Vec<Reason>,
+    source: u16,
+    /// Slots this batch may still fill.
+    room: usize,
+    /// The batch's clock reading, taken for the first element that has no
+    /// stamp of its own (0: none yet).
+    batch_ns: u64,
+    /// The source said `Done`.
+    pub(crate) done: bool,
+}
+
+impl Drop for SlotBatch<'_> {
+    fn drop(&mut self) {
+        *self.home.0 = self.pending.take();
+        *self.home.1 = self.seq;
+    }
+}
+
+impl<'a> SlotBatch<'a> {
+    /// A batch of up to `room` slots for source `source`, taking the
+    /// node's pending slot and sequence number (given back on drop).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub(crate) fn new(
+        arena: &'a Arena,
+        pool: &'a mut LocalPool,
+        pending: &'a mut Option<Fresh>,
+        seq: &'a mut u64,
+        filled: &'a mut Vec<Handle>,
+        rejected: &'a mut Vec<Reason>,
+        source: u16,
+        room: usize,
+    ) -> SlotBatch<'a> {
+        SlotBatch {
+            arena,
+            pool,
+            pending: pending.take(),
+            seq: *seq,
+            home: (pending, seq),
+            filled,
+            rejected,
+            source,
+            room,
+            batch_ns: 0,
+            done: false,
+        }
+    }
+
+    /// How many more slots this batch may fill.
+    #[inline(always)]
+    pub fn room(&self) -> usize {
+        self.room
+    }
+
+    /// Fills one slot with `pull`, which answers as [`Source::pull`] does.
+    /// `Ok(true)`: the slot was sent (`Ready`) or the attempt rejected; go
+    /// on while there is [`room`](Self::room). `Ok(false)`: stop now (the
+    /// source is `Pending` or `Done`, the batch is full, or the arena has no
+    /// free slot; `pull` is then not called). `Err`: a fatal error.
+    ///
+    /// [`Source::pull`]: super::Source::pull
+    #[inline(always)]
+    pub fn fill(
+        &mut self,
+        pull: impl FnOnce(&mut SlotWriter<'_>) -> Result<super::Pull, StageError>,
+    ) -> Result<bool, StageError> {
+        Run::new(self).fill(pull)
+    }
+
+    /// Fills slots with `pull` (as [`fill`](Self::fill) does each) until
+    /// it stops, the batch is full or the arena has no free slot. The
+    /// batch's counters live in registers for the whole loop.
+    #[inline(always)]
+    pub fn fill_all(
+        &mut self,
+        mut pull: impl FnMut(&mut SlotWriter<'_>) -> Result<super::Pull, StageError>,
+    ) -> Result<(), StageError> {
+        let mut run = Run::new(self);
+        while run.fill(&mut pull)? {}
+        Ok(())
+    }
+}
+
+/// A [`SlotBatch`]'s per-element state as locals, for one loop over the
+/// batch (the batch itself is behind a reference, in memory); written
+/// back when the loop ends, by `Drop`, so a panic in the source keeps
+/// the pending slot and the count too.
+struct Run<'r, 'a> {
+    pending: Option<Fresh>,
+    seq: u64,
+    room: usize,
+    batch_ns: u64,
+    batch: &'r mut SlotBatch<'a>,
+}
+
+impl Drop for Run<'_, '_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.batch.pending = self.pending.take();
+        self.batch.seq = self.seq;
+        self.batch.room = self.room;
+        self.batch.batch_ns = self.batch_ns;
+    }
+}
+
+impl<'r, 'a> Run<'r, 'a> {
+    #[inline(always)]
+    fn new(batch: &'r mut SlotBatch<'a>) -> Run<'r, 'a> {
+        Run {
+            pending: batch.pending.take(),
+            seq: batch.seq,
+            room: batch.room,
+            batch_ns: batch.batch_ns,
+            batch,
+        }
+    }
+
+    /// [`SlotBatch::fill`] on the locals.
+    #[inline(always)]
+    fn fill(
+        &mut self,
+        pull: impl FnOnce(&mut SlotWriter<'_>) -> Result<super::Pull, StageError>,
+    ) -> Result<bool, StageError> {
+        if self.room == 0 {
+            return Ok(false);
+        }
+        let arena = self.batch.arena;
+        if self.pending.is_none() {
+            match arena.alloc_fresh(self.batch.pool) {
+                Some(fresh) => self.pending = Some(fresh),
+                // Arena exhausted: wait for downstream to release.
+                None => return Ok(false),
+            }
+        }
+        self.room -= 1;
+        let fresh = self.pending.as_mut().expect("just ensured");
+        let mut writer = SlotWriter::new(arena, fresh);
+        let pulled = pull(&mut writer);
+        let (len, stamped, content_type) = (writer.len, writer.ingest_ns, writer.content_type);
+        match pulled {
+            Ok(super::Pull::Ready) => {
+                let ingest_ns = if stamped != 0 {
+                    stamped
+                } else {
+                    if self.batch_ns == 0 {
+                        self.batch_ns = crate::clock::now_ns();
+                    }
+                    self.batch_ns
+                };
+                let meta = Meta {
+                    seq: self.seq,
+                    ingest_ns,
+                    source: self.batch.source,
+                    content_type,
+                    reason: None,
+                };
+                self.seq += 1;
+                let fresh = self.pending.take().expect("the slot just filled");
+                self.batch.filled.push(arena.seal(fresh, len, meta));
+                Ok(true)
+            }
+            Ok(super::Pull::Pending) => Ok(false),
+            Ok(super::Pull::Done) => {
+                self.batch.done = true;
+                Ok(false)
+            }
+            // Nothing was sent; the slot is reused for the next pull.
+            Err(StageError::Rejected(reason) | StageError::Failed(reason)) => {
+                self.batch.rejected.push(reason);
+                Ok(true)
+            }
+            Err(fatal) => Err(fatal),
+        }
+    }
+}
+
 /// A read view of an element, with copy-on-write for processors.
 pub struct Element<'a> {
     pub(crate) arena: &'a Arena,

@@ -13,7 +13,7 @@ mod element;
 pub(crate) mod guard;
 
 pub(crate) use element::Outlet;
-pub use element::{Element, Emitter, SlotWriter};
+pub use element::{Element, Emitter, SlotBatch, SlotWriter};
 
 use crate::arena::TooLarge;
 
@@ -221,6 +221,14 @@ pub trait Source: Send {
     /// Fills `slot` with the next element (or says there is none yet, or no
     /// more). Returning `Err(Rejected)` drops this attempt with the reason.
     fn pull(&mut self, slot: &mut SlotWriter<'_>) -> Result<Pull, StageError>;
+    /// Fills up to [`SlotBatch::room`] slots in one call, each as `pull`
+    /// would (the runtime calls this, not `pull`, unless the source
+    /// declares event time). The default calls `pull` once per slot; a
+    /// source that makes elements in bulk overrides it to keep its state in
+    /// registers across the batch. Returns `Err` only for a fatal error.
+    fn pull_batch(&mut self, slots: &mut SlotBatch<'_>) -> Result<(), StageError> {
+        slots.fill_all(|slot| self.pull(slot))
+    }
     /// After `Pending`: the monotonic time ([`crate::clock::now_ns`]) at
     /// which the next element is due, if the source knows it (a paced
     /// generator, a ticker). An idle worker then sleeps until that moment

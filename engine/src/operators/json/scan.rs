@@ -274,47 +274,40 @@ fn escape(b: &[u8], i: usize, decode: bool) -> Result<usize, Fail> {
 }
 
 /// A number per the JSON grammar, from `i`; returns the offset after it.
+/// Straight-line code, no closures: the top-level walk inlines all of it.
 #[inline(always)]
 fn number(b: &[u8], mut i: usize) -> Result<usize, Fail> {
     if b.get(i) == Some(&b'-') {
         i += 1;
     }
-    let result = match b.get(i) {
+    match b.get(i) {
         Some(b'0') => {
             i += 1;
             if is_digit(b, i) {
-                Err(Code::InvalidNumber)
-            } else {
-                Ok(())
+                return Err((Code::InvalidNumber, i));
             }
         }
-        Some(b'1'..=b'9') => {
-            i = digits(b, i + 1);
-            Ok(())
-        }
-        _ => Err(Code::InvalidNumber),
+        Some(b'1'..=b'9') => i = digits(b, i + 1),
+        _ => return Err((Code::InvalidNumber, i)),
     }
-    .and_then(|()| {
-        if b.get(i) == Some(&b'.') {
-            i += 1;
-            if !is_digit(b, i) {
-                return Err(Code::InvalidNumber);
-            }
-            i = digits(b, i);
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        if !is_digit(b, i) {
+            return Err((Code::InvalidNumber, i));
         }
-        if let Some(b'e' | b'E') = b.get(i) {
+        i = digits(b, i);
+    }
+    if let Some(b'e' | b'E') = b.get(i) {
+        i += 1;
+        if let Some(b'+' | b'-') = b.get(i) {
             i += 1;
-            if let Some(b'+' | b'-') = b.get(i) {
-                i += 1;
-            }
-            if !is_digit(b, i) {
-                return Err(Code::InvalidNumber);
-            }
-            i = digits(b, i);
         }
-        Ok(())
-    });
-    result.map(|()| i).map_err(|code| (code, i))
+        if !is_digit(b, i) {
+            return Err((Code::InvalidNumber, i));
+        }
+        i = digits(b, i);
+    }
+    Ok(i)
 }
 
 /// Open containers inside one value, innermost last (`true`: an object).

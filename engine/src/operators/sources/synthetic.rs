@@ -9,7 +9,7 @@ use crate::checkpoint::{StateReader, StateWriter};
 use crate::clock::now_ns;
 use crate::operators::params::params;
 use crate::operators::util::SplitMix64;
-use crate::stage::{Pull, SlotWriter, Source, StageError, StageInfo};
+use crate::stage::{Pull, SlotBatch, SlotWriter, Source, StageError, StageInfo};
 
 /// Emits a fixed list of payloads, optionally repeated.
 pub struct ListSource {
@@ -275,6 +275,13 @@ impl Source for Generator {
         self.intended_ns(self.n)
     }
 
+    fn pull_batch(&mut self, slots: &mut SlotBatch<'_>) -> Result<(), StageError> {
+        if self.frames.is_some() && self.rate.is_none() {
+            return self.pull_frames(slots);
+        }
+        slots.fill_all(|slot| self.pull(slot))
+    }
+
     fn pull(&mut self, slot: &mut SlotWriter<'_>) -> Result<Pull, StageError> {
         if self.count.is_some_and(|c| self.n >= c) {
             return Ok(Pull::Done);
@@ -294,20 +301,10 @@ impl Source for Generator {
             ingest = intended;
             slot.set_ingest_ns(intended);
         }
-        let capacity = slot.capacity();
         if let Some(frames) = self.frames.as_mut() {
-            let buf = slot.buffer();
-            let len = frames.render(seq, buf);
-            self.n += 1;
-            let Some(len) = len else {
-                return Err(too_large(capacity));
-            };
-            slot.set_len(len)?;
-            if self.json {
-                slot.set_content_type(ContentType::Json);
-            }
-            return Ok(Pull::Ready);
+            return frames.pull(&mut self.n, self.json, slot);
         }
+        let capacity = slot.capacity();
         let buf = slot.buffer();
         let mut w = &mut buf[..];
         let mut overflow = false;
@@ -346,6 +343,32 @@ impl Source for Generator {
             slot.set_content_type(ContentType::Json);
         }
         Ok(Pull::Ready)
+    }
+}
+
+impl Generator {
+    /// [`Source::pull_batch`] for a template with prepared frames and no
+    /// rate: the batch's elements in one loop, the frames' state kept
+    /// across them.
+    #[inline(always)]
+    fn pull_frames(&mut self, slots: &mut SlotBatch<'_>) -> Result<(), StageError> {
+        let Generator {
+            frames: Some(frames),
+            count,
+            json,
+            n,
+            ..
+        } = self
+        else {
+            unreachable!("pull_frames without frames")
+        };
+        let (count, json) = (count.unwrap_or(u64::MAX), *json);
+        slots.fill_all(|slot| {
+            if *n >= count {
+                return Ok(Pull::Done);
+            }
+            frames.pull(n, json, slot)
+        })
     }
 }
 
@@ -436,9 +459,30 @@ impl Frames {
         })
     }
 
+    /// Writes element `*n` into `slot` and counts it.
+    #[inline(always)]
+    fn pull(
+        &mut self,
+        n: &mut u64,
+        json: bool,
+        slot: &mut SlotWriter<'_>,
+    ) -> Result<Pull, StageError> {
+        let capacity = slot.capacity();
+        let len = self.render(*n, slot.buffer());
+        *n += 1;
+        let Some(len) = len else {
+            return Err(too_large(capacity));
+        };
+        slot.set_len(len)?;
+        if json {
+            slot.set_content_type(ContentType::Json);
+        }
+        Ok(Pull::Ready)
+    }
+
     /// Writes element `seq` into `buf`; its length, or `None` if it does not
     /// fit.
-    #[inline]
+    #[inline(always)]
     fn render(&mut self, seq: u64, buf: &mut [u8]) -> Option<usize> {
         while seq >= self.next_bound {
             self.digits += 1;
@@ -462,8 +506,14 @@ impl Frames {
             // difference to its digits in place (usually one digit changes)
             // rather than writing them all again.
             let delta = seq.wrapping_sub(frame.seq);
+            let digits = self.digits;
             for &at in &frame.seq_at {
-                add_decimal(&mut frame.bytes[at..at + self.digits], delta, seq);
+                let number = &mut frame.bytes[at..at + digits];
+                match number.last_mut() {
+                    // The next number, nine times in ten: one digit moves.
+                    Some(last) if delta == 1 && *last < b'9' => *last += 1,
+                    _ => add_decimal(number, delta, seq),
+                }
             }
             frame.seq = seq;
         }
@@ -527,7 +577,7 @@ impl Frames {
 /// Adds `delta` to the decimal number written in `digits` (ASCII, all of
 /// it), which then reads `now`; `now` has the same number of digits. A
 /// small step carries through a few digits; a large one rewrites them.
-#[inline]
+#[inline(never)]
 fn add_decimal(digits: &mut [u8], delta: u64, now: u64) {
     if delta >= 10 {
         write_digits(digits, now);

@@ -21,12 +21,14 @@ impl Node {
             if event_time {
                 self.fill_from_source::<true>(ctx, moved, budget)
             } else {
-                self.fill_from_source::<false>(ctx, moved, budget)
+                self.fill_batch(ctx, moved, budget)
             }
         });
         let done = match filled {
             Ok(done) => done,
             Err(m) => {
+                // What the batch sealed before the panic still goes out.
+                self.send_filled(ctx);
                 self.report.count_sent(0, self.seq - before);
                 *moved = true;
                 !self.on_failure(ctx, m, 0, FailedIn::Running)
@@ -39,6 +41,59 @@ impl Node {
             }
         }
         done
+    }
+
+    /// Lets the source fill up to `budget` slots in one call
+    /// ([`Source::pull_batch`]), then sends what it sealed.
+    fn fill_batch(&mut self, ctx: &mut StepCtx<'_>, moved: &mut bool, budget: usize) -> bool {
+        let Stage::Source(source) = &mut self.stage else {
+            unreachable!("step_source on a source")
+        };
+        // Sized once: the batch never grows past its first size.
+        self.filled.reserve(budget);
+        let mut slots = SlotBatch::new(
+            ctx.arena,
+            ctx.pool,
+            &mut self.pending,
+            &mut self.seq,
+            &mut self.filled,
+            &mut self.rejected,
+            self.info.index as u16,
+            budget,
+        );
+        let pulled = source.pull_batch(&mut slots);
+        let done = slots.done;
+        drop(slots);
+        let sent = self.send_filled(ctx);
+        if sent > 0 {
+            self.report.count_sent(0, sent);
+            *moved = true;
+        }
+        for reason in self.rejected.drain(..) {
+            self.report.drop_with(reason);
+            *moved = true;
+        }
+        match pulled {
+            Ok(()) => done,
+            Err(StageError::Fatal(m)) => {
+                // Restarting: not done (the new source starts over).
+                *moved = true;
+                !self.on_failure(ctx, m, 0, FailedIn::Running)
+            }
+            Err(StageError::Rejected(_) | StageError::Failed(_)) => {
+                unreachable!("SlotBatch::fill counts rejected pulls")
+            }
+        }
+    }
+
+    /// Sends the elements the source sealed in this batch on port 0;
+    /// returns how many.
+    fn send_filled(&mut self, ctx: &mut StepCtx<'_>) -> u64 {
+        let n = self.filled.len() as u64;
+        for h in self.filled.drain(..) {
+            emit_port(&mut self.ports, 0, h, ctx.arena, self.refusing);
+        }
+        n
     }
 
     /// Pulls up to `budget` elements. `EVENT_TIME`: the source declares

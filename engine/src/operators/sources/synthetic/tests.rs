@@ -71,6 +71,21 @@ fn frames_match_the_general_renderer() {
         };
         let (fast, fast_errors) = run(true);
         let (slow, slow_errors) = run(false);
+        // In batches, as the runtime pulls (room 1, odd, the default 64).
+        for room in [1, 7, 64] {
+            let mut g = Generator::new(template, Some(count))
+                .unwrap()
+                .sizes(sizes.clone());
+            g.n = start;
+            let mut h = Harness::new(*slot);
+            g.init(&h.info()).unwrap();
+            let (batched, batched_errors) = h.pull_batches(&mut g, room, count as usize + 1);
+            assert_eq!(
+                batched_errors, fast_errors,
+                "{template} from {start}, room {room}"
+            );
+            assert!(batched == fast, "{template} from {start}, room {room}");
+        }
         assert_eq!(fast.len(), slow.len(), "{template} from {start}");
         assert_eq!(fast_errors, slow_errors, "{template} from {start}");
         for (i, (a, b)) in fast.iter().zip(&slow).enumerate() {
