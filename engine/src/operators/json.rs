@@ -105,6 +105,9 @@ pub struct RawValue<'a> {
     pub bytes: &'a [u8],
     /// Byte offset of the value in the payload.
     pub start: usize,
+    /// A string with no escape and only ASCII bytes, or a number or a
+    /// literal: the text needs no decoding and is UTF-8.
+    plain: bool,
 }
 
 impl<'a> RawValue<'a> {
@@ -119,6 +122,13 @@ impl<'a> RawValue<'a> {
         reason = "`contains` calls memchr: 31 instructions per element on the hot path, more than the loop"
     )]
     pub fn plain_text(&self) -> Option<&'a [u8]> {
+        if self.plain {
+            // Known from the scan: strip the quotes of a string, if any.
+            return Some(match self.bytes {
+                [b'"', inner @ .., b'"'] => inner,
+                other => other,
+            });
+        }
         match self.bytes {
             // A plain loop: values are short, and memchr's setup costs more.
             [b'"', inner @ .., b'"'] => (!inner.iter().any(|&b| b == b'\\')).then_some(inner),
@@ -130,7 +140,7 @@ impl<'a> RawValue<'a> {
     /// value it returns.
     #[inline]
     pub fn is_utf8(&self) -> bool {
-        self.bytes.is_ascii() || std::str::from_utf8(self.bytes).is_ok()
+        self.plain || self.bytes.is_ascii() || std::str::from_utf8(self.bytes).is_ok()
     }
 
     /// The value as a [`Field`], if it is UTF-8.
@@ -179,8 +189,12 @@ impl<'a> Members<'a> for SeekBytes<'_, 'a> {
     }
 
     #[inline]
-    fn raw_bytes(&mut self, bytes: &'a [u8], start: usize) {
-        self.value = Some(RawValue { bytes, start });
+    fn raw_bytes(&mut self, bytes: &'a [u8], start: usize, plain: bool) {
+        self.value = Some(RawValue {
+            bytes,
+            start,
+            plain,
+        });
     }
 }
 
@@ -339,6 +353,40 @@ pub fn set_field(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The scan says which values need no decoding; `plain_text` and
+    /// `is_utf8` then answer without reading them again, and must answer
+    /// as they do for a value the scan did not mark.
+    #[test]
+    fn plain_values_are_marked_by_the_scan() {
+        let cases: [(&[u8], bool); 11] = [
+            (br#""metric""#, true),
+            (br#""""#, true),
+            (br#""m\u0065tric""#, false),
+            (br#""a\"b""#, false),
+            ("\"\u{e9}\"".as_bytes(), false),
+            (b"\"\xff\"", false),
+            (b"42", true),
+            (b"-1.5e3", true),
+            (b"true", true),
+            (br#"{"a":1}"#, false),
+            (b"[1,2]", false),
+        ];
+        for (value, plain) in cases {
+            let mut doc = br#"{"x":1,"type":"#.to_vec();
+            doc.extend_from_slice(value);
+            doc.extend_from_slice(b"}");
+            let found = find_value(&doc, "type").unwrap().expect("found");
+            let shown = String::from_utf8_lossy(value);
+            assert_eq!(found.plain, plain, "{shown}");
+            let unmarked = RawValue {
+                plain: false,
+                ..found
+            };
+            assert_eq!(found.plain_text(), unmarked.plain_text(), "{shown}");
+            assert_eq!(found.is_utf8(), unmarked.is_utf8(), "{shown}");
+        }
+    }
 
     #[test]
     fn finds_fields_and_spans() {

@@ -87,8 +87,10 @@ pub(super) trait Members<'a> {
     /// Receives the value text of a member whose key returned [`Mode::Raw`].
     fn raw_value(&mut self, raw: &'a str, start: usize);
     /// Receives the value bytes of a member whose key returned
-    /// [`Mode::Bytes`].
-    fn raw_bytes(&mut self, _raw: &'a [u8], _start: usize) {}
+    /// [`Mode::Bytes`]; `plain`: the value is a string with no escape and
+    /// only ASCII bytes, or a number or literal (ASCII by the grammar), so
+    /// its text needs no decoding and is UTF-8.
+    fn raw_bytes(&mut self, _raw: &'a [u8], _start: usize, _plain: bool) {}
 }
 
 /// Walks `payload` as one JSON object (trailing whitespace allowed),
@@ -171,13 +173,22 @@ fn object<'a, M: Members<'a>>(b: &'a [u8], m: &mut M) -> Result<usize, Fail> {
                 members += 1;
                 let mode = m.key(key, key_start);
                 let (c, start) = ws(b, i);
+                // Whether a `Bytes` value is plain (see `Members::raw_bytes`).
+                let mut plain = true;
                 i = match c {
                     // Scalars, the common case, without the container stack.
+                    Some(b'"') if mode == Mode::Bytes => {
+                        let (end, is_plain) = plain_string(b, start + 1)?;
+                        plain = is_plain;
+                        end
+                    }
                     Some(b'"') => string(b, start + 1)?,
                     Some(b'-' | b'0'..=b'9') => number(b, start)?,
                     _ => {
                         let mut s = Scanner { b, i: start };
                         s.value().map_err(|code| (code, s.i))?;
+                        // Literals are ASCII; containers may hold anything.
+                        plain = !matches!(c, Some(b'{' | b'['));
                         s.i
                     }
                 };
@@ -187,7 +198,7 @@ fn object<'a, M: Members<'a>>(b: &'a [u8], m: &mut M) -> Result<usize, Fail> {
                         Ok(raw) => m.raw_value(raw, start),
                         Err(e) => return Err((Code::InvalidUnicode, start + e.valid_up_to())),
                     },
-                    Mode::Bytes => m.raw_bytes(&b[start..i], start),
+                    Mode::Bytes => m.raw_bytes(&b[start..i], start, plain),
                 }
                 match ws(b, i) {
                     (Some(b','), j) => match ws(b, j + 1) {
@@ -224,6 +235,30 @@ fn string(b: &[u8], mut i: usize) -> Result<usize, Fail> {
         match b.get(j) {
             Some(b'"') => return Ok(j + 1),
             Some(b'\\') => i = escape(b, j + 1, false)?,
+            Some(_) => return Err((Code::ControlCharacter, j)),
+            None => return Err((Code::EofString, j)),
+        }
+    }
+}
+
+/// [`string`], also telling whether the string is plain: no escape, only
+/// ASCII (its runs stop at non-ASCII bytes too, which are then taken as
+/// `string` takes them).
+#[inline(always)]
+fn plain_string(b: &[u8], mut i: usize) -> Result<(usize, bool), Fail> {
+    let mut plain = true;
+    loop {
+        let j = plain_run(b, i, Stops::Key);
+        match b.get(j) {
+            Some(b'"') => return Ok((j + 1, plain)),
+            Some(b'\\') => {
+                plain = false;
+                i = escape(b, j + 1, false)?;
+            }
+            Some(0x80..) => {
+                plain = false;
+                i = j + 1;
+            }
             Some(_) => return Err((Code::ControlCharacter, j)),
             None => return Err((Code::EofString, j)),
         }
