@@ -42,6 +42,23 @@ fn alloc_spin(arena: &Arena, pool: &mut LocalPool) -> Handle {
     }
 }
 
+/// A thread that reads `h`'s cell (which must hold `expect`), releases `h`
+/// and returns its cached slots to the arena.
+fn read_and_release(
+    arena: &Arc<Arena>,
+    cells: &Arc<Cells>,
+    h: Handle,
+    expect: u64,
+) -> thread::JoinHandle<()> {
+    let (arena, cells) = (Arc::clone(arena), Arc::clone(cells));
+    thread::spawn(move || {
+        let mut pool = LocalPool::new(1);
+        assert_eq!(cells.read(&h), expect);
+        arena.release(h, &mut pool);
+        arena.flush(&mut pool);
+    })
+}
+
 /// A fan-out: the owner shares a slot with a second thread; both read it and
 /// release in either order; then the slot is reused by a new writer.
 #[test]
@@ -54,15 +71,7 @@ fn share_release_recycle() {
         cells.write(&h, 7);
         let shared = arena.share(&h);
 
-        let t = {
-            let (arena, cells) = (Arc::clone(&arena), Arc::clone(&cells));
-            thread::spawn(move || {
-                let mut pool = LocalPool::new(1);
-                assert_eq!(cells.read(&shared), 7);
-                arena.release(shared, &mut pool);
-                arena.flush(&mut pool);
-            })
-        };
+        let t = read_and_release(&arena, &cells, shared, 7);
         assert_eq!(cells.read(&h), 7);
         arena.release(h, &mut pool);
         arena.flush(&mut pool);
@@ -120,24 +129,10 @@ fn reshare_after_a_co_owner_released() {
         let h = arena.alloc(&mut pool).unwrap();
         cells.write(&h, 7);
         let first = arena.share(&h);
-        let reader = {
-            let (arena, cells) = (Arc::clone(&arena), Arc::clone(&cells));
-            thread::spawn(move || {
-                let mut pool = LocalPool::new(1);
-                assert_eq!(cells.read(&first), 7);
-                arena.release(first, &mut pool);
-                arena.flush(&mut pool);
-            })
-        };
+        let reader = read_and_release(&arena, &cells, first, 7);
         // Shared again, perhaps after `first` was released (count 1).
         let second = arena.share(&h);
-        let (arena2, cells2) = (Arc::clone(&arena), Arc::clone(&cells));
-        let recycler = thread::spawn(move || {
-            let mut pool = LocalPool::new(1);
-            assert_eq!(cells2.read(&second), 7);
-            arena2.release(second, &mut pool);
-            arena2.flush(&mut pool);
-        });
+        let recycler = read_and_release(&arena, &cells, second, 7);
         arena.release(h, &mut pool);
         arena.flush(&mut pool);
         recycler.join().unwrap();

@@ -19,7 +19,7 @@ impl Node {
         // sent is `seq - before` (the pending slot stays for the next pull).
         let filled = guard(|| {
             if event_time {
-                self.fill_from_source::<true>(ctx, moved, budget)
+                self.fill_with_event_time(ctx, moved, budget)
             } else {
                 self.fill_batch(ctx, moved, budget)
             }
@@ -96,10 +96,10 @@ impl Node {
         n
     }
 
-    /// Pulls up to `budget` elements. `EVENT_TIME`: the source declares
-    /// `event_time`, so each element's timestamp is read (an unreadable one
-    /// sends it to the `error` port) and the highest is kept.
-    pub(super) fn fill_from_source<const EVENT_TIME: bool>(
+    /// Pulls up to `budget` elements, one `pull` each, from a source that
+    /// declares `event_time`: each element's timestamp is read (an
+    /// unreadable one sends it to the `error` port) and the highest is kept.
+    fn fill_with_event_time(
         &mut self,
         ctx: &mut StepCtx<'_>,
         moved: &mut bool,
@@ -108,11 +108,7 @@ impl Node {
         let Stage::Source(source) = &mut self.stage else {
             unreachable!("step_source on a source")
         };
-        let event_time = if EVENT_TIME {
-            self.timing.as_ref().and_then(|t| t.event_time())
-        } else {
-            None
-        };
+        let event_time = self.timing.as_ref().and_then(|t| t.event_time());
         let mut max_ts = 0;
         // One clock read per batch, on the first element that has no stamp
         // of its own: every element of the batch is stamped with it (they
@@ -133,7 +129,7 @@ impl Node {
             let pulled = source.pull(&mut writer);
             let (len, stamped, content_type) = (writer.len, writer.ingest_ns, writer.content_type);
             let mut pulled = pulled;
-            if let (true, Some(et), Ok(Pull::Ready)) = (EVENT_TIME, event_time, &pulled) {
+            if let (Some(et), Ok(Pull::Ready)) = (event_time, &pulled) {
                 match et.extract(&writer.buffer()[..len]).map_err(Reason::from) {
                     Ok(ts) => max_ts = max_ts.max(ts),
                     Err(reason) => match self.error_port {
@@ -203,10 +199,8 @@ impl Node {
             self.report.count_sent(0, sent);
             *moved = true;
         }
-        if EVENT_TIME {
-            if let Some(t) = self.timing.as_mut() {
-                t.saw(max_ts);
-            }
+        if let Some(t) = self.timing.as_mut() {
+            t.saw(max_ts);
         }
         done
     }
