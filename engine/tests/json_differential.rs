@@ -155,7 +155,7 @@ fn check(doc: &[u8]) {
         match (&got, find_value(doc, key)) {
             (Ok(g), Ok(v)) => assert_eq!(
                 g.field.map(|f| (f.raw.as_bytes(), f.start)),
-                v.map(|v| (v.bytes, v.start)),
+                v.map(|v| (v.bytes(), v.start())),
                 "find_value({key:?}) on {:?}",
                 show()
             ),

@@ -117,9 +117,9 @@ fn concurrent_alloc_release() {
 }
 
 /// A co-owner reads and releases while the owner, left alone with the slot
-/// or not, shares it again (`add_refs` stores instead of adding when the
-/// count is 1): whoever frees the slot last, its next writer must still be
-/// ordered after the first co-owner's read.
+/// or not, shares it again through its own handle (`share_mut` stores
+/// instead of adding when the count is 1): whoever frees the slot last, its
+/// next writer must still be ordered after the first co-owner's read.
 #[test]
 fn reshare_after_a_co_owner_released() {
     loom::model(|| {
@@ -131,7 +131,8 @@ fn reshare_after_a_co_owner_released() {
         let first = arena.share(&h);
         let reader = read_and_release(&arena, &cells, first, 7);
         // Shared again, perhaps after `first` was released (count 1).
-        let second = arena.share(&h);
+        let mut h = h;
+        let second = arena.share_mut(&mut h);
         let recycler = read_and_release(&arena, &cells, second, 7);
         arena.release(h, &mut pool);
         arena.flush(&mut pool);
@@ -143,6 +144,31 @@ fn reshare_after_a_co_owner_released() {
         arena.release(again, &mut pool);
         arena.flush(&mut pool);
         reader.join().unwrap();
+        assert_eq!(arena.leaked_quiescent(), 0);
+    });
+}
+
+/// Two threads share one `&Handle` at once: every reference counts (a
+/// store of "count + 1" from both would lose one, and the slot would be
+/// freed under a live handle).
+#[test]
+fn concurrent_shares_of_one_handle_all_count() {
+    loom::model(|| {
+        let arena = Arc::new(Arena::new(1, 8));
+        let mut pool = LocalPool::new(1);
+        let h = Arc::new(arena.alloc(&mut pool).unwrap());
+        let sharer = {
+            let (arena, h) = (Arc::clone(&arena), Arc::clone(&h));
+            thread::spawn(move || arena.share(&h))
+        };
+        let mine = arena.share(&h);
+        let theirs = sharer.join().unwrap();
+        assert_eq!(arena.refcount(&mine), 3, "a concurrent share was lost");
+        let h = Arc::try_unwrap(h).expect("the sharer is done");
+        for handle in [h, mine, theirs] {
+            arena.release(handle, &mut pool);
+        }
+        arena.flush(&mut pool);
         assert_eq!(arena.leaked_quiescent(), 0);
     });
 }

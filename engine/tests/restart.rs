@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use dataplane::operators::{Discard, Generator};
 use dataplane::runtime::restart::{Policy, RestartPolicy};
-use dataplane::stage::{PortMask, StageInfo};
+use dataplane::stage::{PortMask, Reason, SlotBatch, StageInfo};
 use dataplane::topology::config::load_str;
 use dataplane::{
     Element, PipelineBuilder, Processor, Pull, Registry, Router, RunReport, Settings, Sink,
@@ -328,6 +328,108 @@ struct PanickySource {
     n: u64,
     count: u64,
     panic_at: Option<u64>,
+}
+
+/// Emits `count` elements, rejects its `reject_at`-th pull and panics at
+/// its `panic_at`-th (both in the runtime's first batch).
+struct RejectThenPanic {
+    n: u64,
+    reject_at: u64,
+    panic_at: u64,
+}
+
+impl Source for RejectThenPanic {
+    fn pull(&mut self, out: &mut SlotWriter<'_>) -> Result<Pull, StageError> {
+        self.n += 1;
+        if self.n == self.reject_at {
+            return Err(StageError::Rejected(Reason::new("odd one", "rejected")));
+        }
+        if self.n == self.panic_at {
+            panic!("source gave out at {}", self.n);
+        }
+        out.write(b"{}")?;
+        Ok(Pull::Ready)
+    }
+}
+
+#[test]
+fn a_source_that_rejects_then_panics_counts_the_rejection() {
+    let mut b = PipelineBuilder::new();
+    b.settings(Settings {
+        pin: false,
+        ..Settings::default()
+    });
+    let source = RejectThenPanic {
+        n: 0,
+        reject_at: 5,
+        panic_at: 10,
+    };
+    b.add("src", "reject-then-panic", Stage::Source(Box::new(source)))
+        .add("out", "discard", Stage::Sink(Box::new(Discard)))
+        .connect(("src", "output"), ("out", "input"));
+    let r = b.build().unwrap().run();
+    assert!(
+        !r.is_success(),
+        "a panic without a restart policy fails the run"
+    );
+    let s = r.stage("src").unwrap();
+    // Pulls 1-9 but the 5th were sent; the 5th was dropped, with its reason.
+    assert_eq!((s.sent, s.dropped), (8, 1), "{s:?}");
+    assert_eq!(r.stage("out").unwrap().received, 8);
+    assert_eq!(r.leaked_slots, 0);
+}
+
+/// Overrides `pull_batch`: its first call refuses the whole batch with a
+/// reason (as `pull` may refuse one element); then `count` elements.
+struct RefusesFirstBatch {
+    calls: u64,
+    n: u64,
+    count: u64,
+}
+
+impl Source for RefusesFirstBatch {
+    fn pull(&mut self, out: &mut SlotWriter<'_>) -> Result<Pull, StageError> {
+        if self.n == self.count {
+            return Ok(Pull::Done);
+        }
+        self.n += 1;
+        out.write(b"{}")?;
+        Ok(Pull::Ready)
+    }
+
+    fn pull_batch(&mut self, slots: &mut SlotBatch<'_>) -> Result<(), StageError> {
+        self.calls += 1;
+        if self.calls == 1 {
+            return Err(StageError::Rejected(Reason::new("not yet", "first batch")));
+        }
+        slots.fill_all(|slot| self.pull(slot))
+    }
+}
+
+#[test]
+fn a_rejection_from_pull_batch_is_a_drop() {
+    let mut b = PipelineBuilder::new();
+    b.settings(Settings {
+        pin: false,
+        ..Settings::default()
+    });
+    let source = RefusesFirstBatch {
+        calls: 0,
+        n: 0,
+        count: 100,
+    };
+    b.add(
+        "src",
+        "refuses-first-batch",
+        Stage::Source(Box::new(source)),
+    )
+    .add("out", "discard", Stage::Sink(Box::new(Discard)))
+    .connect(("src", "output"), ("out", "input"));
+    let r = b.build().unwrap().run();
+    assert!(r.is_success(), "{r}");
+    let s = r.stage("src").unwrap();
+    assert_eq!((s.sent, s.dropped, s.restarts), (100, 1, 0), "{s:?}");
+    assert_eq!(r.leaked_slots, 0);
 }
 
 impl Source for PanickySource {

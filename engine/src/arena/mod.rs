@@ -107,7 +107,6 @@ impl fmt::Debug for Handle {
     }
 }
 
-/// Brands for arenas: each arena gets the next one (0 is never used).
 /// A slot taken by [`Arena::alloc_fresh`] and not yet published: the only
 /// way to it, written through [`Arena::fresh_buffer`] and made a [`Handle`]
 /// by [`Arena::seal`] (or given back by [`Arena::discard_fresh`]). Not
@@ -119,6 +118,7 @@ pub(crate) struct Fresh {
     arena: u32,
 }
 
+/// Brands for arenas: each arena gets the next one (0 is never used).
 static NEXT_ARENA: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
 
 #[cold]
@@ -296,28 +296,52 @@ impl Arena {
     #[inline]
     pub fn add_refs(&self, handle: &Handle, extra: u32) {
         if extra > 0 {
-            let refs = &self.slot(handle).refs;
             // Relaxed is enough, as for `Arc::clone`: the new references are
             // handed to other threads through rings, which synchronize.
-            // A count of 1 is `handle` alone: nobody else can change it, so
-            // a plain store does what the locked add would (a fan-out of a
-            // fresh element, the usual case, pays no read-modify-write).
-            // The store ends the release sequence of earlier co-owners'
-            // decrements, so the load acquires them instead (as `release`'s
-            // fast path does): their accesses stay ordered before whoever
-            // frees the slot later.
-            if refs.load(Ordering::Acquire) == 1 {
-                refs.store(1 + extra, Ordering::Relaxed);
-                return;
-            }
-            let prev = refs.fetch_add(extra, Ordering::Relaxed);
+            let prev = self.slot(handle).refs.fetch_add(extra, Ordering::Relaxed);
             debug_assert!(prev > 0, "shared a free slot");
         }
+    }
+
+    /// [`Arena::add_refs`] for a caller that owns `handle` (a fan-out
+    /// about to pass it on). A count of 1 is then `handle` alone: no other
+    /// handle exists and nobody else can use this one (it is borrowed
+    /// mutably), so a plain store does what the locked add would, and a
+    /// fan-out of a fresh element, the usual case, pays no read-modify-
+    /// write. (`add_refs` itself cannot do this: a shared `&Handle` may be
+    /// used by two threads at once, and two stores of 2 would lose one
+    /// reference.)
+    #[inline]
+    pub fn add_refs_owned(&self, handle: &mut Handle, extra: u32) {
+        if extra == 0 {
+            return;
+        }
+        let refs = &self.slot(handle).refs;
+        // The store ends the release sequence of earlier co-owners'
+        // decrements, so the load acquires them instead (as `release`'s
+        // fast path does): their accesses stay ordered before whoever frees
+        // the slot later.
+        if refs.load(Ordering::Acquire) == 1 {
+            refs.store(1 + extra, Ordering::Relaxed);
+            return;
+        }
+        let prev = refs.fetch_add(extra, Ordering::Relaxed);
+        debug_assert!(prev > 0, "shared a free slot");
     }
 
     /// A second handle to the same slot.
     pub fn share(&self, handle: &Handle) -> Handle {
         self.add_refs(handle, 1);
+        Handle {
+            index: handle.index,
+            arena: self.id,
+        }
+    }
+
+    /// [`Arena::share`] for a caller that owns `handle`: see
+    /// [`Arena::add_refs_owned`].
+    pub fn share_mut(&self, handle: &mut Handle) -> Handle {
+        self.add_refs_owned(handle, 1);
         Handle {
             index: handle.index,
             arena: self.id,

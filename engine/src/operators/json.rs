@@ -102,15 +102,25 @@ impl<'a> Members<'a> for Seek<'_, 'a> {
 #[derive(Clone, Copy, Debug)]
 pub struct RawValue<'a> {
     /// The value's JSON text as bytes, e.g. `"metric"`, `42`, `{"a":1}`.
-    pub bytes: &'a [u8],
+    bytes: &'a [u8],
     /// Byte offset of the value in the payload.
-    pub start: usize,
+    start: usize,
     /// A string with no escape and only ASCII bytes, or a number or a
     /// literal: the text needs no decoding and is UTF-8.
     plain: bool,
 }
 
 impl<'a> RawValue<'a> {
+    /// The value's JSON text as bytes, e.g. `"metric"`, `42`, `{"a":1}`.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// Byte offset of the value in the payload.
+    pub fn start(&self) -> usize {
+        self.start
+    }
+
     /// The value's text when that needs no decoding: a string's bytes
     /// between its quotes when it has no escape, any other value as
     /// written. `None` for a string with escapes. Not checked to be UTF-8:

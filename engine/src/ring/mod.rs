@@ -94,7 +94,7 @@ fn release_raw(arena: &Arena, pool: &mut LocalPool, raws: impl Iterator<Item = u
 #[inline(always)]
 pub(crate) fn fan_out(
     arena: &Arena,
-    handle: Handle,
+    mut handle: Handle,
     ports: &mut [Vec<EdgeOut>],
     port: usize,
     refusing: bool,
@@ -106,7 +106,7 @@ pub(crate) fn fan_out(
         return;
     }
     if !refusing {
-        arena.add_refs(&handle, edges.len() as u32 - 1);
+        arena.add_refs_owned(&mut handle, edges.len() as u32 - 1);
         let raw = handle.into_raw();
         for edge in edges {
             edge.outbox.push(raw);
@@ -121,7 +121,7 @@ pub(crate) fn fan_out(
 #[inline]
 pub(crate) fn fan_out_ports(
     arena: &Arena,
-    handle: Handle,
+    mut handle: Handle,
     ports: &mut [Vec<EdgeOut>],
     mask: u64,
     refusing: bool,
@@ -134,7 +134,7 @@ pub(crate) fn fan_out_ports(
             bits &= bits - 1;
         }
         debug_assert!(total > 0, "fan_out_ports to no edge");
-        arena.add_refs(&handle, total as u32 - 1);
+        arena.add_refs_owned(&mut handle, total as u32 - 1);
         let raw = handle.into_raw();
         let mut bits = mask;
         while bits != 0 {
@@ -151,7 +151,7 @@ pub(crate) fn fan_out_ports(
 /// [`fan_out_ports`] when some edge may refuse: counts the edges that take
 /// the element, raises the refcount for them only, counts the refusals.
 #[inline(never)]
-fn fan_out_refusing(arena: &Arena, handle: Handle, ports: &mut [Vec<EdgeOut>], mask: u64) {
+fn fan_out_refusing(arena: &Arena, mut handle: Handle, ports: &mut [Vec<EdgeOut>], mask: u64) {
     let mut taking = 0;
     let mut bits = mask;
     while bits != 0 {
@@ -178,7 +178,7 @@ fn fan_out_refusing(arena: &Arena, handle: Handle, ports: &mut [Vec<EdgeOut>], m
         debug_assert!(raw.is_none(), "fan_out_ports to no edge");
         return;
     }
-    arena.add_refs(&handle, taking as u32 - 1);
+    arena.add_refs_owned(&mut handle, taking as u32 - 1);
     let raw = handle.into_raw();
     while bits != 0 {
         for edge in &mut ports[bits.trailing_zeros() as usize] {
@@ -196,7 +196,7 @@ fn fan_out_refusing(arena: &Arena, handle: Handle, ports: &mut [Vec<EdgeOut>], m
 pub(crate) fn fan_out_control(
     arena: &Arena,
     pool: &mut LocalPool,
-    handle: Handle,
+    mut handle: Handle,
     ports: &mut [Vec<EdgeOut>],
 ) {
     let total: usize = ports.iter().map(Vec::len).sum();
@@ -204,7 +204,7 @@ pub(crate) fn fan_out_control(
         arena.release(handle, pool);
         return;
     }
-    arena.add_refs(&handle, total as u32 - 1);
+    arena.add_refs_owned(&mut handle, total as u32 - 1);
     let raw = handle.into_raw() | CONTROL;
     for edge in ports.iter_mut().flatten() {
         edge.outbox.push(raw);

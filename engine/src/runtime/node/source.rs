@@ -15,8 +15,7 @@ impl Node {
             .timing
             .as_ref()
             .is_some_and(|t| t.event_time().is_some());
-        // One guard per batch: after a panic in `pull`, what the batch
-        // sent is `seq - before` (the pending slot stays for the next pull).
+        // One guard per batch; the pending slot stays for the next pull.
         let filled = guard(|| {
             if event_time {
                 self.fill_with_event_time(ctx, moved, budget)
@@ -27,9 +26,14 @@ impl Node {
         let done = match filled {
             Ok(done) => done,
             Err(m) => {
-                // What the batch sealed before the panic still goes out.
-                self.send_filled(ctx);
-                self.report.count_sent(0, self.seq - before);
+                if event_time {
+                    // What the batch sent before the panic is `seq - before`.
+                    self.report.count_sent(0, self.seq - before);
+                } else {
+                    // What the batch sealed or rejected before the panic
+                    // still goes out, or is counted, once.
+                    self.settle_batch(ctx);
+                }
                 *moved = true;
                 !self.on_failure(ctx, m, 0, FailedIn::Running)
             }
@@ -64,36 +68,40 @@ impl Node {
         let pulled = source.pull_batch(&mut slots);
         let done = slots.done;
         drop(slots);
-        let sent = self.send_filled(ctx);
-        if sent > 0 {
-            self.report.count_sent(0, sent);
-            *moved = true;
-        }
-        for reason in self.rejected.drain(..) {
-            self.report.drop_with(reason);
-            *moved = true;
-        }
+        *moved |= self.settle_batch(ctx);
         match pulled {
             Ok(()) => done,
+            // A `pull_batch` of its own may return what `fill` counts for
+            // `pull`: the same drop, with its reason.
+            Err(StageError::Rejected(reason) | StageError::Failed(reason)) => {
+                self.report.drop_with(reason);
+                *moved = true;
+                done
+            }
             Err(StageError::Fatal(m)) => {
                 // Restarting: not done (the new source starts over).
                 *moved = true;
                 !self.on_failure(ctx, m, 0, FailedIn::Running)
             }
-            Err(StageError::Rejected(_) | StageError::Failed(_)) => {
-                unreachable!("SlotBatch::fill counts rejected pulls")
-            }
         }
     }
 
-    /// Sends the elements the source sealed in this batch on port 0;
-    /// returns how many.
-    fn send_filled(&mut self, ctx: &mut StepCtx<'_>) -> u64 {
-        let n = self.filled.len() as u64;
+    /// Sends the elements the source sealed in this batch on port 0 and
+    /// counts them, and counts the pulls it rejected; true if there was
+    /// any. Both lists are empty afterwards, so nothing is counted twice.
+    fn settle_batch(&mut self, ctx: &mut StepCtx<'_>) -> bool {
+        let sent = self.filled.len() as u64;
         for h in self.filled.drain(..) {
             emit_port(&mut self.ports, 0, h, ctx.arena, self.refusing);
         }
-        n
+        if sent > 0 {
+            self.report.count_sent(0, sent);
+        }
+        let rejected = !self.rejected.is_empty();
+        for reason in self.rejected.drain(..) {
+            self.report.drop_with(reason);
+        }
+        sent > 0 || rejected
     }
 
     /// Pulls up to `budget` elements, one `pull` each, from a source that
