@@ -42,6 +42,15 @@ fn alloc_spin(arena: &Arena, pool: &mut LocalPool) -> Handle {
     }
 }
 
+/// Allocates a slot (spinning until one is free), writes it as its new
+/// owner and gives it back.
+fn reuse(arena: &Arena, cells: &Cells, pool: &mut LocalPool) {
+    let again = alloc_spin(arena, pool);
+    cells.write(&again, 9);
+    arena.release(again, pool);
+    arena.flush(pool);
+}
+
 /// A thread that reads `h`'s cell (which must hold `expect`), releases `h`
 /// and returns its cached slots to the arena.
 fn read_and_release(
@@ -77,10 +86,7 @@ fn share_release_recycle() {
         arena.flush(&mut pool);
         // Reuse: whoever released last pushed the slot back; the new owner's
         // write must be ordered after the other thread's read.
-        let again = alloc_spin(&arena, &mut pool);
-        cells.write(&again, 9);
-        arena.release(again, &mut pool);
-        arena.flush(&mut pool);
+        reuse(&arena, &cells, &mut pool);
         t.join().unwrap();
         assert_eq!(arena.leaked_quiescent(), 0);
     });
@@ -139,10 +145,7 @@ fn reshare_after_a_co_owner_released() {
         recycler.join().unwrap();
         // The slot is free once the reader is done too; its next owner
         // writes it, which must not race with the reader's read.
-        let again = alloc_spin(&arena, &mut pool);
-        cells.write(&again, 9);
-        arena.release(again, &mut pool);
-        arena.flush(&mut pool);
+        reuse(&arena, &cells, &mut pool);
         reader.join().unwrap();
         assert_eq!(arena.leaked_quiescent(), 0);
     });

@@ -330,6 +330,19 @@ struct PanickySource {
     panic_at: Option<u64>,
 }
 
+/// Runs source `src` -> discard `out`, unpinned, with no restart policy.
+fn into_discard(source: impl Source + 'static) -> RunReport {
+    let mut b = PipelineBuilder::new();
+    b.settings(Settings {
+        pin: false,
+        ..Settings::default()
+    });
+    b.add("src", "test-source", Stage::Source(Box::new(source)))
+        .add("out", "discard", Stage::Sink(Box::new(Discard)))
+        .connect(("src", "output"), ("out", "input"));
+    b.build().unwrap().run()
+}
+
 /// Emits `count` elements, rejects its `reject_at`-th pull and panics at
 /// its `panic_at`-th (both in the runtime's first batch).
 struct RejectThenPanic {
@@ -354,20 +367,11 @@ impl Source for RejectThenPanic {
 
 #[test]
 fn a_source_that_rejects_then_panics_counts_the_rejection() {
-    let mut b = PipelineBuilder::new();
-    b.settings(Settings {
-        pin: false,
-        ..Settings::default()
-    });
-    let source = RejectThenPanic {
+    let r = into_discard(RejectThenPanic {
         n: 0,
         reject_at: 5,
         panic_at: 10,
-    };
-    b.add("src", "reject-then-panic", Stage::Source(Box::new(source)))
-        .add("out", "discard", Stage::Sink(Box::new(Discard)))
-        .connect(("src", "output"), ("out", "input"));
-    let r = b.build().unwrap().run();
+    });
     assert!(
         !r.is_success(),
         "a panic without a restart policy fails the run"
@@ -408,24 +412,11 @@ impl Source for RefusesFirstBatch {
 
 #[test]
 fn a_rejection_from_pull_batch_is_a_drop() {
-    let mut b = PipelineBuilder::new();
-    b.settings(Settings {
-        pin: false,
-        ..Settings::default()
-    });
-    let source = RefusesFirstBatch {
+    let r = into_discard(RefusesFirstBatch {
         calls: 0,
         n: 0,
         count: 100,
-    };
-    b.add(
-        "src",
-        "refuses-first-batch",
-        Stage::Source(Box::new(source)),
-    )
-    .add("out", "discard", Stage::Sink(Box::new(Discard)))
-    .connect(("src", "output"), ("out", "input"));
-    let r = b.build().unwrap().run();
+    });
     assert!(r.is_success(), "{r}");
     let s = r.stage("src").unwrap();
     assert_eq!((s.sent, s.dropped, s.restarts), (100, 1, 0), "{s:?}");

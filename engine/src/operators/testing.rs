@@ -248,9 +248,7 @@ impl Harness {
         }
         (got, errors)
     }
-}
 
-impl Harness {
     /// Pulls through [`Source::pull_batch`], `room` slots a call, as the
     /// runtime does, until `Done`, a fatal error or `limit` elements: the
     /// payloads, and the errors (rejected pulls as `Rejected`).
@@ -275,7 +273,6 @@ impl Harness {
             );
             let pulled = s.pull_batch(&mut batch);
             let done = batch.done;
-            drop(batch);
             for h in filled.drain(..) {
                 got.push(self.arena.payload(&h).to_vec());
                 self.arena.release(h, &mut self.pool);

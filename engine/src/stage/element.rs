@@ -74,26 +74,24 @@ impl<'a> SlotWriter<'a> {
 }
 
 /// Fresh slots for a source to fill in one call ([`Source::pull_batch`]):
-/// [`SlotBatch::fill`] takes a slot, lets the source write it as `pull`
-/// would, and seals it; the runtime sends the batch on when the call
-/// returns. A source that makes its elements in bulk keeps its own state in
-/// registers across the batch instead of paying a call per element.
+/// [`SlotBatch::fill_all`] takes a slot, lets the source write it as `pull`
+/// would, seals it, and goes on while the source produces and there is
+/// room; the runtime sends the batch on when the call returns. A source
+/// that makes its elements in bulk keeps its own state in registers across
+/// the batch instead of paying a call per element.
 ///
 /// [`Source::pull_batch`]: super::Source::pull_batch
 pub struct SlotBatch<'a> {
-    pub(crate) arena: &'a Arena,
-    pub(crate) pool: &'a mut LocalPool,
-    /// The slot taken and not filled yet, and the next sequence number:
-    /// kept here (in registers) during the batch and given back to
-    /// `home` when the batch ends, by `Drop`, so that neither a `Pending`
-    /// nor a panic in the source loses them.
-    pending: Option<Fresh>,
-    seq: u64,
-    home: (&'a mut Option<Fresh>, &'a mut u64),
+    arena: &'a Arena,
+    pool: &'a mut LocalPool,
+    /// The node's slot taken and not filled yet, and its next sequence
+    /// number: left there by a `Pending`, a full batch or a panic.
+    pending: &'a mut Option<Fresh>,
+    seq: &'a mut u64,
     /// Sealed elements, in order, for the node to send.
-    pub(crate) filled: &'a mut Vec<Handle>,
+    filled: &'a mut Vec<Handle>,
     /// Pulls the source rejected, with their reasons, for the node to count.
-    pub(crate) rejected: &'a mut Vec<Reason>,
+    rejected: &'a mut Vec<Reason>,
     source: u16,
     /// Slots this batch may still fill.
     room: usize,
@@ -104,16 +102,9 @@ pub struct SlotBatch<'a> {
     pub(crate) done: bool,
 }
 
-impl Drop for SlotBatch<'_> {
-    fn drop(&mut self) {
-        *self.home.0 = self.pending.take();
-        *self.home.1 = self.seq;
-    }
-}
-
 impl<'a> SlotBatch<'a> {
-    /// A batch of up to `room` slots for source `source`, taking the
-    /// node's pending slot and sequence number (given back on drop).
+    /// A batch of up to `room` slots for source `source`, continuing from
+    /// the node's pending slot and sequence number.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     pub(crate) fn new(
@@ -129,9 +120,8 @@ impl<'a> SlotBatch<'a> {
         SlotBatch {
             arena,
             pool,
-            pending: pending.take(),
-            seq: *seq,
-            home: (pending, seq),
+            pending,
+            seq,
             filled,
             rejected,
             source,
@@ -147,24 +137,14 @@ impl<'a> SlotBatch<'a> {
         self.room
     }
 
-    /// Fills one slot with `pull`, which answers as [`Source::pull`] does.
-    /// `Ok(true)`: the slot was sent (`Ready`) or the attempt rejected; go
-    /// on while there is [`room`](Self::room). `Ok(false)`: stop now (the
-    /// source is `Pending` or `Done`, the batch is full, or the arena has no
-    /// free slot; `pull` is then not called). `Err`: a fatal error.
+    /// Fills slots with `pull`, which answers for each as [`Source::pull`]
+    /// does, until it says `Pending` or `Done`, the batch is full or the
+    /// arena has no free slot (`pull` is then not called). `Ready` seals and
+    /// queues the slot; `Rejected` or `Failed` is counted as a drop with its
+    /// reason and the slot is reused. `Err`: a fatal error. The batch's
+    /// counters live in registers for the whole loop.
     ///
     /// [`Source::pull`]: super::Source::pull
-    #[inline(always)]
-    pub fn fill(
-        &mut self,
-        pull: impl FnOnce(&mut SlotWriter<'_>) -> Result<super::Pull, StageError>,
-    ) -> Result<bool, StageError> {
-        Run::new(self).fill(pull)
-    }
-
-    /// Fills slots with `pull` (as [`fill`](Self::fill) does each) until
-    /// it stops, the batch is full or the arena has no free slot. The
-    /// batch's counters live in registers for the whole loop.
     #[inline(always)]
     pub fn fill_all(
         &mut self,
@@ -191,8 +171,8 @@ struct Run<'r, 'a> {
 impl Drop for Run<'_, '_> {
     #[inline(always)]
     fn drop(&mut self) {
-        self.batch.pending = self.pending.take();
-        self.batch.seq = self.seq;
+        *self.batch.pending = self.pending.take();
+        *self.batch.seq = self.seq;
         self.batch.room = self.room;
         self.batch.batch_ns = self.batch_ns;
     }
@@ -203,14 +183,14 @@ impl<'r, 'a> Run<'r, 'a> {
     fn new(batch: &'r mut SlotBatch<'a>) -> Run<'r, 'a> {
         Run {
             pending: batch.pending.take(),
-            seq: batch.seq,
+            seq: *batch.seq,
             room: batch.room,
             batch_ns: batch.batch_ns,
             batch,
         }
     }
 
-    /// [`SlotBatch::fill`] on the locals.
+    /// One slot of [`SlotBatch::fill_all`], on the locals: true to go on.
     #[inline(always)]
     fn fill(
         &mut self,

@@ -225,7 +225,9 @@ pub trait Source: Send {
     /// would (the runtime calls this, not `pull`, unless the source
     /// declares event time). The default calls `pull` once per slot; a
     /// source that makes elements in bulk overrides it to keep its state in
-    /// registers across the batch. Returns `Err` only for a fatal error.
+    /// registers across the batch. `Err(Rejected)` or `Err(Failed)` counts
+    /// one drop with its reason, as from `pull`; `Err(Fatal)` fails the
+    /// stage.
     fn pull_batch(&mut self, slots: &mut SlotBatch<'_>) -> Result<(), StageError> {
         slots.fill_all(|slot| self.pull(slot))
     }

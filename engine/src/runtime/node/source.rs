@@ -67,12 +67,11 @@ impl Node {
         );
         let pulled = source.pull_batch(&mut slots);
         let done = slots.done;
-        drop(slots);
         *moved |= self.settle_batch(ctx);
         match pulled {
             Ok(()) => done,
-            // A `pull_batch` of its own may return what `fill` counts for
-            // `pull`: the same drop, with its reason.
+            // A `pull_batch` of its own may return what `fill_all` counts
+            // for `pull`: the same drop, with its reason.
             Err(StageError::Rejected(reason) | StageError::Failed(reason)) => {
                 self.report.drop_with(reason);
                 *moved = true;
