@@ -332,6 +332,39 @@ fn object() -> impl Strategy<Value = String> {
         .prop_map(|(a, members, b, c)| format!("{a}{{{}{b}}}{c}", members.join(",")))
 }
 
+/// A clean object: compact or spaced with spaces only, ASCII strings
+/// without escapes, nested values, padding to several 64-byte blocks.
+fn clean_object() -> impl Strategy<Value = String> {
+    let space = || prop_oneof![4 => Just(""), 1 => Just(" "), 1 => Just("  ")];
+    let leaf = prop_oneof![
+        r"-?(0|[1-9][0-9]{0,6})(\.[0-9]{1,3})?([eE][+-]?[0-9]{1,2})?",
+        r#""[a-z0-9 :,{}\[\]]{0,16}""#,
+        Just("true".to_string()),
+        Just("false".to_string()),
+        Just("null".to_string()),
+    ];
+    let value = leaf.prop_recursive(3, 12, 3, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..3).prop_map(|v| format!("[{}]", v.join(","))),
+            prop::collection::vec(("[a-z]{0,3}", inner), 0..3).prop_map(|v| {
+                let m: Vec<String> = v.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+                format!("{{{}}}", m.join(","))
+            }),
+        ]
+    });
+    let key =
+        prop_oneof![2 => Just("type".to_string()), 1 => Just("a".to_string()), 3 => "[a-z]{0,6}"];
+    let member = (space(), key, space(), space(), value, space())
+        .prop_map(|(a, k, b, c, v, d)| format!("{a}\"{k}\"{b}:{c}{v}{d}"));
+    (
+        space(),
+        prop::collection::vec(member, 0..10),
+        space(),
+        0usize..70,
+    )
+        .prop_map(|(a, m, b, pad)| format!("{a}{{{}{b}}}{}", m.join(","), " ".repeat(pad)))
+}
+
 #[derive(Clone, Debug)]
 enum Edit {
     Truncate(usize),
@@ -384,6 +417,29 @@ proptest! {
         let mut doc = doc.into_bytes();
         for e in &edits {
             apply(&mut doc, e);
+        }
+        check(&doc);
+    }
+
+    /// Clean objects (ASCII, no escapes, spaces the only whitespace: what
+    /// the scanner walks on its structural index), of one block and of
+    /// several, and clean edits of them, agree exactly.
+    #[test]
+    fn clean_objects_agree(
+        doc in clean_object(),
+        edits in prop::collection::vec((0usize..400, prop::sample::select(
+            b" \"{}[],:0-.eE+tfnaulrs1x".to_vec()), 0u8..3), 0..3),
+    ) {
+        let mut doc = doc.into_bytes();
+        for &(at, c, how) in &edits {
+            let at = at % (doc.len() + 1);
+            match how {
+                0 if at < doc.len() => doc[at] = c,
+                1 if at < doc.len() => {
+                    doc.remove(at);
+                }
+                _ => doc.insert(at, c),
+            }
         }
         check(&doc);
     }

@@ -17,6 +17,19 @@
 //! spills to the heap only past 128 levels (serde_json's `ignore_value` has
 //! no depth limit either), so no input can overflow the thread's stack.
 //!
+//! Most payloads take a faster road to the same decisions: a payload with
+//! no escape, no control byte, no whitespace but the space and only ASCII
+//! (machine-written JSON lines usually are) is walked token to token on a
+//! structural index built 64 bytes at a time ([`index`], SSE2 on x86_64),
+//! in [`fast`]: a string ends at the next quote, whitespace is skipped
+//! with one `trailing_zeros`. Any other payload, and a clean one that turns
+//! out invalid (for serde_json's error and offset), is walked byte by byte
+//! as below. On the route-by-field hot path (64-byte payloads, three
+//! members) that took the scan from 584 to 492 instructions per element
+//! under callgrind; a payload the index does not take pays for the check
+//! on top of the byte walk (44 instructions on the same path, with one
+//! non-ASCII byte in a value).
+//!
 //! # Why not `sonic-rs`
 //!
 //! `sonic-rs` (SIMD, lazy field lookups) was measured against this scanner
@@ -42,6 +55,8 @@
 
 mod bytes;
 mod error;
+mod fast;
+mod index;
 
 pub(crate) use bytes::short_eq;
 use bytes::{digits, hex4, is_digit, is_ws, plain_run, unescaped_eq, Stops};
@@ -96,10 +111,20 @@ pub(super) trait Members<'a> {
 /// Walks `payload` as one JSON object (trailing whitespace allowed),
 /// telling `members` about each top-level member. Returns the number of
 /// members.
+///
+/// A clean payload (see [`fast`]) is walked token to token on its
+/// structural index; any other, and a clean one that is not a valid
+/// object, byte by byte. On an error `members` may have been told about
+/// some members twice; callers use what it learned only on success.
 pub(super) fn scan_object<'a, M: Members<'a>>(
     payload: &'a [u8],
     members: &mut M,
 ) -> Result<usize, JsonError> {
+    if let Some((mut ix, true)) = index::Cursor::new(payload) {
+        if let Some(n) = fast::object(payload, &mut ix, members) {
+            return Ok(n);
+        }
+    }
     object(payload, members).map_err(|(code, at)| JsonError::new(payload, code, at))
 }
 

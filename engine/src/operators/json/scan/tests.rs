@@ -96,3 +96,217 @@ fn trailing_padding_is_checked_to_the_last_byte() {
         }
     }
 }
+
+/// The SSE2 classifier against the byte-by-byte definition: every byte
+/// value at every position of a block, among bytes of other classes.
+#[test]
+fn block_masks_match_the_definition_at_every_position() {
+    let mut block = [0u8; 64];
+    for (k, b) in block.iter_mut().enumerate() {
+        *b = [b'a', b' ', b'"', b'\\', 0x1f, 0x80, b'{', 0x7f][k % 8];
+    }
+    for c in 0..=255u8 {
+        for k in 0..64 {
+            let mut b = block;
+            b[k] = c;
+            assert_eq!(
+                index::classify(&b),
+                index::classify_bytes(&b),
+                "{c:#04x} at {k}"
+            );
+        }
+    }
+}
+
+proptest::proptest! {
+    /// The index of a payload of any length, from any block: bit `k` of a
+    /// block's masks is byte `base + k`, and bytes past the end are spaces.
+    #[test]
+    fn payload_masks_match_the_definition(
+        b in proptest::collection::vec(proptest::sample::select(
+            vec![b'a', b' ', b'"', b'\\', b'\n', 0xc3, b'{', b':']), 1..300),
+    ) {
+        let mut base = 0;
+        while base < b.len() {
+            let mut block = [b' '; 64];
+            let end = b.len().min(base + 64);
+            block[..end - base].copy_from_slice(&b[base..end]);
+            proptest::prop_assert_eq!(index::block_at(&b, base), index::classify_bytes(&block));
+            base += 64;
+        }
+    }
+}
+
+/// Everything a walk tells its `Members`, and how it ends.
+#[derive(Debug, Default, PartialEq)]
+struct Record {
+    events: Vec<String>,
+}
+
+impl<'a> Members<'a> for Record {
+    fn key(&mut self, key: Key<'_>, key_start: usize) -> Mode {
+        self.events.push(format!(
+            "key {:?} at {key_start}",
+            String::from_utf8_lossy(key.raw)
+        ));
+        // Every mode, chosen by the key.
+        match key.raw.len() % 3 {
+            0 => Mode::Skip,
+            1 => Mode::Raw,
+            _ => Mode::Bytes,
+        }
+    }
+
+    fn raw_value(&mut self, raw: &'a str, start: usize) {
+        self.events.push(format!("raw {raw:?} at {start}"));
+    }
+
+    fn raw_bytes(&mut self, raw: &'a [u8], start: usize, plain: bool) {
+        let raw = String::from_utf8_lossy(raw);
+        self.events
+            .push(format!("bytes {raw:?} at {start} plain {plain}"));
+    }
+}
+
+/// The fast walk and the byte-by-byte walk on one payload: the fast walk
+/// decides only clean payloads, and where it does, it says what the other
+/// says: the same members, in the same order, and the same count.
+fn walks_agree(b: &[u8]) -> Result<(), proptest::test_runner::TestCaseError> {
+    let mut slow = Record::default();
+    let want = object(b, &mut slow).ok();
+    let Some((mut ix, clean)) = index::Cursor::new(b) else {
+        proptest::prop_assert!(want.is_none(), "an empty payload is not an object");
+        return Ok(());
+    };
+    if !clean {
+        return Ok(());
+    }
+    let mut quick = Record::default();
+    let got = fast::object(b, &mut ix, &mut quick);
+    proptest::prop_assert_eq!(got, want, "{:?}", String::from_utf8_lossy(b));
+    if got.is_some() {
+        proptest::prop_assert_eq!(quick, slow, "{:?}", String::from_utf8_lossy(b));
+    }
+    Ok(())
+}
+
+/// Clean JSON: compact or spaced, ASCII, no escapes, nested values.
+fn clean_value() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        r"-?(0|[1-9][0-9]{0,5})(\.[0-9]{1,3})?([eE][+-]?[0-9]{1,2})?",
+        r#""[a-z0-9 :,{}\[\]]{0,12}""#,
+        Just("true".to_string()),
+        Just("false".to_string()),
+        Just("null".to_string()),
+    ];
+    leaf.prop_recursive(3, 12, 3, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..3).prop_map(|v| format!("[{}]", v.join(","))),
+            prop::collection::vec(("[a-z]{0,3}", inner), 0..3).prop_map(|v| {
+                let m: Vec<String> = v.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+                format!("{{{}}}", m.join(","))
+            }),
+        ]
+    })
+}
+
+fn clean_object() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+    use proptest::prelude::*;
+    let space = || prop_oneof![4 => Just(""), 1 => Just(" "), 1 => Just("   ")];
+    let member = (
+        space(),
+        "[a-z]{0,7}",
+        space(),
+        space(),
+        clean_value(),
+        space(),
+    )
+        .prop_map(|(a, k, b, c, v, d)| format!("{a}\"{k}\"{b}:{c}{v}{d}"));
+    (
+        space(),
+        prop::collection::vec(member, 0..12),
+        space(),
+        0usize..80,
+    )
+        .prop_map(|(a, members, b, pad)| {
+            let mut s = format!("{a}{{{}{b}}}", members.join(","));
+            s.push_str(&" ".repeat(pad));
+            s.into_bytes()
+        })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+    #[test]
+    fn the_fast_walk_agrees_on_clean_objects(doc in clean_object()) {
+        walks_agree(&doc)?;
+    }
+
+    /// Clean bytes edited into clean objects: mostly invalid documents,
+    /// which the fast walk must refuse, and some valid ones.
+    #[test]
+    fn the_fast_walk_agrees_on_edited_clean_objects(
+        doc in clean_object(),
+        edits in proptest::collection::vec((
+            0usize..400,
+            proptest::sample::select(b" \"{}[],:0-.eE+tfnaulrs1x".to_vec()),
+            0u8..3,
+        ), 1..4),
+    ) {
+        let mut doc = doc;
+        for (at, c, how) in edits {
+            let at = at % (doc.len() + 1);
+            match how {
+                0 if at < doc.len() => doc[at] = c,
+                1 if at < doc.len() => { doc.remove(at); }
+                _ => doc.insert(at, c),
+            }
+        }
+        walks_agree(&doc)?;
+    }
+}
+
+#[test]
+fn the_fast_walk_agrees_on_edge_cases() {
+    for doc in [
+        &b""[..],
+        b" ",
+        b"{",
+        b"}",
+        b"{}",
+        b"  {  }  ",
+        b"{} x",
+        b"[]",
+        br#"{"a"}"#,
+        br#"{"a":}"#,
+        br#"{"a":1,}"#,
+        br#"{"a":1 "b":2}"#,
+        br#"{"a":01}"#,
+        br#"{"a":1.}"#,
+        br#"{"a":-}"#,
+        br#"{"a":tru}"#,
+        br#"{"a":truex}"#,
+        br#"{"a":nul"#,
+        br#"{"a":"x"#,
+        br#"{"a":"x"}"#,
+        br#"{"a":[1,{"b":[]}],"c":{}}"#,
+        br#"{"a":[1,]}"#,
+        br#"{"a" : "b" , "c" : null }"#,
+        br#"{1:2}"#,
+    ] {
+        walks_agree(doc).unwrap();
+    }
+    // A string across the boundary of two blocks, and values in the last,
+    // overlapping block of a payload that is not a whole number of blocks.
+    for len in 50..140 {
+        let key = "k".repeat(len);
+        for tail in ["", " ", "                                        "] {
+            let doc = format!(r#"{{"{key}":"{key}","n":[true,false],"z":-1.5e3}}{tail}"#);
+            walks_agree(doc.as_bytes()).unwrap();
+            let cut = &doc.as_bytes()[..doc.len() - tail.len() - 1];
+            walks_agree(cut).unwrap();
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The walk over a clean payload: one whose every block is free of
+//! [`Masks::unusual`](super::index::Masks::unusual) bytes (no escape, no
+//! control, no whitespace but the space, only ASCII), which is what
+//! machine-written JSON lines usually are.
+//!
+//! In such a payload a string is everything from its quote to the next
+//! quote, and its text needs no check; whitespace is spaces only. So the
+//! walk hops from token to token with the index ([`Cursor`]): a
+//! `trailing_zeros` to the next significant byte, another to the end of a
+//! string, where the byte-by-byte walk looks at every byte. Numbers,
+//! literals and nested values are read as the byte-by-byte walk reads them.
+//!
+//! The walk decides only valid documents: where it returns `None` the
+//! document is not one JSON object, and [`scan_object`](super::scan_object)
+//! walks it again byte by byte for the error serde_json would give.
+
+use super::index::Cursor;
+use super::{number, Key, Members, Mode, Scanner};
+
+/// Walks clean `b` as one JSON object, telling `m` about each top-level
+/// member as [`super::object`] does; the number of members, or `None`
+/// where `b` is not a valid object.
+#[inline(always)]
+pub(super) fn object<'a, M: Members<'a>>(
+    b: &'a [u8],
+    ix: &mut Cursor<'a>,
+    m: &mut M,
+) -> Option<usize> {
+    let (c, open) = token(b, ix, 0)?;
+    if c != b'{' {
+        return None;
+    }
+    let (mut c, mut i) = token(b, ix, open + 1)?;
+    let mut members = 0;
+    if c == b'"' {
+        loop {
+            let key_start = i;
+            let key_end = ix.quote(key_start + 1)?;
+            let (sep, colon) = token(b, ix, key_end + 1)?;
+            if sep != b':' {
+                return None;
+            }
+            let (first, start) = token(b, ix, colon + 1)?;
+            members += 1;
+            let key = Key {
+                raw: &b[key_start + 1..key_end],
+                escaped: false,
+            };
+            let mode = m.key(key, key_start);
+            // `plain`: see `Members::raw_bytes`; a clean string is.
+            let (end, plain) = match first {
+                b'"' => (ix.quote(start + 1)? + 1, true),
+                b'-' | b'0'..=b'9' => (number(b, start).ok()?, true),
+                b't' => (literal(b, start, b"true")?, true),
+                b'f' => (literal(b, start, b"false")?, true),
+                b'n' => (literal(b, start, b"null")?, true),
+                b'{' | b'[' => {
+                    let mut s = Scanner { b, i: start };
+                    s.value().ok()?;
+                    (s.i, false)
+                }
+                _ => return None,
+            };
+            match mode {
+                Mode::Skip => {}
+                // Clean text is ASCII: the check cannot fail.
+                Mode::Raw => m.raw_value(std::str::from_utf8(&b[start..end]).ok()?, start),
+                Mode::Bytes => m.raw_bytes(&b[start..end], start, plain),
+            }
+            (c, i) = token(b, ix, end)?;
+            match c {
+                b',' => {
+                    (c, i) = token(b, ix, i + 1)?;
+                    if c != b'"' {
+                        return None;
+                    }
+                }
+                b'}' => break,
+                _ => return None,
+            }
+        }
+    } else if c != b'}' {
+        return None;
+    }
+    match token(b, ix, i + 1) {
+        Some(_) => None,
+        None => Some(members),
+    }
+}
+
+/// The first significant byte at or after `p`, and where. Compact JSON
+/// has its next token right at `p`: one compare, before the index.
+#[inline(always)]
+fn token(b: &[u8], ix: &mut Cursor<'_>, p: usize) -> Option<(u8, usize)> {
+    match b.get(p) {
+        // Clean bytes are all at or above the space.
+        Some(&c) if c != b' ' => Some((c, p)),
+        Some(_) => {
+            let p = ix.significant(p)?;
+            Some((b[p], p))
+        }
+        None => None,
+    }
+}
+
+/// The offset after `word` at `i`, if it is there.
+#[inline(always)]
+fn literal(b: &[u8], i: usize, word: &[u8]) -> Option<usize> {
+    let end = i + word.len();
+    (b.get(i..end)? == word).then_some(end)
+}

@@ -1,0 +1,181 @@
+//! A structural index of a payload, 64 bytes at a time: where its quotes
+//! are, which bytes are not spaces, and whether a block holds anything the
+//! fast walk does not take (see [`Masks::unusual`]).
+//!
+//! On x86_64 a block is classified with SSE2 (part of the x86_64 baseline),
+//! four 16-byte compares per class and one `pmovmskb` each, about 60
+//! instructions for 64 bytes; elsewhere with a plain loop that gives the
+//! same masks.
+
+/// Classes of the 64 bytes of one block, bit `k` for byte `k`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Masks {
+    /// `"`.
+    pub(super) quote: u64,
+    /// Not a space (bytes past the end of the payload count as spaces).
+    pub(super) significant: u64,
+    /// `\`, a byte below 0x20 (controls, and the whitespace `\t`, `\n`,
+    /// `\r`) or a byte above 0x7f: what the fast walk leaves to the
+    /// byte-by-byte scanner (escapes, control checks, UTF-8).
+    pub(super) unusual: u64,
+}
+
+/// The masks of one block, byte by byte: the definition the SSE2 version
+/// is tested against, and the classifier on other targets.
+#[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))]
+pub(super) fn classify_bytes(block: &[u8; 64]) -> Masks {
+    let mut m = Masks::default();
+    for (k, &c) in block.iter().enumerate() {
+        m.quote |= u64::from(c == b'"') << k;
+        m.significant |= u64::from(c != b' ') << k;
+        m.unusual |= u64::from(c == b'\\' || !(0x20..0x80).contains(&c)) << k;
+    }
+    m
+}
+
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[target_feature(enable = "sse2")]
+fn classify_sse2(block: &[u8; 64]) -> Masks {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        _mm_set_epi64x,
+    };
+    let quote = _mm_set1_epi8(b'"' as i8);
+    let space = _mm_set1_epi8(b' ' as i8);
+    let backslash = _mm_set1_epi8(b'\\' as i8);
+    let control = _mm_set1_epi8(0x20);
+    let mut m = Masks::default();
+    let mut spaces = 0u64;
+    for (k, lane) in block.chunks_exact(16).enumerate() {
+        let word = |at: usize| {
+            let bytes: [u8; 8] = lane[at..at + 8].try_into().expect("8 bytes");
+            i64::from_le_bytes(bytes)
+        };
+        // Two 8-byte halves: the compiler makes one unaligned 16-byte load.
+        let v = _mm_set_epi64x(word(8), word(0));
+        // `pmovmskb` gives one bit per byte of the lane.
+        let bits = |x| u64::from(_mm_movemask_epi8(x) as u16) << (16 * k);
+        m.quote |= bits(_mm_cmpeq_epi8(v, quote));
+        spaces |= bits(_mm_cmpeq_epi8(v, space));
+        // Signed compare: below 0x20 takes the bytes above 0x7f too.
+        m.unusual |= bits(_mm_or_si128(
+            _mm_cmpeq_epi8(v, backslash),
+            _mm_cmplt_epi8(v, control),
+        ));
+    }
+    m.significant = !spaces;
+    m
+}
+
+/// The masks of one block.
+#[inline(always)]
+pub(super) fn classify(block: &[u8; 64]) -> Masks {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        // SAFETY: `classify_sse2` needs SSE2 and nothing else, and this
+        // build enables SSE2 for the whole program (the cfg above): every
+        // CPU it runs on has it. The function itself is safe code.
+        unsafe { classify_sse2(block) }
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        classify_bytes(block)
+    }
+}
+
+/// The masks of the block of `b` that starts at `base` (`base < b.len()`):
+/// bit `k` for byte `base + k`, bits past the end of `b` as for spaces.
+#[inline(always)]
+pub(super) fn block_at(b: &[u8], base: usize) -> Masks {
+    debug_assert!(base < b.len());
+    if let Some(block) = b.get(base..base + 64) {
+        return classify(block.try_into().expect("64 bytes"));
+    }
+    if b.len() >= 64 {
+        // The last 64 bytes, overlapping the block before: shift out what
+        // belongs to it; the bits shifted in (past the end) are zeros.
+        let last = b.len() - 64;
+        let m = classify(b[last..].try_into().expect("64 bytes"));
+        let shift = base - last;
+        return Masks {
+            quote: m.quote >> shift,
+            significant: m.significant >> shift,
+            unusual: m.unusual >> shift,
+        };
+    }
+    // A payload shorter than a block, padded with spaces.
+    let mut block = [b' '; 64];
+    block[..b.len()].copy_from_slice(b);
+    classify(&block)
+}
+
+/// A forward-only cursor over the index of a payload: the masks of the
+/// block it is in, the next block's computed when a lookup passes the end
+/// of this one.
+pub(super) struct Cursor<'a> {
+    b: &'a [u8],
+    base: usize,
+    masks: Masks,
+}
+
+impl<'a> Cursor<'a> {
+    /// A cursor on the first block, and whether every block of `b` is free
+    /// of [`Masks::unusual`] bytes. `None` for an empty payload.
+    #[inline(always)]
+    pub(super) fn new(b: &'a [u8]) -> Option<(Cursor<'a>, bool)> {
+        if b.is_empty() {
+            return None;
+        }
+        let masks = block_at(b, 0);
+        let mut clean = masks.unusual == 0;
+        let mut base = 64;
+        while clean && base < b.len() {
+            clean = block_at(b, base).unusual == 0;
+            base += 64;
+        }
+        Some((Cursor { b, base: 0, masks }, clean))
+    }
+
+    /// Moves to the block that holds `p`; false when `p` is past the end.
+    #[inline(always)]
+    fn reach(&mut self, p: usize) -> bool {
+        if p < self.base + 64 {
+            return true;
+        }
+        if p >= self.b.len() {
+            return false;
+        }
+        self.base = p & !63;
+        self.masks = block_at(self.b, self.base);
+        true
+    }
+
+    /// The first byte at or after `p` that `mask` marks. Lookups must not
+    /// go back past the block the cursor is in.
+    #[inline(always)]
+    fn next(&mut self, mut p: usize, mask: fn(&Masks) -> u64) -> Option<usize> {
+        debug_assert!(p >= self.base, "the cursor only moves forward");
+        loop {
+            if !self.reach(p) {
+                return None;
+            }
+            let bits = mask(&self.masks) >> (p - self.base);
+            if bits != 0 {
+                return Some(p + bits.trailing_zeros() as usize);
+            }
+            p = self.base + 64;
+        }
+    }
+
+    /// The first byte at or after `p` that is not a space.
+    #[inline(always)]
+    pub(super) fn significant(&mut self, p: usize) -> Option<usize> {
+        self.next(p, |m| m.significant)
+    }
+
+    /// The first `"` at or after `p`.
+    #[inline(always)]
+    pub(super) fn quote(&mut self, p: usize) -> Option<usize> {
+        self.next(p, |m| m.quote)
+    }
+}
