@@ -95,6 +95,10 @@ impl<'a> Members<'a> for Seek<'_, 'a> {
     fn raw_value(&mut self, raw: &'a str, start: usize) {
         self.field = Some(Field { raw, start });
     }
+
+    fn restart(&mut self) {
+        self.field = None;
+    }
 }
 
 /// A top-level value found by [`find_value`]: checked against the JSON
@@ -206,6 +210,10 @@ impl<'a> Members<'a> for SeekBytes<'_, 'a> {
             plain,
         });
     }
+
+    fn restart(&mut self) {
+        self.value = None;
+    }
 }
 
 /// A top-level member found by [`find_members`]: where its key starts, and
@@ -266,6 +274,11 @@ impl<'a> Members<'a> for SeekMany<'_, '_, 'a> {
                 value: Field { raw, start },
             });
         }
+    }
+
+    fn restart(&mut self) {
+        self.found.iter_mut().for_each(|f| *f = None);
+        self.pending = None;
     }
 }
 

@@ -106,6 +106,8 @@ pub(super) trait Members<'a> {
     /// only ASCII bytes, or a number or literal (ASCII by the grammar), so
     /// its text needs no decoding and is UTF-8.
     fn raw_bytes(&mut self, _raw: &'a [u8], _start: usize, _plain: bool) {}
+    /// Forgets every member seen: the walk starts over from the first.
+    fn restart(&mut self);
 }
 
 /// Walks `payload` as one JSON object (trailing whitespace allowed),
@@ -113,17 +115,19 @@ pub(super) trait Members<'a> {
 /// members.
 ///
 /// A clean payload (see [`fast`]) is walked token to token on its
-/// structural index; any other, and a clean one that is not a valid
-/// object, byte by byte. On an error `members` may have been told about
-/// some members twice; callers use what it learned only on success.
+/// structural index. Any other is walked byte by byte: from the start
+/// when its first block is not clean, and after [`Members::restart`] when
+/// the fast walk stops (at a block that is not clean, or at an error,
+/// whose message and offset the byte walk gives).
 pub(super) fn scan_object<'a, M: Members<'a>>(
     payload: &'a [u8],
     members: &mut M,
 ) -> Result<usize, JsonError> {
-    if let Some((mut ix, true)) = index::Cursor::new(payload) {
+    if let Some(mut ix) = index::Cursor::new(payload) {
         if let Some(n) = fast::object(payload, &mut ix, members) {
             return Ok(n);
         }
+        members.restart();
     }
     object(payload, members).map_err(|(code, at)| JsonError::new(payload, code, at))
 }

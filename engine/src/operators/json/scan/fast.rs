@@ -1,25 +1,31 @@
-//! The walk over a clean payload: one whose every block is free of
+//! The walk over clean blocks: 64-byte blocks free of
 //! [`Masks::unusual`](super::index::Masks::unusual) bytes (no escape, no
 //! control, no whitespace but the space, only ASCII), which is what
 //! machine-written JSON lines usually are.
 //!
-//! In such a payload a string is everything from its quote to the next
+//! In a clean block a string is everything from its quote to the next
 //! quote, and its text needs no check; whitespace is spaces only. So the
 //! walk hops from token to token with the index ([`Cursor`]): a
 //! `trailing_zeros` to the next significant byte, another to the end of a
 //! string, where the byte-by-byte walk looks at every byte. Numbers,
-//! literals and nested values are read as the byte-by-byte walk reads them.
+//! literals and nested values are read by the byte-by-byte walk's own
+//! functions, which take any bytes.
 //!
-//! The walk decides only valid documents: where it returns `None` the
-//! document is not one JSON object, and [`scan_object`](super::scan_object)
-//! walks it again byte by byte for the error serde_json would give.
+//! Top-level strings and whitespace runs are only ever read through the
+//! cursor, which stops at the first block that is not clean. The walk
+//! returns `None` there and where the document is not one JSON object;
+//! [`scan_object`](super::scan_object) then restarts its `Members` and
+//! walks the payload byte by byte, for the result or for the error and
+//! offset serde_json would give. Where the walk returns a count, the
+//! byte-by-byte walk would have returned the same, with the same members.
 
 use super::index::Cursor;
 use super::{number, Key, Members, Mode, Scanner};
 
-/// Walks clean `b` as one JSON object, telling `m` about each top-level
-/// member as [`super::object`] does; the number of members, or `None`
-/// where `b` is not a valid object.
+/// Walks `b` as one JSON object while its blocks are clean, telling `m`
+/// about each top-level member as [`super::object`] does; the number of
+/// members, or `None` where `b` is not a valid object or the walk reached
+/// a block that is not clean.
 #[inline(always)]
 pub(super) fn object<'a, M: Members<'a>>(
     b: &'a [u8],
@@ -32,6 +38,11 @@ pub(super) fn object<'a, M: Members<'a>>(
     }
     let (mut c, mut i) = token(b, ix, open + 1)?;
     let mut members = 0;
+    // The payload as text, once a second value is wanted as text: clean
+    // bytes are ASCII, so one check of the whole payload makes every
+    // value's text a slice of it (`find_members` wants every value).
+    let mut raws = 0;
+    let mut text: Option<&'a str> = None;
     if c == b'"' {
         loop {
             let key_start = i;
@@ -63,8 +74,16 @@ pub(super) fn object<'a, M: Members<'a>>(
             };
             match mode {
                 Mode::Skip => {}
-                // Clean text is ASCII: the check cannot fail.
-                Mode::Raw => m.raw_value(std::str::from_utf8(&b[start..end]).ok()?, start),
+                // Clean text is ASCII: the checks cannot fail.
+                Mode::Raw => {
+                    raws += 1;
+                    let raw = match text {
+                        Some(t) => t.get(start..end)?,
+                        None if raws == 1 => std::str::from_utf8(&b[start..end]).ok()?,
+                        None => text.insert(std::str::from_utf8(b).ok()?).get(start..end)?,
+                    };
+                    m.raw_value(raw, start);
+                }
                 Mode::Bytes => m.raw_bytes(&b[start..end], start, plain),
             }
             (c, i) = token(b, ix, end)?;
@@ -82,9 +101,10 @@ pub(super) fn object<'a, M: Members<'a>>(
     } else if c != b'}' {
         return None;
     }
-    match token(b, ix, i + 1) {
-        Some(_) => None,
+    match b.get(i + 1) {
         None => Some(members),
+        Some(b' ') if ix.blank_from(i + 1) => Some(members),
+        Some(_) => None,
     }
 }
 

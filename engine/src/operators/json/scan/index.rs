@@ -33,6 +33,12 @@ pub(super) fn classify_bytes(block: &[u8; 64]) -> Masks {
     m
 }
 
+/// Whether every byte of `b` is clean (the definition, for tests).
+#[cfg(test)]
+pub(super) fn classify_bytes_all(b: &[u8]) -> bool {
+    b.iter().all(|&c| c != b'\\' && (0x20..0x80).contains(&c))
+}
+
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[target_feature(enable = "sse2")]
 fn classify_sse2(block: &[u8; 64]) -> Masks {
@@ -111,32 +117,35 @@ pub(super) fn block_at(b: &[u8], base: usize) -> Masks {
 
 /// A forward-only cursor over the index of a payload: the masks of the
 /// block it is in, the next block's computed when a lookup passes the end
-/// of this one.
+/// of this one. It only stands on clean blocks: a lookup that reaches a
+/// block with [`Masks::unusual`] bytes finds nothing, as at the end.
 pub(super) struct Cursor<'a> {
     b: &'a [u8],
     base: usize,
     masks: Masks,
+    /// A lookup reached a block that is not clean.
+    stopped: bool,
 }
 
 impl<'a> Cursor<'a> {
-    /// A cursor on the first block, and whether every block of `b` is free
-    /// of [`Masks::unusual`] bytes. `None` for an empty payload.
+    /// A cursor on the first block; `None` for an empty payload or one
+    /// whose first block is not clean.
     #[inline(always)]
-    pub(super) fn new(b: &'a [u8]) -> Option<(Cursor<'a>, bool)> {
+    pub(super) fn new(b: &'a [u8]) -> Option<Cursor<'a>> {
         if b.is_empty() {
             return None;
         }
         let masks = block_at(b, 0);
-        let mut clean = masks.unusual == 0;
-        let mut base = 64;
-        while clean && base < b.len() {
-            clean = block_at(b, base).unusual == 0;
-            base += 64;
-        }
-        Some((Cursor { b, base: 0, masks }, clean))
+        (masks.unusual == 0).then_some(Cursor {
+            b,
+            base: 0,
+            masks,
+            stopped: false,
+        })
     }
 
-    /// Moves to the block that holds `p`; false when `p` is past the end.
+    /// Moves to the block that holds `p`; false when `p` is past the end
+    /// or its block is not clean.
     #[inline(always)]
     fn reach(&mut self, p: usize) -> bool {
         if p < self.base + 64 {
@@ -147,7 +156,15 @@ impl<'a> Cursor<'a> {
         }
         self.base = p & !63;
         self.masks = block_at(self.b, self.base);
-        true
+        self.stopped = self.masks.unusual != 0;
+        !self.stopped
+    }
+
+    /// Whether nothing but spaces follows `p`: the end was reached, not a
+    /// block that is not clean.
+    #[inline(always)]
+    pub(super) fn blank_from(&mut self, p: usize) -> bool {
+        self.significant(p).is_none() && !self.stopped
     }
 
     /// The first byte at or after `p` that `mask` marks. Lookups must not
