@@ -123,11 +123,16 @@ pub(super) fn scan_object<'a, M: Members<'a>>(
     payload: &'a [u8],
     members: &mut M,
 ) -> Result<usize, JsonError> {
-    if let Some(mut ix) = index::Cursor::new(payload) {
-        if let Some(n) = fast::object(payload, &mut ix, members) {
-            return Ok(n);
-        }
-        members.restart();
+    // Most payloads are one block: walked with a cursor that never moves.
+    let fast = if payload.len() <= 64 {
+        index::Cursor::<true>::new(payload).map(|mut ix| fast::object(payload, &mut ix, members))
+    } else {
+        index::Cursor::<false>::new(payload).map(|mut ix| fast::object(payload, &mut ix, members))
+    };
+    match fast {
+        Some(Some(n)) => return Ok(n),
+        Some(None) => members.restart(),
+        None => {}
     }
     object(payload, members).map_err(|(code, at)| JsonError::new(payload, code, at))
 }

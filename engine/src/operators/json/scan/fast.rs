@@ -27,9 +27,9 @@ use super::{number, Key, Members, Mode, Scanner};
 /// members, or `None` where `b` is not a valid object or the walk reached
 /// a block that is not clean.
 #[inline(always)]
-pub(super) fn object<'a, M: Members<'a>>(
+pub(super) fn object<'a, M: Members<'a>, const ONE: bool>(
     b: &'a [u8],
-    ix: &mut Cursor<'a>,
+    ix: &mut Cursor<'a, ONE>,
     m: &mut M,
 ) -> Option<usize> {
     let (c, open) = token(b, ix, 0)?;
@@ -111,7 +111,7 @@ pub(super) fn object<'a, M: Members<'a>>(
 /// The first significant byte at or after `p`, and where. Compact JSON
 /// has its next token right at `p`: one compare, before the index.
 #[inline(always)]
-fn token(b: &[u8], ix: &mut Cursor<'_>, p: usize) -> Option<(u8, usize)> {
+fn token<const ONE: bool>(b: &[u8], ix: &mut Cursor<'_, ONE>, p: usize) -> Option<(u8, usize)> {
     match b.get(p) {
         // Clean bytes are all at or above the space.
         Some(&c) if c != b' ' => Some((c, p)),

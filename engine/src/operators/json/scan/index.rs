@@ -119,7 +119,10 @@ pub(super) fn block_at(b: &[u8], base: usize) -> Masks {
 /// block it is in, the next block's computed when a lookup passes the end
 /// of this one. It only stands on clean blocks: a lookup that reaches a
 /// block with [`Masks::unusual`] bytes finds nothing, as at the end.
-pub(super) struct Cursor<'a> {
+///
+/// `ONE`: the payload is one block at most (64 bytes or less), so the
+/// cursor never moves and a lookup only checks the end.
+pub(super) struct Cursor<'a, const ONE: bool> {
     b: &'a [u8],
     base: usize,
     masks: Masks,
@@ -127,11 +130,12 @@ pub(super) struct Cursor<'a> {
     stopped: bool,
 }
 
-impl<'a> Cursor<'a> {
+impl<'a, const ONE: bool> Cursor<'a, ONE> {
     /// A cursor on the first block; `None` for an empty payload or one
     /// whose first block is not clean.
     #[inline(always)]
-    pub(super) fn new(b: &'a [u8]) -> Option<Cursor<'a>> {
+    pub(super) fn new(b: &'a [u8]) -> Option<Cursor<'a, ONE>> {
+        debug_assert!(!ONE || b.len() <= 64);
         if b.is_empty() {
             return None;
         }
@@ -148,6 +152,9 @@ impl<'a> Cursor<'a> {
     /// or its block is not clean.
     #[inline(always)]
     fn reach(&mut self, p: usize) -> bool {
+        if ONE {
+            return p < self.b.len();
+        }
         if p < self.base + 64 {
             return true;
         }
