@@ -82,7 +82,8 @@ struct Seek<'k, 'a> {
 }
 
 impl<'a> Members<'a> for Seek<'_, 'a> {
-    #[inline]
+    // Called per member from the walk: a call would cost as much as it.
+    #[inline(always)]
     fn key(&mut self, key: Key<'_>, _key_start: usize) -> Mode {
         if self.field.is_none() && key.is(self.key) {
             Mode::Raw
@@ -188,7 +189,8 @@ struct SeekBytes<'k, 'a> {
 }
 
 impl<'a> Members<'a> for SeekBytes<'_, 'a> {
-    #[inline]
+    // Called per member from the walk: a call would cost as much as it.
+    #[inline(always)]
     fn key(&mut self, key: Key<'_>, _key_start: usize) -> Mode {
         if self.value.is_none() && key.is(self.key) {
             Mode::Bytes
