@@ -53,12 +53,10 @@ fn classify_sse2(block: &[u8; 64]) -> Masks {
     let mut m = Masks::default();
     let mut spaces = 0u64;
     for (k, lane) in block.chunks_exact(16).enumerate() {
-        let word = |at: usize| {
-            let bytes: [u8; 8] = lane[at..at + 8].try_into().expect("8 bytes");
-            i64::from_le_bytes(bytes)
-        };
-        // Two 8-byte halves: the compiler makes one unaligned 16-byte load.
-        let v = _mm_set_epi64x(word(8), word(0));
+        // Two halves of one little-endian `u128`: the compiler makes one
+        // unaligned 16-byte load of them.
+        let x = u128::from_le_bytes(lane.try_into().expect("16 bytes"));
+        let v = _mm_set_epi64x((x >> 64) as i64, x as i64);
         // `pmovmskb` gives one bit per byte of the lane.
         let bits = |x| u64::from(_mm_movemask_epi8(x) as u16) << (16 * k);
         m.quote |= bits(_mm_cmpeq_epi8(v, quote));
