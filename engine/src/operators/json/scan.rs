@@ -25,33 +25,34 @@
 //! with one `trailing_zeros`. Any other payload, and a clean one that turns
 //! out invalid (for serde_json's error and offset), is walked byte by byte
 //! as below. On the route-by-field hot path (64-byte payloads, three
-//! members) that took the scan from 584 to 492 instructions per element
-//! under callgrind; a payload the index does not take pays for the check
-//! on top of the byte walk (44 instructions on the same path, with one
-//! non-ASCII byte in a value).
+//! members) that took the lookup from 584 to 391 instructions per element
+//! under callgrind; a 64-byte payload the index does not take pays 75
+//! instructions for the classification on top of the byte walk (measured
+//! with one non-ASCII byte in a value).
 //!
 //! # Why not `sonic-rs`
 //!
 //! `sonic-rs` (SIMD, lazy field lookups) was measured against this scanner
 //! on the lookups `filter` (`find_members`) and `route-by-field`
 //! (`find_field`) make, same run, 21 interleaved rounds, median of the
-//! per-round ratios, on a 2-vCPU AMD EPYC guest
+//! per-round ratios, two runs, on a 2-vCPU AMD EPYC guest
 //! (`cargo run --release -p bench --features sonic --bin json`; results in
 //! `bench/results/2026-11-30-vm-2c-epyc/json/`):
 //!
 //! | lookup (payload) | `find_field` | `find_members` | sonic `get` | sonic `to_object_iter` |
 //! | --- | --- | --- | --- | --- |
-//! | `level` (80 B log line) | 0.70 | 1.00 | 1.02 | 2.39 |
-//! | `host` (80 B log line) | 0.72 | 1.00 | 0.92 | 2.54 |
-//! | `level`, last of 10 (280 B) | 0.78 | 1.00 | 1.01 | 1.92 |
+//! | `level` (80 B log line) | 0.61, 0.65 | 1.00 | 1.09, 1.45 | 2.65, 3.33 |
+//! | `host` (80 B log line) | 0.63, 0.65 | 1.00 | 0.84, 0.90 | 2.56, 2.71 |
+//! | `level`, last of 10 (280 B) | 0.76, 0.74 | 1.00 | 1.10, 0.95 | 2.07, 1.86 |
 //!
 //! `sonic_rs::get` reads the document only up to the field it finds, so
 //! `{"level":"error",` passes it; the engine sends such a payload to the
-//! `error` port. Even so it is no faster than `find_members` and 1.3 to
-//! 1.45 times slower than `find_field`. Reading every member as the scanner
-//! does (`to_object_iter`) costs 1.9 to 2.5 times the scanner. On payloads
-//! this small the SIMD stages do not pay for themselves, so the scanner
-//! stays.
+//! `error` port. Even so it is about as fast as `find_members` and 1.3 to
+//! 2.2 times slower than `find_field`, which validates the whole document.
+//! Reading every member as the scanner does (`to_object_iter`) costs 1.9
+//! to 3.3 times the scanner. On payloads this small sonic's document
+//! stages do not pay for themselves; the scanner's own index (one pass of
+//! four compares per 16 bytes) does.
 
 mod bytes;
 mod error;
