@@ -120,6 +120,7 @@ pub(super) trait Members<'a> {
 /// when its first block is not clean, and after [`Members::restart`] when
 /// the fast walk stops (at a block that is not clean, or at an error,
 /// whose message and offset the byte walk gives).
+#[inline(always)]
 pub(super) fn scan_object<'a, M: Members<'a>>(
     payload: &'a [u8],
     members: &mut M,
@@ -135,6 +136,13 @@ pub(super) fn scan_object<'a, M: Members<'a>>(
         Some(None) => members.restart(),
         None => {}
     }
+    walk_bytes(payload, members)
+}
+
+/// The byte-by-byte walk, out of line: the fast walk's caller keeps its
+/// registers for the fast walk.
+#[inline(never)]
+fn walk_bytes<'a, M: Members<'a>>(payload: &'a [u8], members: &mut M) -> Result<usize, JsonError> {
     object(payload, members).map_err(|(code, at)| JsonError::new(payload, code, at))
 }
 
