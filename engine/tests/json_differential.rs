@@ -333,12 +333,14 @@ fn object() -> impl Strategy<Value = String> {
 }
 
 /// A clean object: compact or spaced with spaces only, ASCII strings
-/// without escapes, nested values, padding to several 64-byte blocks.
+/// without escapes, nested values, padding to several 64-byte blocks; and
+/// some UTF-8 strings, where the index stops and the byte walk takes over.
 fn clean_object() -> impl Strategy<Value = String> {
     let space = || prop_oneof![4 => Just(""), 1 => Just(" "), 1 => Just("  ")];
     let leaf = prop_oneof![
         r"-?(0|[1-9][0-9]{0,6})(\.[0-9]{1,3})?([eE][+-]?[0-9]{1,2})?",
         r#""[a-z0-9 :,{}\[\]]{0,16}""#,
+        r#""[a-zé中😀 ]{0,8}""#,
         Just("true".to_string()),
         Just("false".to_string()),
         Just("null".to_string()),
