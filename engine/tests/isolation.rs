@@ -71,7 +71,7 @@ struct Stutter {
 impl Processor for Stutter {
     fn process(&mut self, _e: &mut Element<'_>) -> Result<Verdict, StageError> {
         self.calls += 1;
-        Ok(if self.calls % self.every == 0 {
+        Ok(if self.calls.is_multiple_of(self.every) {
             Verdict::Defer
         } else {
             Verdict::Emit

@@ -484,7 +484,7 @@ struct Panicky {
 impl Panicky {
     fn tick(&self) {
         let k = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
-        if k % self.every == 0 {
+        if k.is_multiple_of(self.every) {
             panic!("panicky at {k}");
         }
     }

@@ -62,10 +62,10 @@ impl Processor for Chaos {
 
     fn process(&mut self, _element: &mut Element<'_>) -> Result<Verdict, StageError> {
         let k = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.panic_every.is_some_and(|n| k % n == 0) {
+        if self.panic_every.is_some_and(|n| k.is_multiple_of(n)) {
             panic!("chaos: injected panic at element {k}");
         }
-        if self.error_every.is_some_and(|n| k % n == 0) {
+        if self.error_every.is_some_and(|n| k.is_multiple_of(n)) {
             return Err(StageError::Fatal(format!(
                 "chaos: injected error at element {k}"
             )));

@@ -60,7 +60,7 @@ impl Processor for Sample {
         let keep = match &mut self.rng {
             Some(rng) => rng.below(self.every) == 0,
             None => {
-                let keep = self.n % self.every == 0;
+                let keep = self.n.is_multiple_of(self.every);
                 self.n += 1;
                 keep
             }

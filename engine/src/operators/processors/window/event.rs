@@ -80,7 +80,7 @@ impl EventWindow {
         if size_ms == 0 || slide_ms == 0 {
             return Err("size_ms and slide_ms must be positive".into());
         }
-        if slide_ms > size_ms || size_ms % slide_ms != 0 {
+        if slide_ms > size_ms || !size_ms.is_multiple_of(slide_ms) {
             return Err(format!(
                 "slide_ms ({slide_ms}) must divide size_ms ({size_ms})"
             ));

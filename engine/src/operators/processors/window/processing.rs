@@ -70,7 +70,7 @@ impl Window {
         if size == 0 || slide == 0 {
             return Err("window size and slide must be positive".to_string());
         }
-        if slide > size || size % slide != 0 {
+        if slide > size || !size.is_multiple_of(slide) {
             return Err(format!(
                 "slide ({slide}) must divide the window size ({size})"
             ));
@@ -360,7 +360,7 @@ impl Window {
                 self.add(key, value, self.slot(pane))?;
                 self.last_ingest = self.last_ingest.max(ingest);
                 self.seen += 1;
-                if self.seen % self.slide == 0 {
+                if self.seen.is_multiple_of(self.slide) {
                     // Results it has no room for are held (`closing`).
                     self.close_pane(pane, emit);
                 }
