@@ -371,6 +371,18 @@ fn the_fast_walk_agrees_on_edge_cases() {
         let doc = format!("{{\"a\":[{}\"\u{e9}\\n\"],\"b\":\"c\"}}", "1,".repeat(pad));
         scans_agree(doc.as_bytes()).unwrap();
     }
+    // Every token at every place of a block: one filler value of each
+    // length moves the rest of the object by one byte at a time, so each
+    // quote, colon, comma and value start falls on a block's last and
+    // first byte somewhere.
+    for fill in 0..140 {
+        let doc = format!(
+            r#"{{"f":"{}","key":"v","n":12,"t":true,"o":{{"a":[1]}},"e":""}}  "#,
+            "x".repeat(fill)
+        );
+        walks_agree(doc.as_bytes()).unwrap();
+        scans_agree(doc.as_bytes()).unwrap();
+    }
     // A string across the boundary of two blocks, and values in the last,
     // overlapping block of a payload that is not a whole number of blocks.
     for len in 50..140 {
