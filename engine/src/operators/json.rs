@@ -241,12 +241,12 @@ pub fn find_members<'a>(
     found: &mut [Option<Member<'a>>],
 ) -> Result<usize, JsonError> {
     debug_assert!(found.len() >= keys.len());
-    found.iter_mut().for_each(|f| *f = None);
     let mut seek = SeekMany {
         keys,
         found,
         pending: None,
     };
+    seek.restart();
     scan_object(payload, &mut seek)
 }
 

@@ -38,11 +38,13 @@ pub(super) fn object<'a, M: Members<'a>, const ONE: bool>(
     }
     let (mut c, mut i) = token(b, ix, open + 1)?;
     let mut members = 0;
-    // The payload as text, once a second value is wanted as text: clean
-    // bytes are ASCII, so one check of the whole payload makes every
-    // value's text a slice of it (`find_members` wants every value).
+    // The payload as text, checked once when a second value is wanted as
+    // text (`find_members` wants every value): a value starts and ends at
+    // ASCII bytes, so its text is then a slice. `Some(None)`: the payload
+    // is not UTF-8 throughout (a nested value, which the walk does not
+    // index, may hold anything); values are then checked one by one.
     let mut raws = 0;
-    let mut text: Option<&'a str> = None;
+    let mut text: Option<Option<&'a str>> = None;
     if c == b'"' {
         loop {
             let key_start = i;
@@ -74,13 +76,14 @@ pub(super) fn object<'a, M: Members<'a>, const ONE: bool>(
             };
             match mode {
                 Mode::Skip => {}
-                // Clean text is ASCII: the checks cannot fail.
                 Mode::Raw => {
                     raws += 1;
+                    if raws == 2 {
+                        text = Some(std::str::from_utf8(b).ok());
+                    }
                     let raw = match text {
-                        Some(t) => t.get(start..end)?,
-                        None if raws == 1 => std::str::from_utf8(&b[start..end]).ok()?,
-                        None => text.insert(std::str::from_utf8(b).ok()?).get(start..end)?,
+                        Some(Some(t)) => t.get(start..end)?,
+                        _ => std::str::from_utf8(&b[start..end]).ok()?,
                     };
                     m.raw_value(raw, start);
                 }

@@ -28,15 +28,15 @@ pub(super) fn classify_bytes(block: &[u8; 64]) -> Masks {
     for (k, &c) in block.iter().enumerate() {
         m.quote |= u64::from(c == b'"') << k;
         m.significant |= u64::from(c != b' ') << k;
-        m.unusual |= u64::from(c == b'\\' || !(0x20..0x80).contains(&c)) << k;
+        m.unusual |= u64::from(is_unusual(c)) << k;
     }
     m
 }
 
-/// Whether every byte of `b` is clean (the definition, for tests).
-#[cfg(test)]
-pub(super) fn classify_bytes_all(b: &[u8]) -> bool {
-    b.iter().all(|&c| c != b'\\' && (0x20..0x80).contains(&c))
+/// A byte of [`Masks::unusual`].
+#[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))]
+pub(super) fn is_unusual(c: u8) -> bool {
+    c == b'\\' || !(0x20..0x80).contains(&c)
 }
 
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]

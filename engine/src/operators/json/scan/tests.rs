@@ -199,7 +199,9 @@ fn walks_agree(b: &[u8]) -> Result<(), proptest::test_runner::TestCaseError> {
             proptest::prop_assert_eq!(got, want, "{:?}", text);
             proptest::prop_assert_eq!(quick, slow, "{:?}", text);
         }
-        None if index::classify_bytes_all(b) => proptest::prop_assert_eq!(want, None, "{:?}", text),
+        None if !b.iter().any(|&c| index::is_unusual(c)) => {
+            proptest::prop_assert_eq!(want, None, "{:?}", text)
+        }
         None => {}
     }
     Ok(())
@@ -285,15 +287,7 @@ proptest::proptest! {
             0u8..3,
         ), 1..4),
     ) {
-        let mut doc = doc;
-        for (at, c, how) in edits {
-            let at = at % (doc.len() + 1);
-            match how {
-                0 if at < doc.len() => doc[at] = c,
-                1 if at < doc.len() => { doc.remove(at); }
-                _ => doc.insert(at, c),
-            }
-        }
+        let doc = edited(doc, &edits);
         walks_agree(&doc)?;
         scans_agree(&doc)?;
     }
@@ -307,19 +301,29 @@ proptest::proptest! {
         edits in proptest::collection::vec((
             0usize..400,
             proptest::sample::select(vec![b'\t', b'\n', b'\r', b'\\', 0xc3, 0xa9, 0x01, b'x', b'"']),
-            0u8..2,
+            // Replace or insert.
+            proptest::sample::select(vec![0u8, 2]),
         ), 1..3),
     ) {
-        let mut doc = doc;
-        for (at, c, how) in edits {
-            let at = at % (doc.len() + 1);
-            match how {
-                0 if at < doc.len() => doc[at] = c,
-                _ => doc.insert(at, c),
-            }
-        }
+        let doc = edited(doc, &edits);
         scans_agree(&doc)?;
     }
+}
+
+/// `doc` with each `(at, byte, how)` applied in turn: `how` 0 replaces the
+/// byte at `at`, 1 deletes it, 2 inserts `byte` there (`at` wraps).
+fn edited(mut doc: Vec<u8>, edits: &[(usize, u8, u8)]) -> Vec<u8> {
+    for &(at, c, how) in edits {
+        let at = at % (doc.len() + 1);
+        match how {
+            0 if at < doc.len() => doc[at] = c,
+            1 if at < doc.len() => {
+                doc.remove(at);
+            }
+            _ => doc.insert(at, c),
+        }
+    }
+    doc
 }
 
 #[test]
@@ -371,6 +375,19 @@ fn the_fast_walk_agrees_on_edge_cases() {
         let doc = format!("{{\"a\":[{}\"\u{e9}\\n\"],\"b\":\"c\"}}", "1,".repeat(pad));
         scans_agree(doc.as_bytes()).unwrap();
     }
+    // Values wanted as text after a skipped nested value that is not
+    // UTF-8 in a block the walk never indexes: the payload is not UTF-8
+    // throughout, and the values are checked one by one; the walk decides.
+    let mut doc = br#"{"a":1,"sss":["#.to_vec();
+    doc.extend_from_slice("1,".repeat(40).as_bytes());
+    doc.extend_from_slice(b"\"\xff\"");
+    doc.extend_from_slice(",1".repeat(40).as_bytes());
+    doc.extend_from_slice(br#"],"d":2}"#);
+    let mut quick = Record::default();
+    let mut ix = index::Cursor::<false>::new(&doc).expect("a clean first block");
+    assert_eq!(fast::object(&doc, &mut ix, &mut quick), Some(3));
+    walks_agree(&doc).unwrap();
+    scans_agree(&doc).unwrap();
     // Every token at every place of a block: one filler value of each
     // length moves the rest of the object by one byte at a time, so each
     // quote, colon, comma and value start falls on a block's last and
