@@ -20,7 +20,7 @@
 //! Most payloads take a faster road to the same decisions: a payload with
 //! no escape, no control byte, no whitespace but the space and only ASCII
 //! (machine-written JSON lines usually are) is walked token to token on a
-//! structural index built 64 bytes at a time ([`index`], SSE2 on x86_64),
+//! structural index built 64 bytes at a time ([`index`], AVX2 or SSE2 on x86_64),
 //! in [`fast`]: a string ends at the next quote, whitespace is skipped
 //! with one `trailing_zeros`. Any other payload, and a clean one that turns
 //! out invalid (for serde_json's error and offset), is walked byte by byte

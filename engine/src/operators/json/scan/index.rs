@@ -2,10 +2,11 @@
 //! are, which bytes are not spaces, and whether a block holds anything the
 //! fast walk does not take (see [`Masks::unusual`]).
 //!
-//! On x86_64 a block is classified with SSE2 (part of the x86_64 baseline),
-//! four 16-byte compares per class and one `pmovmskb` each, about 60
-//! instructions for 64 bytes; elsewhere with a plain loop that gives the
-//! same masks.
+//! On x86_64 a block is classified with AVX2 where the CPU has it (two
+//! 32-byte compares per class and a `vpmovmskb` each, about 30
+//! instructions for 64 bytes), else with SSE2 (part of the x86_64
+//! baseline; four 16-byte compares per class, about 85 instructions);
+//! elsewhere with a plain loop. All three give the same masks (tested).
 
 /// Classes of the 64 bytes of one block, bit `k` for byte `k`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -41,7 +42,7 @@ pub(super) fn is_unusual(c: u8) -> bool {
 
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[target_feature(enable = "sse2")]
-fn classify_sse2(block: &[u8; 64]) -> Masks {
+pub(super) fn classify_sse2(block: &[u8; 64]) -> Masks {
     use std::arch::x86_64::{
         _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
         _mm_set_epi64x,
@@ -71,9 +72,51 @@ fn classify_sse2(block: &[u8; 64]) -> Masks {
     m
 }
 
-/// The masks of one block.
+/// The masks of one block with AVX2: two 32-byte compares per class.
+/// About 30 instructions where SSE2 takes about 85; the index pays this
+/// once per block of every payload it walks.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+pub(super) fn classify_avx2(block: &[u8; 64]) -> Masks {
+    use std::arch::x86_64::{
+        __m256i, _mm256_cmpeq_epi8, _mm256_cmpgt_epi8, _mm256_loadu_si256, _mm256_movemask_epi8,
+        _mm256_or_si256, _mm256_set1_epi8,
+    };
+    let quote = _mm256_set1_epi8(b'"' as i8);
+    let space = _mm256_set1_epi8(b' ' as i8);
+    let backslash = _mm256_set1_epi8(b'\\' as i8);
+    let control = _mm256_set1_epi8(0x20);
+    let (lo, hi) = block.split_at(32);
+    // SAFETY: `lo` and `hi` are 32 bytes each; `loadu` takes any alignment.
+    let (lo, hi) = unsafe {
+        (
+            _mm256_loadu_si256(lo.as_ptr().cast::<__m256i>()),
+            _mm256_loadu_si256(hi.as_ptr().cast::<__m256i>()),
+        )
+    };
+    // `vpmovmskb` gives one bit per byte of the 32.
+    let bits = |lo, hi| {
+        u64::from(_mm256_movemask_epi8(lo) as u32)
+            | u64::from(_mm256_movemask_epi8(hi) as u32) << 32
+    };
+    // Signed compare: below 0x20 takes the bytes above 0x7f too.
+    let unusual = |v| {
+        _mm256_or_si256(
+            _mm256_cmpeq_epi8(v, backslash),
+            _mm256_cmpgt_epi8(control, v),
+        )
+    };
+    Masks {
+        quote: bits(_mm256_cmpeq_epi8(lo, quote), _mm256_cmpeq_epi8(hi, quote)),
+        significant: !bits(_mm256_cmpeq_epi8(lo, space), _mm256_cmpeq_epi8(hi, space)),
+        unusual: bits(unusual(lo), unusual(hi)),
+    }
+}
+
+/// The masks of one block on any CPU of the build's target: SSE2 on
+/// x86_64 (part of its baseline), else byte by byte.
 #[inline(always)]
-pub(super) fn classify(block: &[u8; 64]) -> Masks {
+pub(super) fn classify_baseline(block: &[u8; 64]) -> Masks {
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     {
         // SAFETY: `classify_sse2` needs SSE2 and nothing else, and this
@@ -85,6 +128,23 @@ pub(super) fn classify(block: &[u8; 64]) -> Masks {
     {
         classify_bytes(block)
     }
+}
+
+/// The masks of one block: with AVX2 where the CPU has it (detected once
+/// per process; the check is a load and a test), else as
+/// [`classify_baseline`].
+#[inline(always)]
+pub(super) fn classify(block: &[u8; 64]) -> Masks {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: `classify_avx2` needs AVX2 and nothing else, and this
+            // CPU has it (just detected). The function itself is safe
+            // code apart from its loads, which have their own SAFETY.
+            return unsafe { classify_avx2(block) };
+        }
+    }
+    classify_baseline(block)
 }
 
 /// The masks of the block of `b` that starts at `base` (`base < b.len()`):

@@ -98,23 +98,37 @@ fn trailing_padding_is_checked_to_the_last_byte() {
     }
 }
 
-/// The SSE2 classifier against the byte-by-byte definition: every byte
-/// value at every position of a block, among bytes of other classes.
+/// Each classifier this CPU can run (the one `classify` picks, SSE2 or
+/// the byte loop of the baseline, and AVX2 where the CPU has it) against
+/// the byte-by-byte definition: every byte value at every position of a
+/// block, among bytes of other classes.
 #[test]
 fn block_masks_match_the_definition_at_every_position() {
+    type Classify = fn(&[u8; 64]) -> index::Masks;
+    let mut classifiers: Vec<(&str, Classify)> = vec![
+        ("classify", index::classify),
+        ("baseline", index::classify_baseline),
+    ];
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: this CPU has AVX2, all `classify_avx2` needs.
+        classifiers.push(("avx2", |b| unsafe { index::classify_avx2(b) }));
+    }
     let mut block = [0u8; 64];
     for (k, b) in block.iter_mut().enumerate() {
         *b = [b'a', b' ', b'"', b'\\', 0x1f, 0x80, b'{', 0x7f][k % 8];
     }
-    for c in 0..=255u8 {
-        for k in 0..64 {
-            let mut b = block;
-            b[k] = c;
-            assert_eq!(
-                index::classify(&b),
-                index::classify_bytes(&b),
-                "{c:#04x} at {k}"
-            );
+    for (name, classify) in classifiers {
+        for c in 0..=255u8 {
+            for k in 0..64 {
+                let mut b = block;
+                b[k] = c;
+                assert_eq!(
+                    classify(&b),
+                    index::classify_bytes(&b),
+                    "{name}: {c:#04x} at {k}"
+                );
+            }
         }
     }
 }
