@@ -390,6 +390,8 @@ impl EdgeOut {
 pub(crate) enum Taken {
     /// Consumed (its reference passed on or released).
     Yes,
+    /// Consumed, and the batch stops after it (the stage failed).
+    Last,
     /// Not now: the handle is given back and stays first in the ring; the
     /// batch stops here.
     Defer(Handle),
@@ -465,19 +467,27 @@ impl EdgeIn {
         };
         let (a, b) = chunk.as_slices();
         let mut consumed = 0;
-        for &raw in a.iter().chain(b) {
-            // SAFETY: every index in a ring was put there by `fan_out`, from
-            // a handle of this pipeline's arena whose reference (or an extra
-            // one it added) it carries. It becomes a handle once per
-            // read: consumed, it is committed below and never read again; a
-            // deferred one gives its handle back (`into_raw`) before its
-            // index is left in the ring.
-            let handle = unsafe { arena.handle_from_raw(raw) };
-            match f(handle) {
-                Taken::Yes => consumed += 1,
-                Taken::Defer(handle) => {
-                    let _ = handle.into_raw();
-                    break;
+        // The chunk's one or two slices (two where it wraps around the
+        // ring's end), each walked by a plain loop.
+        'chunk: for part in [a, b] {
+            for &raw in part {
+                // SAFETY: every index in a ring was put there by `fan_out`,
+                // from a handle of this pipeline's arena whose reference (or
+                // an extra one it added) it carries. It becomes a handle
+                // once per read: consumed, it is committed below and never
+                // read again; a deferred one gives its handle back
+                // (`into_raw`) before its index is left in the ring.
+                let handle = unsafe { arena.handle_from_raw(raw) };
+                match f(handle) {
+                    Taken::Yes => consumed += 1,
+                    Taken::Last => {
+                        consumed += 1;
+                        break 'chunk;
+                    }
+                    Taken::Defer(handle) => {
+                        let _ = handle.into_raw();
+                        break 'chunk;
+                    }
                 }
             }
         }
@@ -506,18 +516,24 @@ impl EdgeIn {
         let (a, b) = chunk.as_slices();
         let mut consumed = 0;
         let mut at_control = false;
-        for &raw in a.iter().chain(b) {
-            if raw & CONTROL != 0 {
-                at_control = true;
-                break;
-            }
-            // SAFETY: as in `take`.
-            let handle = unsafe { arena.handle_from_raw(raw) };
-            match f(handle) {
-                Taken::Yes => consumed += 1,
-                Taken::Defer(handle) => {
-                    let _ = handle.into_raw();
-                    break;
+        'chunk: for part in [a, b] {
+            for &raw in part {
+                if raw & CONTROL != 0 {
+                    at_control = true;
+                    break 'chunk;
+                }
+                // SAFETY: as in `take`.
+                let handle = unsafe { arena.handle_from_raw(raw) };
+                match f(handle) {
+                    Taken::Yes => consumed += 1,
+                    Taken::Last => {
+                        consumed += 1;
+                        break 'chunk;
+                    }
+                    Taken::Defer(handle) => {
+                        let _ = handle.into_raw();
+                        break 'chunk;
+                    }
                 }
             }
         }

@@ -48,7 +48,7 @@ impl Node {
             seq,
             source: info.index as u16,
             error_port: *error_port,
-            routable: *routable,
+            routable: PortMask::all(*routable),
             refusing: *refusing,
             stamp,
             now: 0,
@@ -204,7 +204,8 @@ pub(super) struct Lane<'a> {
     seq: &'a mut u64,
     source: u16,
     error_port: Option<usize>,
-    routable: usize,
+    /// The ports a router may name (its declared ones).
+    routable: PortMask,
     /// See [`Node::refusing`].
     refusing: bool,
     /// With stage metrics: when this batch was dequeued.
@@ -286,21 +287,17 @@ fn take_batch<const CONTROL: bool>(
     mut one: impl FnMut(Handle) -> Result<Taken, String>,
 ) -> usize {
     let (fatal, deferred, in_flight) = (&mut *out.fatal, &mut *out.deferred, &mut *out.in_flight);
-    let consume = |handle| {
-        if fatal.is_some() {
-            return Taken::Defer(handle);
+    // A fatal error ends the batch after the element it came with.
+    let consume = |handle| match one(handle) {
+        Ok(Taken::Defer(handle)) => {
+            *deferred = true;
+            Taken::Defer(handle)
         }
-        match one(handle) {
-            Ok(Taken::Defer(handle)) => {
-                *deferred = true;
-                Taken::Defer(handle)
-            }
-            Ok(Taken::Yes) => Taken::Yes,
-            Err(m) => {
-                *fatal = Some(m);
-                *in_flight = 1;
-                Taken::Yes
-            }
+        Ok(taken) => taken,
+        Err(m) => {
+            *fatal = Some(m);
+            *in_flight = 1;
+            Taken::Last
         }
     };
     if CONTROL {
@@ -410,7 +407,7 @@ pub(super) fn consume_router(
     let mut mask = PortMask::default();
     let routed = r.route(&Element::input(arena, &mut handle, ctx.pool), &mut mask);
     // A router may only name its declared ports.
-    let mask = PortMask(mask.0 & PortMask::all(lane.routable).0);
+    let mask = PortMask(mask.0 & lane.routable.0);
     match routed {
         Ok(()) if mask.is_empty() => {
             lane.report.drop_static("no route");
