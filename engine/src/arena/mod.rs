@@ -196,8 +196,15 @@ impl Arena {
                 meta: UnsafeCell::new(Meta::default()),
             })
             .collect();
-        let id = NEXT_ARENA.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        assert!(id != 0, "more than 2^32 arenas");
+        // Ids are never reused (the counter stops instead of wrapping): a
+        // handle that outlived its arena can never pass another's check.
+        let id = NEXT_ARENA
+            .fetch_update(
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+                |n| n.checked_add(1),
+            )
+            .expect("more than 2^32 - 2 arenas in one process");
         Arena {
             id,
             slot_size,
@@ -214,7 +221,23 @@ impl Arena {
         if handle.arena != self.id {
             wrong_arena(handle.arena, self.id);
         }
-        &self.meta[handle.index as usize]
+        self.meta_at(handle.index)
+    }
+
+    /// The slot at `index`, an index this arena gave out: one of a handle
+    /// or fresh slot whose arena id is this arena's (checked by the
+    /// caller), or one just taken from its free stack.
+    ///
+    /// The id check makes a bounds check redundant: only this module
+    /// makes handles and fresh slots, each with an index from this
+    /// arena's free stack, which holds the indices below `slots` and
+    /// nothing else (`handle_from_raw` is unsafe and takes back only what
+    /// `into_raw` gave out); and no two arenas share an id.
+    #[inline(always)]
+    fn meta_at(&self, index: u32) -> &SlotMeta {
+        debug_assert!(index < self.slots, "slot {index} of {}", self.slots);
+        // SAFETY: `index < self.slots == self.meta.len()`, as above.
+        unsafe { self.meta.get_unchecked(index as usize) }
     }
 
     /// Rebuilds a handle from a raw index that travelled through a ring.
@@ -246,7 +269,7 @@ impl Arena {
     #[inline]
     pub fn alloc(&self, cache: &mut LocalPool) -> Option<Handle> {
         let index = cache.take(self.id, &self.free)?;
-        let slot = &self.meta[index as usize];
+        let slot = self.meta_at(index);
         debug_assert_eq!(
             slot.refs.load(Ordering::Relaxed),
             0,
@@ -443,7 +466,7 @@ impl Arena {
             wrong_arena(fresh.arena, self.id);
         }
         assert!(len <= self.slot_size, "seal: a length that fits the slot");
-        let slot = &self.meta[fresh.index as usize];
+        let slot = self.meta_at(fresh.index);
         // Relaxed: the handle reaches other threads through a ring, whose
         // push (Release) publishes these writes with it.
         slot.refs.store(1, Ordering::Relaxed);
