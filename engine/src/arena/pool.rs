@@ -157,8 +157,9 @@ impl FreeStack {
 
 /// A worker's private cache of free slots in front of the global stack.
 ///
-/// Holds at most `2 * batch` indices: it refills `batch` at a time when empty
-/// and gives `batch` back when full, so a worker that only frees (a sink) and
+/// Holds at most `2 * batch` indices (its capacity, allocated once): it
+/// refills `batch` at a time when empty and gives back all but `batch` when
+/// full, so a worker that only frees (a sink) and
 /// a worker that only allocates (a source) each touch the global head once per
 /// `batch` elements. Owned by one worker thread; never shared.
 pub struct LocalPool {
@@ -218,7 +219,9 @@ impl LocalPool {
     #[inline]
     pub(crate) fn give(&mut self, arena: u32, stack: &FreeStack, index: u32) {
         self.bind(arena);
-        if self.cached.len() == 2 * self.batch {
+        // Full at its capacity (`2 * batch`, allocated once): the push's
+        // own capacity check is then the same compare.
+        if self.cached.len() == self.cached.capacity() {
             self.spill(stack);
         }
         self.cached.push(index);

@@ -116,6 +116,25 @@ pub(crate) fn fan_out(
     fan_out_refusing(arena, handle, ports, 1 << port);
 }
 
+/// Queues every handle of `handles` (emptied) on `port`, as [`fan_out`]
+/// does one by one: to a single edge, the usual case, in one `extend`.
+#[inline]
+pub(crate) fn fan_out_all(
+    arena: &Arena,
+    handles: &mut Vec<Handle>,
+    ports: &mut [Vec<EdgeOut>],
+    port: usize,
+    refusing: bool,
+) {
+    if let [edge] = ports[port].as_mut_slice() {
+        edge.outbox.extend(handles.drain(..).map(Handle::into_raw));
+        return;
+    }
+    for handle in handles.drain(..) {
+        fan_out(arena, handle, ports, port, refusing);
+    }
+}
+
 /// Queues `handle` on every edge of every port set in `mask` (bit `p`:
 /// `ports[p]`) that takes it, as [`fan_out`] does.
 #[inline]
@@ -333,12 +352,18 @@ impl EdgeOut {
         }
         let n = self.outbox.len().min(self.producer.slots());
         if n > 0 {
-            let chunk = self
+            // Two slice copies (the chunk wraps around the ring's end at
+            // most once), not a loop over an iterator.
+            let mut chunk = self
                 .producer
-                .write_chunk_uninit(n)
+                .write_chunk(n)
                 .expect("n is at most the free space");
-            let written = chunk.fill_from_iter(self.outbox.drain(..n));
-            debug_assert_eq!(written, n);
+            let (a, b) = chunk.as_mut_slices();
+            let (head, tail) = self.outbox[..n].split_at(a.len());
+            a.copy_from_slice(head);
+            b.copy_from_slice(tail);
+            chunk.commit_all();
+            self.outbox.drain(..n);
             self.stats
                 .depth
                 .store(self.capacity - self.producer.slots(), Ordering::Relaxed);

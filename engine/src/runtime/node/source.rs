@@ -90,9 +90,13 @@ impl Node {
     /// any. Both lists are empty afterwards, so nothing is counted twice.
     fn settle_batch(&mut self, ctx: &mut StepCtx<'_>) -> bool {
         let sent = self.filled.len() as u64;
-        for h in self.filled.drain(..) {
-            emit_port(&mut self.ports, 0, h, ctx.arena, self.refusing);
-        }
+        ring::fan_out_all(
+            ctx.arena,
+            &mut self.filled,
+            &mut self.ports,
+            0,
+            self.refusing,
+        );
         if sent > 0 {
             self.report.count_sent(0, sent);
         }
