@@ -49,10 +49,7 @@ pub(super) fn object<'a, M: Members<'a>, const ONE: bool>(
         loop {
             let key_start = i;
             let key_end = ix.quote(key_start + 1)?;
-            let (sep, colon) = token(b, ix, key_end + 1)?;
-            if sep != b':' {
-                return None;
-            }
+            let colon = expect(b, ix, key_end + 1, b':')?;
             let (first, start) = token(b, ix, colon + 1)?;
             members += 1;
             let key = Key {
@@ -91,12 +88,7 @@ pub(super) fn object<'a, M: Members<'a>, const ONE: bool>(
             }
             (c, i) = token(b, ix, end)?;
             match c {
-                b',' => {
-                    (c, i) = token(b, ix, i + 1)?;
-                    if c != b'"' {
-                        return None;
-                    }
-                }
+                b',' => i = expect(b, ix, i + 1, b'"')?,
                 b'}' => break,
                 _ => return None,
             }
@@ -123,6 +115,25 @@ fn token<const ONE: bool>(b: &[u8], ix: &mut Cursor<'_, ONE>, p: usize) -> Optio
             Some((b[p], p))
         }
         None => None,
+    }
+}
+
+/// Where the next token is, if it is the byte `want`: [`token`] with the
+/// compare against `want` first (compact JSON has it right at `p`).
+#[inline(always)]
+fn expect<const ONE: bool>(
+    b: &[u8],
+    ix: &mut Cursor<'_, ONE>,
+    p: usize,
+    want: u8,
+) -> Option<usize> {
+    match b.get(p) {
+        Some(&c) if c == want => Some(p),
+        Some(b' ') => {
+            let p = ix.significant(p)?;
+            (b[p] == want).then_some(p)
+        }
+        _ => None,
     }
 }
 
