@@ -106,11 +106,21 @@ impl RouteByField {
 
 impl Router for RouteByField {
     fn route(&mut self, element: &Element<'_>, ports: &mut PortMask) -> Result<(), StageError> {
-        *ports = self
-            .ports_for(element.payload())
-            .map_err(|e| StageError::Rejected(Reason::new("invalid JSON", e.to_string())))?;
-        Ok(())
+        match self.ports_for(element.payload()) {
+            Ok(mask) => {
+                *ports = mask;
+                Ok(())
+            }
+            Err(e) => Err(invalid(e)),
+        }
     }
+}
+
+/// The rejection of a payload that is not one valid JSON object.
+#[cold]
+#[inline(never)]
+fn invalid(e: JsonError) -> StageError {
+    StageError::Rejected(Reason::new("invalid JSON", e.to_string()))
 }
 
 /// Where a value goes: one port, several, `"broadcast"` (all ports) or
