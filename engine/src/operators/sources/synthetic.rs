@@ -404,6 +404,8 @@ struct Frames {
     /// one more.
     digits: usize,
     next_bound: u64,
+    /// The template writes `{seq}`: frames change with the number.
+    numbered: bool,
 }
 
 #[derive(Debug, Default)]
@@ -456,6 +458,7 @@ impl Frames {
             phase: 0,
             digits: 1,
             next_bound: 10,
+            numbered: pieces.iter().any(|p| matches!(p, Piece::Seq)),
         })
     }
 
@@ -484,7 +487,8 @@ impl Frames {
     /// fit.
     #[inline(always)]
     fn render(&mut self, seq: u64, buf: &mut [u8]) -> Option<usize> {
-        while seq >= self.next_bound {
+        // The digit count matters only to a template that writes `{seq}`.
+        while self.numbered && seq >= self.next_bound {
             self.digits += 1;
             self.next_bound = self.next_bound.saturating_mul(10);
         }
@@ -501,7 +505,7 @@ impl Frames {
         let frame = &mut self.frames[key as usize];
         if frame.digits != self.digits {
             Self::prepare(frame, &self.pieces, &self.sizes, seq, self.digits);
-        } else if seq != frame.seq && !frame.seq_at.is_empty() {
+        } else if self.numbered && seq != frame.seq {
             // The frame holds an earlier number of the same width: add the
             // difference to its digits in place (usually one digit changes)
             // rather than writing them all again.
