@@ -96,3 +96,37 @@ fn processing_time_timers_fire_without_event_time() {
     );
     assert_eq!(report.leaked_slots, 0);
 }
+
+/// A timer processor with two inputs, in a pipeline without event time:
+/// when its last input ends it sends the final watermark on, and the sink
+/// after it (which has no timers of its own) must take that control
+/// element as one, not as data.
+#[test]
+fn a_timer_processor_with_two_inputs_ends_cleanly() {
+    let mut b = PipelineBuilder::new();
+    for src in ["a", "b"] {
+        b.add(
+            src,
+            "generator",
+            Stage::Source(Box::new(Generator::new("e{seq}", Some(50)).unwrap())),
+        );
+    }
+    b.add(
+        "delay",
+        "delay",
+        Stage::Processor(Box::new(Delay {
+            timers: Timers::new(),
+            held: Default::default(),
+            next: 0,
+            fired: 0,
+        })),
+    );
+    b.add("sink", "discard", Stage::Sink(Box::new(Discard)));
+    b.connect(("a", "output"), ("delay", "input"));
+    b.connect(("b", "output"), ("delay", "input"));
+    b.connect(("delay", "output"), ("sink", "input"));
+    let report = b.build().expect("valid").run();
+    assert!(report.is_success(), "{report}");
+    assert_eq!(report.stage("sink").unwrap().received, 100, "{report}");
+    assert_eq!(report.leaked_slots, 0);
+}

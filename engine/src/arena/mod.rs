@@ -231,8 +231,11 @@ impl Arena {
     /// The id check makes a bounds check redundant: only this module
     /// makes handles and fresh slots, each with an index from this
     /// arena's free stack, which holds the indices below `slots` and
-    /// nothing else (`handle_from_raw` is unsafe and takes back only what
-    /// `into_raw` gave out); and no two arenas share an id.
+    /// nothing else, or copied from such a handle (`share`); no two arenas
+    /// share an id; and `handle_from_raw` is unsafe and must be given only
+    /// what `into_raw` gave out (the ring module strips its control bit
+    /// first, and a pipeline that carries control elements reads every
+    /// ring with `take_data`).
     #[inline(always)]
     fn meta_at(&self, index: u32) -> &SlotMeta {
         debug_assert!(index < self.slots, "slot {index} of {}", self.slots);
@@ -248,6 +251,7 @@ impl Arena {
     /// turned back into a handle exactly once.
     #[inline]
     pub(crate) unsafe fn handle_from_raw(&self, raw: u32) -> Handle {
+        debug_assert!(raw < self.slots, "raw index {raw} of {} slots", self.slots);
         Handle {
             index: raw,
             arena: self.id,

@@ -157,11 +157,12 @@ impl FreeStack {
 
 /// A worker's private cache of free slots in front of the global stack.
 ///
-/// Holds at most `2 * batch` indices (its capacity, allocated once): it
-/// refills `batch` at a time when empty and gives back all but `batch` when
-/// full, so a worker that only frees (a sink) and
-/// a worker that only allocates (a source) each touch the global head once per
-/// `batch` elements. Owned by one worker thread; never shared.
+/// Holds at most as many indices as its capacity, allocated once (`2 *
+/// batch`; `Vec` may round it up): it refills `batch` at a time when empty
+/// and gives back all but `batch` when full, so a worker that only frees (a
+/// sink) and a worker that only allocates (a source) each touch the global
+/// head once per `batch` elements. Owned by one worker thread; never
+/// shared.
 pub struct LocalPool {
     batch: usize,
     cached: Vec<u32>,

@@ -117,7 +117,9 @@ pub(crate) fn fan_out(
 }
 
 /// Queues every handle of `handles` (emptied) on `port`, as [`fan_out`]
-/// does one by one: to a single edge, the usual case, in one `extend`.
+/// does one by one, a batch at a time: each edge's outbox takes the batch
+/// in one `extend`, after one refcount raise per handle for the extra
+/// edges.
 #[inline]
 pub(crate) fn fan_out_all(
     arena: &Arena,
@@ -126,12 +128,23 @@ pub(crate) fn fan_out_all(
     port: usize,
     refusing: bool,
 ) {
-    if let [edge] = ports[port].as_mut_slice() {
-        edge.outbox.extend(handles.drain(..).map(Handle::into_raw));
-        return;
-    }
-    for handle in handles.drain(..) {
-        fan_out(arena, handle, ports, port, refusing);
+    match ports[port].as_mut_slice() {
+        [edge] => edge.outbox.extend(handles.drain(..).map(Handle::into_raw)),
+        [rest @ .., last] if !refusing => {
+            let extra = rest.len() as u32;
+            for handle in handles.iter_mut() {
+                arena.add_refs_owned(handle, extra);
+            }
+            for edge in rest {
+                edge.outbox.extend(handles.iter().map(Handle::index));
+            }
+            last.outbox.extend(handles.drain(..).map(Handle::into_raw));
+        }
+        _ => {
+            for handle in handles.drain(..) {
+                fan_out(arena, handle, ports, port, refusing);
+            }
+        }
     }
 }
 
@@ -496,12 +509,15 @@ impl EdgeIn {
         // ring's end), each walked by a plain loop.
         'chunk: for part in [a, b] {
             for &raw in part {
+                debug_assert!(raw & CONTROL == 0, "a control element read by `take`");
                 // SAFETY: every index in a ring was put there by `fan_out`,
                 // from a handle of this pipeline's arena whose reference (or
                 // an extra one it added) it carries. It becomes a handle
                 // once per read: consumed, it is committed below and never
                 // read again; a deferred one gives its handle back
-                // (`into_raw`) before its index is left in the ring.
+                // (`into_raw`) before its index is left in the ring. Control
+                // elements (`fan_out_control`) are only sent in pipelines
+                // whose consumers all read with `take_data`.
                 let handle = unsafe { arena.handle_from_raw(raw) };
                 match f(handle) {
                     Taken::Yes => consumed += 1,

@@ -148,3 +148,97 @@ fn when_full_parses_its_three_spellings_only() {
         .unwrap_err()
         .contains("expected block"));
 }
+
+/// A chunk that wraps around the ring's end is two slices: `flush` writes
+/// both and `take` reads both, in order.
+#[test]
+fn a_chunk_across_the_ring_end_keeps_its_order() {
+    let arena = Arena::new(64, 64);
+    let mut pool = LocalPool::new(8);
+    let (mut tx, mut rx, _) = edge(4, WhenFull::Block);
+    queue(&mut tx, &arena, &mut pool, 3);
+    tx.flush(&arena, &mut pool);
+    assert_eq!(drain(&mut rx, &arena, &mut pool).len(), 3);
+    // Slots 3, 0 and 1 of the ring: the write and the read both wrap.
+    queue(&mut tx, &arena, &mut pool, 3);
+    let sent = tx.outbox.clone();
+    assert_eq!(tx.flush(&arena, &mut pool), 3);
+    let mut seen = Vec::new();
+    let taken = rx.take(&arena, 3, |h| {
+        seen.push(h.index());
+        arena.release(h, &mut pool);
+        Taken::Yes
+    });
+    assert_eq!((taken, seen), (3, sent));
+    assert_eq!(rx.available(), 0);
+    arena.flush(&mut pool);
+    assert_eq!(arena.leaked_quiescent(), 0);
+}
+
+/// `Taken::Last` consumes its element and ends the batch; `Taken::Defer`
+/// leaves its element first in the ring. Both hold across the wrap.
+#[test]
+fn take_stops_after_last_and_before_defer() {
+    let arena = Arena::new(64, 64);
+    let mut pool = LocalPool::new(8);
+    let (mut tx, mut rx, _) = edge(4, WhenFull::Block);
+    queue(&mut tx, &arena, &mut pool, 2);
+    tx.flush(&arena, &mut pool);
+    drain(&mut rx, &arena, &mut pool);
+    // Ring slots 2, 3, 0, 1.
+    queue(&mut tx, &arena, &mut pool, 4);
+    let sent = tx.outbox.clone();
+    tx.flush(&arena, &mut pool);
+    let mut k = 0;
+    let taken = rx.take(&arena, 4, |h| {
+        k += 1;
+        arena.release(h, &mut pool);
+        if k == 3 {
+            Taken::Last
+        } else {
+            Taken::Yes
+        }
+    });
+    assert_eq!(
+        taken, 3,
+        "the third ends the batch, in the ring's second slice"
+    );
+    assert_eq!(rx.available(), 1);
+    let taken = rx.take(&arena, 4, Taken::Defer);
+    assert_eq!(taken, 0);
+    assert_eq!(drain(&mut rx, &arena, &mut pool), &sent[3..]);
+    arena.flush(&mut pool);
+    assert_eq!(arena.leaked_quiescent(), 0);
+}
+
+/// A batch of fresh handles to a port of two edges: each edge's outbox
+/// gets the batch in order and each slot counts a reference per edge, as
+/// `fan_out` one by one gives.
+#[test]
+fn fan_out_all_gives_each_edge_the_batch() {
+    let arena = Arena::new(64, 64);
+    let mut pool = LocalPool::new(8);
+    let (a, mut ra, _) = edge(16, WhenFull::Block);
+    let (b, mut rb, _) = edge(16, WhenFull::Block);
+    let mut ports = vec![vec![a, b]];
+    let mut handles: Vec<Handle> = (0..5).map(|_| arena.alloc(&mut pool).unwrap()).collect();
+    let indices: Vec<u32> = handles.iter().map(Handle::index).collect();
+    fan_out_all(&arena, &mut handles, &mut ports, 0, false);
+    assert!(handles.is_empty());
+    for edge in &ports[0] {
+        assert_eq!(edge.outbox, indices);
+    }
+    for edge in &mut ports[0] {
+        edge.flush(&arena, &mut pool);
+    }
+    let mut refcounts = Vec::new();
+    ra.take(&arena, 5, |h| {
+        refcounts.push(arena.refcount(&h));
+        arena.release(h, &mut pool);
+        Taken::Yes
+    });
+    assert_eq!(refcounts, [2; 5]);
+    assert_eq!(drain(&mut rb, &arena, &mut pool), indices);
+    arena.flush(&mut pool);
+    assert_eq!(arena.leaked_quiescent(), 0);
+}

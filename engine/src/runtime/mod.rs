@@ -262,16 +262,24 @@ impl Pipeline {
                 neighbours: std::mem::take(&mut neighbours[id]),
             })
             .collect();
-        // Event time and checkpoints: only a pipeline that uses them gives
-        // its nodes a `Timing` (and so looks for control elements).
+        // Event time, checkpoints and timers: only a pipeline that uses
+        // one of them gives its nodes a `Timing` (and so looks for control
+        // elements).
         let (coordinator, commits) = checkpoints::coordinator(
             &mut decls,
             self.plan.settings.checkpoint.as_ref(),
             shape,
             snapshot.as_ref().map_or(0, |s| s.id),
         );
+        // A processor with timers sends the final watermark on when its
+        // inputs end, so every consumer must then read control elements.
+        let timers = decls.iter_mut().flatten().any(|d| match &mut d.stage {
+            crate::stage::Stage::Processor(p) => p.timers().is_some(),
+            _ => false,
+        });
         let uses_timing = self.plan.settings.checkpoint.is_some()
             || commits
+            || timers
             || decls.iter().flatten().any(|d| d.source_time.is_some());
         let barriers = coordinator.as_ref().map(|(_, b)| b.clone());
         let replay = barriers.clone();
@@ -282,7 +290,7 @@ impl Pipeline {
         // the drain deadline.
         let mut live: Vec<Arc<LiveCounters>> = Vec::with_capacity(n);
         for &i in &self.plan.order {
-            let mut d = decls[i].take().expect("each node once");
+            let d = decls[i].take().expect("each node once");
             let w = &mut workers[worker_of[i]];
             if self.plan.settings.pin {
                 w.core = Some(self.plan.cores[i]);
@@ -327,13 +335,7 @@ impl Pipeline {
                 .expect("each node once")
                 .into_iter()
                 .collect();
-            // A processor with timers of its own gets a `Timing` (to fire
-            // them) in any pipeline.
-            let wants_timers = match &mut d.stage {
-                crate::stage::Stage::Processor(p) => p.timers().is_some(),
-                _ => false,
-            };
-            let timing = (uses_timing || wants_timers).then(|| {
+            let timing = uses_timing.then(|| {
                 Box::new(Timing::new(
                     d.source_time
                         .clone()

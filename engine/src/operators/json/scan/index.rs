@@ -21,8 +21,9 @@ pub(super) struct Masks {
     pub(super) unusual: u64,
 }
 
-/// The masks of one block, byte by byte: the definition the SSE2 version
-/// is tested against, and the classifier on other targets.
+/// The masks of one block, byte by byte: the definition every other
+/// classifier is tested against, and the classifier on targets without
+/// SSE2.
 #[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))]
 pub(super) fn classify_bytes(block: &[u8; 64]) -> Masks {
     let mut m = Masks::default();
