@@ -59,6 +59,16 @@ impl Processor for Delay {
     }
 }
 
+/// A fresh delay line.
+fn delay() -> Stage {
+    Stage::Processor(Box::new(Delay {
+        timers: Timers::new(),
+        held: Default::default(),
+        next: 0,
+        fired: 0,
+    }))
+}
+
 #[test]
 fn processing_time_timers_fire_without_event_time() {
     let mut b = PipelineBuilder::new();
@@ -67,16 +77,7 @@ fn processing_time_timers_fire_without_event_time() {
         "generator",
         Stage::Source(Box::new(Generator::new("e{seq}", Some(50)).unwrap())),
     );
-    b.add(
-        "delay",
-        "delay",
-        Stage::Processor(Box::new(Delay {
-            timers: Timers::new(),
-            held: Default::default(),
-            next: 0,
-            fired: 0,
-        })),
-    );
+    b.add("delay", "delay", delay());
     b.add("sink", "discard", Stage::Sink(Box::new(Discard)));
     b.connect(("src", "output"), ("delay", "input"));
     b.connect(("delay", "output"), ("sink", "input"));
@@ -111,16 +112,7 @@ fn a_timer_processor_with_two_inputs_ends_cleanly() {
             Stage::Source(Box::new(Generator::new("e{seq}", Some(50)).unwrap())),
         );
     }
-    b.add(
-        "delay",
-        "delay",
-        Stage::Processor(Box::new(Delay {
-            timers: Timers::new(),
-            held: Default::default(),
-            next: 0,
-            fired: 0,
-        })),
-    );
+    b.add("delay", "delay", delay());
     b.add("sink", "discard", Stage::Sink(Box::new(Discard)));
     b.connect(("a", "output"), ("delay", "input"));
     b.connect(("b", "output"), ("delay", "input"));

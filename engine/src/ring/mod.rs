@@ -498,45 +498,9 @@ impl EdgeIn {
         &mut self,
         arena: &Arena,
         n: usize,
-        mut f: impl FnMut(Handle) -> Taken,
+        f: impl FnMut(Handle) -> Taken,
     ) -> usize {
-        let Ok(chunk) = self.consumer.read_chunk(n) else {
-            return 0;
-        };
-        let (a, b) = chunk.as_slices();
-        let mut consumed = 0;
-        // The chunk's one or two slices (two where it wraps around the
-        // ring's end), each walked by a plain loop.
-        'chunk: for part in [a, b] {
-            for &raw in part {
-                debug_assert!(raw & CONTROL == 0, "a control element read by `take`");
-                // SAFETY: every index in a ring was put there by `fan_out`,
-                // from a handle of this pipeline's arena whose reference (or
-                // an extra one it added) it carries. It becomes a handle
-                // once per read: consumed, it is committed below and never
-                // read again; a deferred one gives its handle back
-                // (`into_raw`) before its index is left in the ring. Control
-                // elements (`fan_out_control`) are only sent in pipelines
-                // whose consumers all read with `take_data`.
-                let handle = unsafe { arena.handle_from_raw(raw) };
-                match f(handle) {
-                    Taken::Yes => consumed += 1,
-                    Taken::Last => {
-                        consumed += 1;
-                        break 'chunk;
-                    }
-                    Taken::Defer(handle) => {
-                        let _ = handle.into_raw();
-                        break 'chunk;
-                    }
-                }
-            }
-        }
-        chunk.commit(consumed);
-        self.stats
-            .depth
-            .store(self.consumer.slots(), Ordering::Relaxed);
-        consumed
+        self.take_chunk::<false>(arena, n, f).0
     }
 
     /// Like [`take`](Self::take), for a pipeline that carries control
@@ -549,21 +513,44 @@ impl EdgeIn {
         &mut self,
         arena: &Arena,
         n: usize,
+        f: impl FnMut(Handle) -> Taken,
+    ) -> (usize, bool) {
+        self.take_chunk::<true>(arena, n, f)
+    }
+
+    /// [`take`](Self::take) and [`take_data`](Self::take_data):
+    /// `AT_CONTROL` stops the batch before a control element.
+    #[inline(always)]
+    fn take_chunk<const AT_CONTROL: bool>(
+        &mut self,
+        arena: &Arena,
+        n: usize,
         mut f: impl FnMut(Handle) -> Taken,
     ) -> (usize, bool) {
         let Ok(chunk) = self.consumer.read_chunk(n) else {
-            return (0, self.head_control(arena).is_some());
+            return (0, AT_CONTROL && self.head_control(arena).is_some());
         };
         let (a, b) = chunk.as_slices();
         let mut consumed = 0;
         let mut at_control = false;
+        // The chunk's one or two slices (two where it wraps around the
+        // ring's end), each walked by a plain loop.
         'chunk: for part in [a, b] {
             for &raw in part {
-                if raw & CONTROL != 0 {
+                if AT_CONTROL && raw & CONTROL != 0 {
                     at_control = true;
                     break 'chunk;
                 }
-                // SAFETY: as in `take`.
+                debug_assert!(raw & CONTROL == 0, "a control element read by `take`");
+                // SAFETY: every index in a ring was put there by `fan_out`,
+                // from a handle of this pipeline's arena whose reference (or
+                // an extra one it added) it carries. It becomes a handle
+                // once per read: consumed, it is committed below and never
+                // read again; a deferred one gives its handle back
+                // (`into_raw`) before its index is left in the ring. Control
+                // elements (`fan_out_control`) are stopped at above, and
+                // only sent in pipelines whose consumers all read with
+                // `take_data`.
                 let handle = unsafe { arena.handle_from_raw(raw) };
                 match f(handle) {
                     Taken::Yes => consumed += 1,
@@ -623,7 +610,7 @@ impl EdgeIn {
     /// is then only to be released).
     pub(crate) fn pop(&mut self, arena: &Arena) -> Option<(Handle, bool)> {
         let raw = self.consumer.pop().ok()?;
-        // SAFETY: as in `take`; a popped index is never read again.
+        // SAFETY: as in `take_chunk`; a popped index is never read again.
         Some((
             unsafe { arena.handle_from_raw(raw & !CONTROL) },
             raw & CONTROL != 0,

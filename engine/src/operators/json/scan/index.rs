@@ -43,7 +43,7 @@ pub(super) fn is_unusual(c: u8) -> bool {
 
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[target_feature(enable = "sse2")]
-pub(super) fn classify_sse2(block: &[u8; 64]) -> Masks {
+fn classify_sse2(block: &[u8; 64]) -> Masks {
     use std::arch::x86_64::{
         _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
         _mm_set_epi64x,
