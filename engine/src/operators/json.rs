@@ -15,7 +15,7 @@ mod scan;
 
 pub(crate) use scan::short_eq;
 pub use scan::JsonError;
-use scan::{scan_object, Key, Members, Mode};
+use scan::{scan_for, scan_object, Key, Members, Mode, Scanned};
 
 /// A top-level field found in a payload.
 #[derive(Clone, Copy, Debug)]
@@ -67,10 +67,19 @@ pub struct Lookup<'a> {
 /// Validates `payload` as one JSON object and finds top-level `key` in it.
 pub fn find_field<'a>(payload: &'a [u8], key: &str) -> Result<Lookup<'a>, JsonError> {
     let mut seek = Seek { key, field: None };
-    let members = scan_object(payload, &mut seek)?;
-    Ok(Lookup {
-        field: seek.field,
-        members,
+    Ok(match scan_for(payload, key, &mut seek)? {
+        Scanned::Flat { value, members } => Lookup {
+            // A clean block is ASCII: the text is UTF-8.
+            field: value.and_then(|(start, end)| {
+                let raw = std::str::from_utf8(payload.get(start..end)?).ok()?;
+                Some(Field { raw, start })
+            }),
+            members,
+        },
+        Scanned::Walked(members) => Lookup {
+            field: seek.field,
+            members,
+        },
     })
 }
 
@@ -99,6 +108,11 @@ impl<'a> Members<'a> for Seek<'_, 'a> {
 
     fn restart(&mut self) {
         self.field = None;
+    }
+
+    #[inline(always)]
+    fn done(&self) -> bool {
+        self.field.is_some()
     }
 }
 
@@ -181,8 +195,17 @@ impl<'a> RawValue<'a> {
 #[inline(always)]
 pub fn find_value<'a>(payload: &'a [u8], key: &str) -> Result<Option<RawValue<'a>>, JsonError> {
     let mut seek = SeekBytes { key, value: None };
-    scan_object(payload, &mut seek)?;
-    Ok(seek.value)
+    Ok(match scan_for(payload, key, &mut seek)? {
+        Scanned::Flat { value, .. } => value.and_then(|(start, end)| {
+            Some(RawValue {
+                bytes: payload.get(start..end)?,
+                start,
+                // A clean block has no escape and only ASCII.
+                plain: true,
+            })
+        }),
+        Scanned::Walked(_) => seek.value,
+    })
 }
 
 /// As [`Seek`], but the value is taken as bytes.
@@ -218,6 +241,11 @@ impl<'a> Members<'a> for SeekBytes<'_, 'a> {
 
     fn restart(&mut self) {
         self.value = None;
+    }
+
+    #[inline(always)]
+    fn done(&self) -> bool {
+        self.value.is_some()
     }
 }
 

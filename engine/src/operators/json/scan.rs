@@ -58,6 +58,7 @@
 mod bytes;
 mod error;
 mod fast;
+mod flat;
 mod index;
 
 pub(crate) use bytes::short_eq;
@@ -110,6 +111,13 @@ pub(super) trait Members<'a> {
     fn raw_bytes(&mut self, _raw: &'a [u8], _start: usize, _plain: bool) {}
     /// Forgets every member seen: the walk starts over from the first.
     fn restart(&mut self);
+    /// Whether the lookup has all it wants. Only a walk that has already
+    /// checked the whole document (the [`flat`] walk) asks, and stops
+    /// telling members once it is.
+    #[inline(always)]
+    fn done(&self) -> bool {
+        false
+    }
 }
 
 /// Walks `payload` as one JSON object (trailing whitespace allowed),
@@ -126,11 +134,78 @@ pub(super) fn scan_object<'a, M: Members<'a>>(
     payload: &'a [u8],
     members: &mut M,
 ) -> Result<usize, JsonError> {
-    // Most payloads are one block: walked with a cursor that never moves.
-    let fast = if payload.len() <= 64 {
-        index::Cursor::<true>::new(payload).map(|mut ix| fast::object(payload, &mut ix, members))
-    } else {
-        index::Cursor::<false>::new(payload).map(|mut ix| fast::object(payload, &mut ix, members))
+    // Most payloads are one block: checked whole where they are a flat
+    // object, else walked with a cursor that never moves.
+    let masks = one_block(payload);
+    if let Some(masks) = &masks {
+        if let Some(n) = flat::object(payload, masks, members) {
+            return Ok(n);
+        }
+    }
+    walk(payload, masks, members)
+}
+
+/// How [`scan_for`] found a member.
+pub(super) enum Scanned {
+    /// Directly, in a flat object of one clean block: the value's byte
+    /// range if the member is there, and the number of members.
+    Flat {
+        value: Option<(usize, usize)>,
+        members: usize,
+    },
+    /// By walking the payload with the `Members`, which holds the answer;
+    /// the number of members.
+    Walked(usize),
+}
+
+/// Looks up the first top-level member named `key`, as [`scan_object`]
+/// with a `members` that seeks `key` would find it: directly where the
+/// payload is one clean block holding a flat object; else walked with
+/// `members` as [`scan_object`] walks it.
+#[inline(always)]
+pub(super) fn scan_for<'a, M: Members<'a>>(
+    payload: &'a [u8],
+    key: &str,
+    members: &mut M,
+) -> Result<Scanned, JsonError> {
+    let masks = one_block(payload);
+    if let Some(masks) = &masks {
+        if let Some((value, count)) = flat::find(payload, masks, key.as_bytes()) {
+            return Ok(Scanned::Flat {
+                value,
+                members: count,
+            });
+        }
+    }
+    walk(payload, masks, members).map(Scanned::Walked)
+}
+
+/// The masks (with `OPS`) of a payload of one clean block, the flat
+/// walk's input.
+#[inline(always)]
+fn one_block(payload: &[u8]) -> Option<index::Masks> {
+    if payload.is_empty() || payload.len() > 64 {
+        return None;
+    }
+    let masks = index::block_at::<true>(payload, 0);
+    (masks.unusual == 0).then_some(masks)
+}
+
+/// The fast walk, then the byte walk where it stops; `masks`: those of a
+/// payload of one clean block, when [`one_block`] gave them.
+#[inline(always)]
+fn walk<'a, M: Members<'a>>(
+    payload: &'a [u8],
+    masks: Option<index::Masks>,
+    members: &mut M,
+) -> Result<usize, JsonError> {
+    let fast = match masks {
+        Some(masks) => index::Cursor::<true>::on(payload, masks)
+            .map(|mut ix| fast::object(payload, &mut ix, members)),
+        None if payload.len() <= 64 => index::Cursor::<true>::new(payload)
+            .map(|mut ix| fast::object(payload, &mut ix, members)),
+        None => index::Cursor::<false>::new(payload)
+            .map(|mut ix| fast::object(payload, &mut ix, members)),
     };
     match fast {
         Some(Some(n)) => return Ok(n),

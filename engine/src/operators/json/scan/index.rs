@@ -1,12 +1,14 @@
 //! A structural index of a payload, 64 bytes at a time: where its quotes
 //! are, which bytes are not spaces, and whether a block holds anything the
-//! fast walk does not take (see [`Masks::unusual`]).
+//! fast walk does not take (see [`Masks::unusual`]); for the flat walk
+//! (`OPS`), also where its colons, commas and brackets are.
 //!
 //! On x86_64 a block is classified with AVX2 where the CPU has it (two
 //! 32-byte compares per class and a `vpmovmskb` each, about 30
-//! instructions for 64 bytes), else with SSE2 (part of the x86_64
-//! baseline; four 16-byte compares per class, about 85 instructions);
-//! elsewhere with a plain loop. All three give the same masks (tested).
+//! instructions for 64 bytes, 50 with `OPS`), else with SSE2 (part of the
+//! x86_64 baseline; four 16-byte compares per class, about 85
+//! instructions); elsewhere with a plain loop. All three give the same
+//! masks (tested).
 
 /// Classes of the 64 bytes of one block, bit `k` for byte `k`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -19,18 +21,52 @@ pub(super) struct Masks {
     /// `\r`) or a byte above 0x7f: what the fast walk leaves to the
     /// byte-by-byte scanner (escapes, control checks, UTF-8).
     pub(super) unusual: u64,
+    /// `:` (classifiers with `OPS` only; zero otherwise).
+    pub(super) colon: u64,
+    /// `,` (`OPS` only).
+    pub(super) comma: u64,
+    /// A byte that may open or close a container, `{` `}` `[` `]`, or
+    /// one of `Y` `_` `y` DEL, which share the pattern `c | 0x26 == 0x7f`
+    /// that makes this one compare; none of those four is valid outside a
+    /// string, where the flat walk looks (`OPS` only).
+    pub(super) bracket: u64,
+    /// The running parity of [`Masks::quote`]: in a block without escapes,
+    /// each string from its opening quote up to (not with) its closing
+    /// quote; bit 63 set where a string is still open at the block's end
+    /// (`OPS` only).
+    pub(super) strings: u64,
+}
+
+/// Bit `k` of the result: the parity of the bits `0..=k` of `x`.
+#[inline(always)]
+pub(super) fn prefix_xor(mut x: u64) -> u64 {
+    x ^= x << 1;
+    x ^= x << 2;
+    x ^= x << 4;
+    x ^= x << 8;
+    x ^= x << 16;
+    x ^= x << 32;
+    x
 }
 
 /// The masks of one block, byte by byte: the definition every other
 /// classifier is tested against, and the classifier on targets without
 /// SSE2.
 #[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))]
-pub(super) fn classify_bytes(block: &[u8; 64]) -> Masks {
+pub(super) fn classify_bytes<const OPS: bool>(block: &[u8; 64]) -> Masks {
     let mut m = Masks::default();
     for (k, &c) in block.iter().enumerate() {
         m.quote |= u64::from(c == b'"') << k;
         m.significant |= u64::from(c != b' ') << k;
         m.unusual |= u64::from(is_unusual(c)) << k;
+        if OPS {
+            m.colon |= u64::from(c == b':') << k;
+            m.comma |= u64::from(c == b',') << k;
+            m.bracket |= u64::from(c | 0x26 == 0x7f) << k;
+        }
+    }
+    if OPS {
+        m.strings = prefix_xor(m.quote);
     }
     m
 }
@@ -43,7 +79,7 @@ pub(super) fn is_unusual(c: u8) -> bool {
 
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[target_feature(enable = "sse2")]
-fn classify_sse2(block: &[u8; 64]) -> Masks {
+fn classify_sse2<const OPS: bool>(block: &[u8; 64]) -> Masks {
     use std::arch::x86_64::{
         _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
         _mm_set_epi64x,
@@ -52,6 +88,9 @@ fn classify_sse2(block: &[u8; 64]) -> Masks {
     let space = _mm_set1_epi8(b' ' as i8);
     let backslash = _mm_set1_epi8(b'\\' as i8);
     let control = _mm_set1_epi8(0x20);
+    let colon = _mm_set1_epi8(b':' as i8);
+    let comma = _mm_set1_epi8(b',' as i8);
+    let (k26, k7f) = (_mm_set1_epi8(0x26), _mm_set1_epi8(0x7f));
     let mut m = Masks::default();
     let mut spaces = 0u64;
     for (k, lane) in block.chunks_exact(16).enumerate() {
@@ -68,6 +107,14 @@ fn classify_sse2(block: &[u8; 64]) -> Masks {
             _mm_cmpeq_epi8(v, backslash),
             _mm_cmplt_epi8(v, control),
         ));
+        if OPS {
+            m.colon |= bits(_mm_cmpeq_epi8(v, colon));
+            m.comma |= bits(_mm_cmpeq_epi8(v, comma));
+            m.bracket |= bits(_mm_cmpeq_epi8(_mm_or_si128(v, k26), k7f));
+        }
+    }
+    if OPS {
+        m.strings = prefix_xor(m.quote);
     }
     m.significant = !spaces;
     m
@@ -75,13 +122,16 @@ fn classify_sse2(block: &[u8; 64]) -> Masks {
 
 /// The masks of one block with AVX2: two 32-byte compares per class.
 /// About 30 instructions where SSE2 takes about 85; the index pays this
-/// once per block of every payload it walks.
+/// once per block of every payload it walks. The strings' parity is one
+/// carry-less multiply (PCLMULQDQ, on every CPU with AVX2 we know of, and
+/// detected with it) by all ones.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-pub(super) fn classify_avx2(block: &[u8; 64]) -> Masks {
+#[target_feature(enable = "avx2,pclmulqdq")]
+pub(super) fn classify_avx2<const OPS: bool>(block: &[u8; 64]) -> Masks {
     use std::arch::x86_64::{
         __m256i, _mm256_cmpeq_epi8, _mm256_cmpgt_epi8, _mm256_loadu_si256, _mm256_movemask_epi8,
-        _mm256_or_si256, _mm256_set1_epi8,
+        _mm256_or_si256, _mm256_set1_epi8, _mm_clmulepi64_si128, _mm_cvtsi128_si64, _mm_set1_epi8,
+        _mm_set_epi64x,
     };
     let quote = _mm256_set1_epi8(b'"' as i8);
     let space = _mm256_set1_epi8(b' ' as i8);
@@ -107,27 +157,40 @@ pub(super) fn classify_avx2(block: &[u8; 64]) -> Masks {
             _mm256_cmpgt_epi8(control, v),
         )
     };
-    Masks {
+    let mut m = Masks {
         quote: bits(_mm256_cmpeq_epi8(lo, quote), _mm256_cmpeq_epi8(hi, quote)),
         significant: !bits(_mm256_cmpeq_epi8(lo, space), _mm256_cmpeq_epi8(hi, space)),
         unusual: bits(unusual(lo), unusual(hi)),
+        ..Masks::default()
+    };
+    if OPS {
+        let colon = _mm256_set1_epi8(b':' as i8);
+        let comma = _mm256_set1_epi8(b',' as i8);
+        let (k26, k7f) = (_mm256_set1_epi8(0x26), _mm256_set1_epi8(0x7f));
+        let bracket = |v| _mm256_cmpeq_epi8(_mm256_or_si256(v, k26), k7f);
+        m.colon = bits(_mm256_cmpeq_epi8(lo, colon), _mm256_cmpeq_epi8(hi, colon));
+        m.comma = bits(_mm256_cmpeq_epi8(lo, comma), _mm256_cmpeq_epi8(hi, comma));
+        m.bracket = bits(bracket(lo), bracket(hi));
+        let quote = _mm_set_epi64x(0, m.quote as i64);
+        m.strings = _mm_cvtsi128_si64(_mm_clmulepi64_si128(quote, _mm_set1_epi8(-1), 0)) as u64;
     }
+    m
 }
 
 /// The masks of one block on any CPU of the build's target: SSE2 on
 /// x86_64 (part of its baseline), else byte by byte.
 #[inline(always)]
-pub(super) fn classify_baseline(block: &[u8; 64]) -> Masks {
+pub(super) fn classify_baseline<const OPS: bool>(block: &[u8; 64]) -> Masks {
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     {
         // SAFETY: `classify_sse2` needs SSE2 and nothing else, and this
         // build enables SSE2 for the whole program (the cfg above): every
         // CPU it runs on has it. The function itself is safe code.
-        unsafe { classify_sse2(block) }
+        unsafe { classify_sse2::<OPS>(block) }
     }
     #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
     {
-        classify_bytes(block)
+        classify_bytes::<OPS>(block)
     }
 }
 
@@ -135,43 +198,51 @@ pub(super) fn classify_baseline(block: &[u8; 64]) -> Masks {
 /// per process; the check is a load and a test), else as
 /// [`classify_baseline`].
 #[inline(always)]
-pub(super) fn classify(block: &[u8; 64]) -> Masks {
+pub(super) fn classify<const OPS: bool>(block: &[u8; 64]) -> Masks {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: `classify_avx2` needs AVX2 and nothing else, and this
-            // CPU has it (just detected). The function itself is safe
-            // code apart from its loads, which have their own SAFETY.
-            return unsafe { classify_avx2(block) };
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("pclmulqdq")
+        {
+            // SAFETY: `classify_avx2` needs AVX2 and PCLMULQDQ and nothing
+            // else, and this CPU has them (just detected). The function
+            // itself is safe code apart from its loads, which have their
+            // own SAFETY.
+            return unsafe { classify_avx2::<OPS>(block) };
         }
     }
-    classify_baseline(block)
+    classify_baseline::<OPS>(block)
 }
 
 /// The masks of the block of `b` that starts at `base` (`base < b.len()`):
 /// bit `k` for byte `base + k`, bits past the end of `b` as for spaces.
 #[inline(always)]
-pub(super) fn block_at(b: &[u8], base: usize) -> Masks {
+pub(super) fn block_at<const OPS: bool>(b: &[u8], base: usize) -> Masks {
     debug_assert!(base < b.len());
     if let Some(block) = b.get(base..base + 64) {
-        return classify(block.try_into().expect("64 bytes"));
+        return classify::<OPS>(block.try_into().expect("64 bytes"));
     }
     if b.len() >= 64 {
         // The last 64 bytes, overlapping the block before: shift out what
         // belongs to it; the bits shifted in (past the end) are zeros.
         let last = b.len() - 64;
-        let m = classify(b[last..].try_into().expect("64 bytes"));
+        let m = classify::<OPS>(b[last..].try_into().expect("64 bytes"));
         let shift = base - last;
         return Masks {
             quote: m.quote >> shift,
             significant: m.significant >> shift,
             unusual: m.unusual >> shift,
+            colon: m.colon >> shift,
+            comma: m.comma >> shift,
+            bracket: m.bracket >> shift,
+            // The parity of this block's own quotes, not the overlap's.
+            strings: if OPS { prefix_xor(m.quote >> shift) } else { 0 },
         };
     }
     // A payload shorter than a block, padded with spaces.
     let mut block = [b' '; 64];
     block[..b.len()].copy_from_slice(b);
-    classify(&block)
+    classify::<OPS>(&block)
 }
 
 /// A forward-only cursor over the index of a payload: the masks of the
@@ -194,11 +265,18 @@ impl<'a, const ONE: bool> Cursor<'a, ONE> {
     /// whose first block is not clean.
     #[inline(always)]
     pub(super) fn new(b: &'a [u8]) -> Option<Cursor<'a, ONE>> {
-        debug_assert!(!ONE || b.len() <= 64);
         if b.is_empty() {
             return None;
         }
-        let masks = block_at(b, 0);
+        Cursor::on(b, block_at::<false>(b, 0))
+    }
+
+    /// A cursor on the first block, whose masks are `masks` (as
+    /// [`block_at`] gives them, with or without `OPS`); `None` where that
+    /// block is not clean.
+    #[inline(always)]
+    pub(super) fn on(b: &'a [u8], masks: Masks) -> Option<Cursor<'a, ONE>> {
+        debug_assert!(!ONE || b.len() <= 64);
         (masks.unusual == 0).then_some(Cursor {
             b,
             base: 0,
@@ -221,7 +299,7 @@ impl<'a, const ONE: bool> Cursor<'a, ONE> {
             return false;
         }
         self.base = p & !63;
-        self.masks = block_at(self.b, self.base);
+        self.masks = block_at::<false>(self.b, self.base);
         self.stopped = self.masks.unusual != 0;
         !self.stopped
     }

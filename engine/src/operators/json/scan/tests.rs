@@ -105,32 +105,63 @@ fn trailing_padding_is_checked_to_the_last_byte() {
 #[test]
 fn block_masks_match_the_definition_at_every_position() {
     type Classify = fn(&[u8; 64]) -> index::Masks;
-    let mut classifiers: Vec<(&str, Classify)> = vec![
-        ("classify", index::classify),
-        ("baseline", index::classify_baseline),
+    let mut classifiers: Vec<(&str, Classify, Classify)> = vec![
+        (
+            "classify",
+            index::classify::<true>,
+            index::classify::<false>,
+        ),
+        (
+            "baseline",
+            index::classify_baseline::<true>,
+            index::classify_baseline::<false>,
+        ),
     ];
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: this CPU has AVX2, all `classify_avx2` needs.
-        classifiers.push(("avx2", |b| unsafe { index::classify_avx2(b) }));
+    if std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("pclmulqdq")
+    {
+        // SAFETY: this CPU has AVX2 and PCLMULQDQ, all `classify_avx2`
+        // needs.
+        classifiers.push((
+            "avx2",
+            |b| unsafe { index::classify_avx2::<true>(b) },
+            |b| unsafe { index::classify_avx2::<false>(b) },
+        ));
     }
     let mut block = [0u8; 64];
     for (k, b) in block.iter_mut().enumerate() {
-        *b = [b'a', b' ', b'"', b'\\', 0x1f, 0x80, b'{', 0x7f][k % 8];
+        *b = [
+            b'a', b' ', b'"', b'\\', 0x1f, 0x80, b'{', 0x7f, b':', b',', b']',
+        ][k % 11];
     }
-    for (name, classify) in classifiers {
+    for (name, ops, plain) in classifiers {
         for c in 0..=255u8 {
             for k in 0..64 {
                 let mut b = block;
                 b[k] = c;
-                assert_eq!(
-                    classify(&b),
-                    index::classify_bytes(&b),
-                    "{name}: {c:#04x} at {k}"
-                );
+                let want = index::classify_bytes::<true>(&b);
+                assert_eq!(ops(&b), want, "{name}: {c:#04x} at {k}");
+                let want = index::Masks {
+                    colon: 0,
+                    comma: 0,
+                    bracket: 0,
+                    strings: 0,
+                    ..want
+                };
+                assert_eq!(plain(&b), want, "{name} without OPS: {c:#04x} at {k}");
+                assert_eq!(index::classify_bytes::<false>(&b), want);
             }
         }
     }
+}
+
+/// The bracket class is `{` `}` `[` `]` and the four bytes that share
+/// their pattern, none of which may stand outside a string.
+#[test]
+fn the_bracket_class_is_brackets_and_four_bytes_invalid_outside_strings() {
+    let class: Vec<u8> = (0..=255u8).filter(|c| c | 0x26 == 0x7f).collect();
+    assert_eq!(class, b"Y[]_y{}\x7f");
 }
 
 proptest::proptest! {
@@ -139,14 +170,17 @@ proptest::proptest! {
     #[test]
     fn payload_masks_match_the_definition(
         b in proptest::collection::vec(proptest::sample::select(
-            vec![b'a', b' ', b'"', b'\\', b'\n', 0xc3, b'{', b':']), 1..300),
+            vec![b'a', b' ', b'"', b'\\', b'\n', 0xc3, b'{', b':', b',', b']']), 1..300),
     ) {
         let mut base = 0;
         while base < b.len() {
             let mut block = [b' '; 64];
             let end = b.len().min(base + 64);
             block[..end - base].copy_from_slice(&b[base..end]);
-            proptest::prop_assert_eq!(index::block_at(&b, base), index::classify_bytes(&block));
+            proptest::prop_assert_eq!(
+                index::block_at::<true>(&b, base),
+                index::classify_bytes::<true>(&block)
+            );
             base += 64;
         }
     }
@@ -194,6 +228,7 @@ impl<'a> Members<'a> for Record {
 fn walks_agree(b: &[u8]) -> Result<(), proptest::test_runner::TestCaseError> {
     let mut slow = Record::default();
     let want = object(b, &mut slow).ok();
+    flat_agrees(b, want, &slow)?;
     let mut quick = Record::default();
     let Some(got) =
         index::Cursor::<false>::new(b).map(|mut ix| fast::object(b, &mut ix, &mut quick))
@@ -219,6 +254,88 @@ fn walks_agree(b: &[u8]) -> Result<(), proptest::test_runner::TestCaseError> {
         None => {}
     }
     Ok(())
+}
+
+/// The flat walk on one payload, against the byte walk's count `want`
+/// and members `slow`: where it decides, it says the same, and it tells
+/// nothing where it does not. Returns whether it decided.
+fn flat_decides(
+    b: &[u8],
+    want: Option<usize>,
+    slow: &Record,
+) -> Result<bool, proptest::test_runner::TestCaseError> {
+    if b.is_empty() || b.len() > 64 {
+        return Ok(false);
+    }
+    let masks = index::block_at::<true>(b, 0);
+    if masks.unusual != 0 {
+        return Ok(false);
+    }
+    let mut rec = Record::default();
+    let got = flat::object(b, &masks, &mut rec);
+    let text = String::from_utf8_lossy(b);
+    match got {
+        Some(_) => {
+            proptest::prop_assert_eq!(got, want, "{:?}", text);
+            proptest::prop_assert_eq!(&rec, slow, "{:?}", text);
+        }
+        None => proptest::prop_assert_eq!(rec, Record::default(), "{:?}", text),
+    }
+    // The direct lookup decides where the walk does, and finds what the
+    // byte walk finds for every key of the payload and one it lacks.
+    let keys = slow.events.iter().filter_map(|e| {
+        let key = e.strip_prefix("key \"")?;
+        Some(key[..key.find("\" at ")?].to_string())
+    });
+    for key in keys.chain(["nokey".to_string()]) {
+        let found = flat::find(b, &masks, key.as_bytes());
+        proptest::prop_assert_eq!(found.is_some(), got.is_some(), "{:?}", text);
+        let Some((value, count)) = found else {
+            continue;
+        };
+        let mut first = First {
+            key: &key,
+            value: None,
+        };
+        proptest::prop_assert_eq!(object(b, &mut first).ok(), Some(count), "{:?}", text);
+        let value = value.map(|(start, end)| (start, &b[start..end]));
+        proptest::prop_assert_eq!(value, first.value, "{:?} {}", text, key);
+    }
+    Ok(got.is_some())
+}
+
+/// The first value of a key, as the byte walk finds it.
+struct First<'k, 'a> {
+    key: &'k str,
+    value: Option<(usize, &'a [u8])>,
+}
+
+impl<'a> Members<'a> for First<'_, 'a> {
+    fn key(&mut self, key: Key<'_>, _: usize) -> Mode {
+        if self.value.is_none() && key.is(self.key) {
+            Mode::Bytes
+        } else {
+            Mode::Skip
+        }
+    }
+
+    fn raw_value(&mut self, _: &'a str, _: usize) {}
+
+    fn raw_bytes(&mut self, raw: &'a [u8], start: usize, _: bool) {
+        self.value = Some((start, raw));
+    }
+
+    fn restart(&mut self) {
+        self.value = None;
+    }
+}
+
+fn flat_agrees(
+    b: &[u8],
+    want: Option<usize>,
+    slow: &Record,
+) -> Result<(), proptest::test_runner::TestCaseError> {
+    flat_decides(b, want, slow).map(|_| ())
 }
 
 /// `scan_object` (fast walk, restart, byte walk) and the byte walk alone:
@@ -282,8 +399,63 @@ fn clean_object() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
         })
 }
 
+/// A clean flat object (values strings, numbers and literals), compact
+/// or spaced, that fits one block.
+fn flat_object() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+    use proptest::prelude::*;
+    let space = || prop_oneof![4 => Just(""), 1 => Just(" "), 1 => Just("  ")];
+    let leaf = prop_oneof![
+        r"-?(0|[1-9][0-9]{0,5})(\.[0-9]{1,3})?([eE][+-]?[0-9]{1,2})?",
+        r#""[a-zY_y0-9 :,{}\[\]]{0,8}""#,
+        Just("true".to_string()),
+        Just("false".to_string()),
+        Just("null".to_string()),
+    ];
+    let member = (space(), "[a-z:,{]{0,5}", space(), space(), leaf, space())
+        .prop_map(|(a, k, b, c, v, d)| format!("{a}\"{k}\"{b}:{c}{v}{d}"));
+    (
+        space(),
+        prop::collection::vec(member, 0..5),
+        space(),
+        0usize..20,
+    )
+        .prop_map(|(a, members, b, pad)| {
+            let mut s = format!("{a}{{{}{b}}}", members.join(","));
+            s.push_str(&" ".repeat(pad));
+            s.into_bytes()
+        })
+        .prop_filter("one block", |d| d.len() <= 64)
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+    /// The flat walk decides every flat object of one block, as the byte
+    /// walk does.
+    #[test]
+    fn the_flat_walk_decides_flat_objects(doc in flat_object()) {
+        let mut slow = Record::default();
+        let want = object(&doc, &mut slow).ok();
+        proptest::prop_assert!(want.is_some(), "{:?}", String::from_utf8_lossy(&doc));
+        proptest::prop_assert!(flat_decides(&doc, want, &slow)?);
+        scans_agree(&doc)?;
+    }
+
+    /// Flat objects with a few bytes replaced, deleted or inserted: mostly
+    /// invalid, which the flat walk must not accept.
+    #[test]
+    fn the_flat_walk_agrees_on_edited_flat_objects(
+        doc in flat_object(),
+        edits in proptest::collection::vec((
+            0usize..64,
+            proptest::sample::select(b" \"{}[],:0-.eE+tfnaulrsY_y\x7f1x".to_vec()),
+            0u8..3,
+        ), 1..4),
+    ) {
+        let doc = edited(doc, &edits);
+        walks_agree(&doc)?;
+        scans_agree(&doc)?;
+    }
 
     #[test]
     fn the_fast_walk_agrees_on_clean_objects(doc in clean_object()) {
