@@ -15,7 +15,8 @@ mod scan;
 
 pub(crate) use scan::short_eq;
 pub use scan::JsonError;
-use scan::{scan_for, scan_object, Key, Members, Mode, Scanned};
+pub(crate) use scan::OneBlock;
+use scan::{find_flat, scan_object, scan_rest, Key, Members, Mode};
 
 /// A top-level field found in a payload.
 #[derive(Clone, Copy, Debug)]
@@ -66,20 +67,24 @@ pub struct Lookup<'a> {
 
 /// Validates `payload` as one JSON object and finds top-level `key` in it.
 pub fn find_field<'a>(payload: &'a [u8], key: &str) -> Result<Lookup<'a>, JsonError> {
-    let mut seek = Seek { key, field: None };
-    Ok(match scan_for(payload, key, &mut seek)? {
-        Scanned::Flat { value, members } => Lookup {
-            // A clean block is ASCII: the text is UTF-8.
-            field: value.and_then(|(start, end)| {
-                let raw = std::str::from_utf8(payload.get(start..end)?).ok()?;
-                Some(Field { raw, start })
-            }),
-            members,
-        },
-        Scanned::Walked(members) => Lookup {
-            field: seek.field,
-            members,
-        },
+    let (value, members) = match find_flat(payload, key) {
+        Ok(found) => found,
+        Err(rest) => {
+            let mut seek = Seek { key, field: None };
+            let members = scan_rest(payload, rest, &mut seek)?;
+            return Ok(Lookup {
+                field: seek.field,
+                members,
+            });
+        }
+    };
+    Ok(Lookup {
+        // A clean block is ASCII: the text is UTF-8.
+        field: value.and_then(|(start, end)| {
+            let raw = std::str::from_utf8(payload.get(start..end)?).ok()?;
+            Some(Field { raw, start })
+        }),
+        members,
     })
 }
 
@@ -190,22 +195,44 @@ impl<'a> RawValue<'a> {
 /// (see [`RawValue::field`]). A caller that compares the value with known
 /// text skips decoding it; `route-by-field` does, and calls `find_field`
 /// for the exact error when its fast path does not decide.
-// Inlined into its caller (route-by-field's, per element): the found value
-// then stays in registers instead of a returned `Result` in memory.
-#[inline(always)]
+#[inline]
 pub fn find_value<'a>(payload: &'a [u8], key: &str) -> Result<Option<RawValue<'a>>, JsonError> {
+    match find_value_flat(payload, key) {
+        Ok(value) => Ok(value),
+        Err(rest) => find_value_rest(payload, key, rest),
+    }
+}
+
+/// [`find_value`]'s first step, for a caller on a hot path: the answer
+/// where the payload is a flat object of one clean block (see
+/// `scan/flat.rs`), else the index built for [`find_value_rest`]. Inlined
+/// into its caller: the value stays in registers.
+#[inline(always)]
+pub(crate) fn find_value_flat<'a>(
+    payload: &'a [u8],
+    key: &str,
+) -> Result<Option<RawValue<'a>>, OneBlock> {
+    let (value, _) = find_flat(payload, key)?;
+    Ok(value.and_then(|(start, end)| {
+        Some(RawValue {
+            bytes: payload.get(start..end)?,
+            start,
+            // A clean block has no escape and only ASCII.
+            plain: true,
+        })
+    }))
+}
+
+/// [`find_value`] where [`find_value_flat`] did not decide.
+#[inline(never)]
+pub(crate) fn find_value_rest<'a>(
+    payload: &'a [u8],
+    key: &str,
+    rest: OneBlock,
+) -> Result<Option<RawValue<'a>>, JsonError> {
     let mut seek = SeekBytes { key, value: None };
-    Ok(match scan_for(payload, key, &mut seek)? {
-        Scanned::Flat { value, .. } => value.and_then(|(start, end)| {
-            Some(RawValue {
-                bytes: payload.get(start..end)?,
-                start,
-                // A clean block has no escape and only ASCII.
-                plain: true,
-            })
-        }),
-        Scanned::Walked(_) => seek.value,
-    })
+    scan_rest(payload, rest, &mut seek)?;
+    Ok(seek.value)
 }
 
 /// As [`Seek`], but the value is taken as bytes.

@@ -137,7 +137,7 @@ pub(super) fn scan_object<'a, M: Members<'a>>(
     // Most payloads are one block: checked whole where they are a flat
     // object, else walked with a cursor that never moves.
     let masks = one_block(payload);
-    if let Some(masks) = &masks {
+    if let Some(masks) = masks.as_ref().filter(|m| m.unusual == 0) {
         if let Some(n) = flat::object(payload, masks, members) {
             return Ok(n);
         }
@@ -145,54 +145,53 @@ pub(super) fn scan_object<'a, M: Members<'a>>(
     walk(payload, masks, members)
 }
 
-/// How [`scan_for`] found a member.
-pub(super) enum Scanned {
-    /// Directly, in a flat object of one clean block: the value's byte
-    /// range if the member is there, and the number of members.
-    Flat {
-        value: Option<(usize, usize)>,
-        members: usize,
-    },
-    /// By walking the payload with the `Members`, which holds the answer;
-    /// the number of members.
-    Walked(usize),
-}
+/// A payload's index when it is one block (1 to 64 bytes), classified
+/// with `OPS`: built once for the flat walk and, where that does not
+/// decide, kept for the fast walk.
+pub(crate) struct OneBlock(Option<index::Masks>);
 
-/// Looks up the first top-level member named `key`, as [`scan_object`]
-/// with a `members` that seeks `key` would find it: directly where the
-/// payload is one clean block holding a flat object; else walked with
-/// `members` as [`scan_object`] walks it.
+/// The first top-level member named `key`, found directly where `payload`
+/// is one clean block holding a flat object: `Ok` with its value's byte
+/// range (`None` without such a member) and the number of members. `Err`
+/// where the flat walk does not decide: then [`scan_rest`] with a
+/// `Members` that seeks `key` finds what [`scan_object`] would.
 #[inline(always)]
-pub(super) fn scan_for<'a, M: Members<'a>>(
-    payload: &'a [u8],
+pub(super) fn find_flat(
+    payload: &[u8],
     key: &str,
-    members: &mut M,
-) -> Result<Scanned, JsonError> {
+) -> Result<(Option<(usize, usize)>, usize), OneBlock> {
     let masks = one_block(payload);
-    if let Some(masks) = &masks {
-        if let Some((value, count)) = flat::find(payload, masks, key.as_bytes()) {
-            return Ok(Scanned::Flat {
-                value,
-                members: count,
-            });
+    if let Some(masks) = masks.as_ref().filter(|m| m.unusual == 0) {
+        if let Some(found) = flat::find(payload, masks, key.as_bytes()) {
+            return Ok(found);
         }
     }
-    walk(payload, masks, members).map(Scanned::Walked)
+    Err(OneBlock(masks))
 }
 
-/// The masks (with `OPS`) of a payload of one clean block, the flat
-/// walk's input.
+/// [`scan_object`] after [`find_flat`] did not decide, on the index it
+/// built.
+#[inline(always)]
+pub(super) fn scan_rest<'a, M: Members<'a>>(
+    payload: &'a [u8],
+    block: OneBlock,
+    members: &mut M,
+) -> Result<usize, JsonError> {
+    walk(payload, block.0, members)
+}
+
+/// The masks (with `OPS`) of a payload of one block, the flat walk's
+/// input.
 #[inline(always)]
 fn one_block(payload: &[u8]) -> Option<index::Masks> {
     if payload.is_empty() || payload.len() > 64 {
         return None;
     }
-    let masks = index::block_at::<true>(payload, 0);
-    (masks.unusual == 0).then_some(masks)
+    Some(index::block_at::<true>(payload, 0))
 }
 
 /// The fast walk, then the byte walk where it stops; `masks`: those of a
-/// payload of one clean block, when [`one_block`] gave them.
+/// payload of one block, when [`one_block`] gave them.
 #[inline(always)]
 fn walk<'a, M: Members<'a>>(
     payload: &'a [u8],

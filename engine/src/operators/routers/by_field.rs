@@ -4,7 +4,9 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use crate::operators::json::{find_field, find_value, short_eq, JsonError};
+use crate::operators::json::{
+    find_field, find_value_flat, find_value_rest, short_eq, JsonError, OneBlock, RawValue,
+};
 use crate::operators::params::params;
 use crate::stage::{Element, PortMask, Reason, Router, StageError};
 
@@ -46,13 +48,17 @@ impl Table {
 
     /// [`Table::get`] on bytes not known to be UTF-8: an entry they equal
     /// is, so a match means the same as `get` on that text.
-    #[inline]
+    #[inline(always)]
     fn get_bytes(&self, value: &[u8]) -> Option<PortMask> {
         match self {
-            Table::Few(entries) => entries
-                .iter()
-                .find(|(v, _)| short_eq(v.as_bytes(), value))
-                .map(|(_, m)| *m),
+            Table::Few(entries) => {
+                for (v, mask) in entries {
+                    if short_eq(v.as_bytes(), value) {
+                        return Some(*mask);
+                    }
+                }
+                None
+            }
             Table::Many(map) => std::str::from_utf8(value)
                 .ok()
                 .and_then(|v| map.get(v).copied()),
@@ -70,9 +76,25 @@ impl RouteByField {
     /// `find_field` gives.
     #[inline]
     fn ports_for(&self, payload: &[u8]) -> Result<PortMask, JsonError> {
-        let Ok(found) = find_value(payload, &self.field) else {
+        let found = match find_value_flat(payload, &self.field) {
+            Ok(found) => found,
+            Err(rest) => return self.ports_rest(payload, rest),
+        };
+        self.ports_of(payload, found)
+    }
+
+    /// [`RouteByField::ports_for`] where the flat walk did not decide.
+    #[inline(never)]
+    fn ports_rest(&self, payload: &[u8], rest: OneBlock) -> Result<PortMask, JsonError> {
+        let Ok(found) = find_value_rest(payload, &self.field, rest) else {
             return self.ports_slow(payload);
         };
+        self.ports_of(payload, found)
+    }
+
+    /// The ports for the value `found` in `payload`.
+    #[inline(always)]
+    fn ports_of(&self, payload: &[u8], found: Option<RawValue<'_>>) -> Result<PortMask, JsonError> {
         let Some(value) = found else {
             return Ok(self.missing);
         };

@@ -20,8 +20,8 @@
 //! token is `{` and the last `}`, and no other bracket is outside a
 //! string; what follows `{` or a comma is a string, the key; what follows
 //! a key is a colon, and every colon follows a key; what follows a colon
-//! is a string or a scalar, the value; what follows a value is a comma or
-//! `}`; every string and scalar is a key or a value. Each scalar is then
+//! is a string or a scalar, the value; every string and scalar is a key or
+//! a value (so what follows a value can only be a comma or `}`). Each scalar is then
 //! read by the byte walk's own number and literal rules, and its run must
 //! be exactly one of them. Nothing is reported to the `Members` until the
 //! whole document has passed, so a lookup that has what it wants may stop
@@ -113,10 +113,10 @@ pub(super) fn shape(b: &[u8], m: &Masks) -> Option<Shape> {
     if after(key_ends) != colon {
         return None;
     }
+    // What follows a value needs no check of its own: a colon follows
+    // keys only (above), and a string or scalar after a value would be
+    // neither a key nor a value. So it is a comma or `}`.
     let value_ends = (quote & !strings & !key_ends) | scalar_end;
-    if after(value_ends) & !(comma | close) != 0 {
-        return None;
-    }
     let mut scalars = scalar_start;
     while scalars != 0 {
         let at = scalars.trailing_zeros() as usize;
