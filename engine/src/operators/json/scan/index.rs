@@ -194,18 +194,40 @@ pub(super) fn classify_baseline<const OPS: bool>(block: &[u8; 64]) -> Masks {
     }
 }
 
+/// Whether this CPU has AVX2 and PCLMULQDQ, what [`classify_avx2`]
+/// needs: detected once per process and kept in one byte, so the check
+/// per block is a load and a compare (two `is_x86_feature_detected!`
+/// checks cost ten instructions).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn has_avx2() -> bool {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    /// 0: not detected yet; 1: no; 2: yes.
+    static AVX2: AtomicU8 = AtomicU8::new(0);
+    #[cold]
+    #[inline(never)]
+    fn detect() -> bool {
+        let yes = std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("pclmulqdq");
+        AVX2.store(if yes { 2 } else { 1 }, Ordering::Relaxed);
+        yes
+    }
+    match AVX2.load(Ordering::Relaxed) {
+        2 => true,
+        1 => false,
+        _ => detect(),
+    }
+}
+
 /// The masks of one block: with AVX2 where the CPU has it (detected once
-/// per process; the check is a load and a test), else as
-/// [`classify_baseline`].
+/// per process, see [`has_avx2`]), else as [`classify_baseline`].
 #[inline(always)]
 pub(super) fn classify<const OPS: bool>(block: &[u8; 64]) -> Masks {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("pclmulqdq")
-        {
+        if has_avx2() {
             // SAFETY: `classify_avx2` needs AVX2 and PCLMULQDQ and nothing
-            // else, and this CPU has them (just detected). The function
+            // else, and this CPU has them (`has_avx2`). The function
             // itself is safe code apart from its loads, which have their
             // own SAFETY.
             return unsafe { classify_avx2::<OPS>(block) };
