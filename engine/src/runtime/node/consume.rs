@@ -93,16 +93,28 @@ impl Node {
                     in_flight: &mut in_flight,
                     at_control: false,
                 };
+                // The stage's trait object is taken out of its box once per
+                // batch: a local, not reloaded from the node around every
+                // call.
                 let consumed = match stage {
-                    Stage::Processor(p) => take_batch::<CONTROL>(input, arena, n, &mut out, |h| {
-                        consume_processor(p.as_mut(), &mut lane, h, ctx)
-                    }),
-                    Stage::Router(r, _) => take_batch::<CONTROL>(input, arena, n, &mut out, |h| {
-                        consume_router(r.as_mut(), &mut lane, h, ctx)
-                    }),
-                    Stage::Sink(s) => take_batch::<CONTROL>(input, arena, n, &mut out, |h| {
-                        consume_sink(s.as_mut(), &mut lane, h, ctx)
-                    }),
+                    Stage::Processor(p) => {
+                        let p = p.as_mut();
+                        take_batch::<CONTROL>(input, arena, n, &mut out, |h| {
+                            consume_processor(p, &mut lane, h, ctx)
+                        })
+                    }
+                    Stage::Router(r, _) => {
+                        let r = r.as_mut();
+                        take_batch::<CONTROL>(input, arena, n, &mut out, |h| {
+                            consume_router(r, &mut lane, h, ctx)
+                        })
+                    }
+                    Stage::Sink(s) => {
+                        let s = s.as_mut();
+                        take_batch::<CONTROL>(input, arena, n, &mut out, |h| {
+                            consume_sink(s, &mut lane, h, ctx)
+                        })
+                    }
                     Stage::Source(_) => unreachable!("sources have no input"),
                 };
                 if out.at_control {
