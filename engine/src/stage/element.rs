@@ -156,6 +156,69 @@ impl<'a> SlotBatch<'a> {
     }
 }
 
+impl SlotBatch<'_> {
+    /// [`SlotBatch::fill_all`] for a source whose elements are always
+    /// ready and stamped by the batch's clock (no `Pending`, no `Done`, no
+    /// stamp of their own): fills up to `max` slots, and the batch's room,
+    /// each with `write`, which writes the payload into the slot's buffer
+    /// and returns its length. `Err(Rejected)` or `Err(Failed)` counts a
+    /// drop and reuses the slot; any other error ends the batch. Every
+    /// element gets `content_type`. Returns how many were sealed.
+    ///
+    /// The loop asks the source nothing per element but the write: no
+    /// [`SlotWriter`], no answer to match. The generator's prepared frames
+    /// use it.
+    #[inline(always)]
+    pub(crate) fn fill_ready(
+        &mut self,
+        max: u64,
+        content_type: ContentType,
+        mut write: impl FnMut(&mut [u8]) -> Result<usize, StageError>,
+    ) -> Result<u64, StageError> {
+        let mut run = Run::new(self);
+        let arena = run.batch.arena;
+        let mut sealed = 0;
+        while sealed < max && run.room > 0 {
+            let mut fresh = match run.pending.take() {
+                Some(fresh) => fresh,
+                None => match arena.alloc_fresh(run.batch.pool) {
+                    Some(fresh) => fresh,
+                    // Arena exhausted: wait for downstream to release.
+                    None => break,
+                },
+            };
+            let len = match write(arena.fresh_buffer(&mut fresh)) {
+                Ok(len) => len,
+                Err(StageError::Rejected(reason) | StageError::Failed(reason)) => {
+                    run.pending = Some(fresh);
+                    run.room -= 1;
+                    run.batch.rejected.push(reason);
+                    continue;
+                }
+                Err(fatal) => {
+                    run.pending = Some(fresh);
+                    return Err(fatal);
+                }
+            };
+            if run.batch_ns == 0 {
+                run.batch_ns = crate::clock::now_ns();
+            }
+            let meta = Meta {
+                seq: run.seq,
+                ingest_ns: run.batch_ns,
+                source: run.batch.source,
+                content_type,
+                reason: None,
+            };
+            run.seq += 1;
+            run.room -= 1;
+            sealed += 1;
+            run.batch.filled.push(arena.seal(fresh, len, meta));
+        }
+        Ok(sealed)
+    }
+}
+
 /// A [`SlotBatch`]'s per-element state as locals, for one loop over the
 /// batch (the batch itself is behind a reference, in memory); written
 /// back when the loop ends, by `Drop`, so a panic in the source keeps

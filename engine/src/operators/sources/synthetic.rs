@@ -362,13 +362,24 @@ impl Generator {
         else {
             unreachable!("pull_frames without frames")
         };
-        let (count, json) = (count.unwrap_or(u64::MAX), *json);
-        slots.fill_all(|slot| {
-            if *n >= count {
-                return Ok(Pull::Done);
-            }
-            frames.pull(n, json, slot)
-        })
+        let count = count.unwrap_or(u64::MAX);
+        let content_type = if *json {
+            ContentType::Json
+        } else {
+            ContentType::Bytes
+        };
+        // As `fill_all` with `Frames::pull`, which says `Done` when a slot
+        // is left after the last element: one loop that only writes.
+        slots.fill_ready(count.saturating_sub(*n), content_type, |buf| {
+            let capacity = buf.len();
+            let len = frames.render(*n, buf);
+            *n += 1;
+            len.ok_or_else(|| too_large(capacity))
+        })?;
+        if *n >= count && slots.room() > 0 {
+            slots.done = true;
+        }
+        Ok(())
     }
 }
 
