@@ -368,8 +368,11 @@ impl Generator {
         } else {
             ContentType::Bytes
         };
-        // As `fill_all` with `Frames::pull`, which says `Done` when a slot
-        // is left after the last element: one loop that only writes.
+        // As `fill_all` with `Frames::pull`: one write per element up to
+        // `count` (a rejected one counts: its number is used), then `Done`
+        // when there is room for one more pull. (`Frames::pull` said `Done`
+        // only with a free slot in hand; with the arena exhausted this says
+        // it one batch earlier, after the last element is sealed.)
         slots.fill_ready(count.saturating_sub(*n), content_type, |buf| {
             let capacity = buf.len();
             let len = frames.render(*n, buf);

@@ -3,12 +3,12 @@
 //! fast walk does not take (see [`Masks::unusual`]); for the flat walk
 //! (`OPS`), also where its colons, commas and brackets are.
 //!
-//! On x86_64 a block is classified with AVX2 where the CPU has it (two
-//! 32-byte compares per class and a `vpmovmskb` each, about 30
-//! instructions for 64 bytes, 50 with `OPS`), else with SSE2 (part of the
-//! x86_64 baseline; four 16-byte compares per class, about 85
-//! instructions); elsewhere with a plain loop. All three give the same
-//! masks (tested).
+//! On x86_64 a block is classified with AVX2 where the CPU has it, with
+//! PCLMULQDQ for the strings' parity (two 32-byte compares per class and
+//! a `vpmovmskb` each: about 34 instructions for 64 bytes, 66 with
+//! `OPS`), else with SSE2 (part of the x86_64 baseline; four 16-byte
+//! compares per class: about 85, and about 150 with `OPS`); elsewhere
+//! with a plain loop. All three give the same masks (tested).
 
 /// Classes of the 64 bytes of one block, bit `k` for byte `k`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
