@@ -539,6 +539,15 @@ fn the_fast_walk_agrees_on_edge_cases() {
         br#"{"a":[1,]}"#,
         br#"{"a" : "b" , "c" : null }"#,
         br#"{1:2}"#,
+        // Scalars where keys go: refused by the flat walk's check that
+        // every key is a string (the others alone let them through).
+        br#"{1}"#,
+        br#"{"a":1,2}"#,
+        br#"{"a":1,"b"}"#,
+        br#"{"":""}"#,
+        br#"{"a":"b","a":"c"}"#,
+        br#"{"a":Y}"#,
+        br#"{"Y_y{}[]:,":"Y_y{}[]:,"}"#,
         br#"{"a":"\u00e9"}"#,
         b"{\"a\":1}\n",
     ] {
