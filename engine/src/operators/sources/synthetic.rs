@@ -373,12 +373,15 @@ impl Generator {
         // when there is room for one more pull. (`Frames::pull` said `Done`
         // only with a free slot in hand; with the arena exhausted this says
         // it one batch earlier, after the last element is sealed.)
-        slots.fill_ready(count.saturating_sub(*n), content_type, |buf| {
+        let mut walk = frames.walk();
+        let filled = slots.fill_ready(count.saturating_sub(*n), content_type, |buf| {
             let capacity = buf.len();
-            let len = frames.render(*n, buf);
+            let len = walk.render(*n, buf);
             *n += 1;
             len.ok_or_else(|| too_large(capacity))
-        })?;
+        });
+        frames.place = walk.place;
+        filled?;
         if *n >= count && slots.room() > 0 {
             slots.done = true;
         }
@@ -410,6 +413,15 @@ struct Frames {
     /// Which frame each `seq % frames.len()` uses (the frame index is a
     /// function of `seq` modulo the product of the radices).
     keys: Vec<u32>,
+    place: Place,
+    /// The template writes `{seq}`: frames change with the number.
+    numbered: bool,
+}
+
+/// Where the walk over the frames stands: kept in [`Frames`] between
+/// batches, copied into a [`Walk`] for one.
+#[derive(Clone, Copy, Debug)]
+struct Place {
     /// `seq % frames.len()` for the sequence number `next_seq`, kept by
     /// counting so that the usual call (the next number) divides nothing.
     next_seq: u64,
@@ -418,8 +430,23 @@ struct Frames {
     /// one more.
     digits: usize,
     next_bound: u64,
-    /// The template writes `{seq}`: frames change with the number.
+}
+
+/// [`Frames`] for one batch of renders: its tables as slices and its
+/// [`Place`] as a copy, locals of the batch's loop. The loop has cold
+/// calls (a `Vec` growing, the clock, a frame rendered again), any of
+/// which may write memory for all the compiler knows, so state read
+/// through `&mut Frames` was loaded and stored again for every element.
+/// Left stale by a panic, the place mends itself: the next render finds
+/// `seq != next_seq` (and divides) or a digit count too small (and counts
+/// up), and every frame records the number and digits it holds.
+struct Walk<'f> {
+    pieces: &'f [Piece],
+    sizes: &'f [usize],
+    frames: &'f mut [Frame],
+    keys: &'f [u32],
     numbered: bool,
+    place: Place,
 }
 
 #[derive(Debug, Default)]
@@ -468,12 +495,28 @@ impl Frames {
             sizes: sizes.to_vec(),
             frames: (0..count).map(|_| Frame::default()).collect(),
             keys,
-            next_seq: 0,
-            phase: 0,
-            digits: 1,
-            next_bound: 10,
+            place: Place {
+                next_seq: 0,
+                phase: 0,
+                digits: 1,
+                next_bound: 10,
+            },
             numbered: pieces.iter().any(|p| matches!(p, Piece::Seq)),
         })
+    }
+
+    /// The frames as a [`Walk`] for one batch; its place is stored back
+    /// into `place` after it.
+    #[inline(always)]
+    fn walk(&mut self) -> Walk<'_> {
+        Walk {
+            pieces: &self.pieces,
+            sizes: &self.sizes,
+            frames: &mut self.frames,
+            keys: &self.keys,
+            numbered: self.numbered,
+            place: self.place,
+        }
     }
 
     /// Writes element `*n` into `slot` and counts it.
@@ -485,7 +528,9 @@ impl Frames {
         slot: &mut SlotWriter<'_>,
     ) -> Result<Pull, StageError> {
         let capacity = slot.capacity();
-        let len = self.render(*n, slot.buffer());
+        let mut walk = self.walk();
+        let len = walk.render(*n, slot.buffer());
+        self.place = walk.place;
         *n += 1;
         let Some(len) = len else {
             return Err(too_large(capacity));
@@ -497,34 +542,67 @@ impl Frames {
         Ok(Pull::Ready)
     }
 
+    /// Renders `frame` for element `seq` (which has `digits` digits).
+    #[cold]
+    fn prepare(frame: &mut Frame, pieces: &[Piece], sizes: &[usize], seq: u64, digits: usize) {
+        let out = &mut frame.bytes;
+        out.clear();
+        frame.seq_at.clear();
+        for piece in pieces {
+            match piece {
+                Piece::Text(t) => out.extend_from_slice(t),
+                Piece::Seq => {
+                    frame.seq_at.push(out.len());
+                    out.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
+                }
+                Piece::Pick(c) => out.extend_from_slice(&c[(seq % c.len() as u64) as usize]),
+                Piece::Timestamp | Piece::Rand(_) | Piece::Choose(_) => {
+                    unreachable!("not a frame template")
+                }
+            }
+        }
+        if !sizes.is_empty() {
+            let size = sizes[(seq % sizes.len() as u64) as usize];
+            if out.len() < size {
+                out.resize(size, b' ');
+            }
+        }
+        frame.len = out.len();
+        out.resize(frame.len.div_ceil(BLOCK) * BLOCK, 0);
+        frame.digits = digits;
+        frame.seq = seq;
+    }
+}
+
+impl Walk<'_> {
     /// Writes element `seq` into `buf`; its length, or `None` if it does not
     /// fit.
     #[inline(always)]
     fn render(&mut self, seq: u64, buf: &mut [u8]) -> Option<usize> {
         // The digit count matters only to a template that writes `{seq}`.
-        while self.numbered && seq >= self.next_bound {
-            self.digits += 1;
-            self.next_bound = self.next_bound.saturating_mul(10);
+        while self.numbered && seq >= self.place.next_bound {
+            self.place.digits += 1;
+            self.place.next_bound = self.place.next_bound.saturating_mul(10);
         }
-        if seq != self.next_seq {
+        if seq != self.place.next_seq {
             // Resumed from a checkpoint, or a pull skipped: divide once.
-            self.phase = (seq % self.keys.len() as u64) as usize;
+            self.place.phase = (seq % self.keys.len() as u64) as usize;
         }
-        let key = self.keys[self.phase];
-        self.phase += 1;
-        if self.phase == self.keys.len() {
-            self.phase = 0;
+        let key = self.keys[self.place.phase];
+        self.place.phase += 1;
+        if self.place.phase == self.keys.len() {
+            self.place.phase = 0;
         }
-        self.next_seq = seq.wrapping_add(1);
+        self.place.next_seq = seq.wrapping_add(1);
         let frame = &mut self.frames[key as usize];
-        if frame.digits != self.digits {
-            Self::prepare(frame, &self.pieces, &self.sizes, seq, self.digits);
+        if frame.digits != self.place.digits {
+            Frames::prepare(frame, self.pieces, self.sizes, seq, self.place.digits);
         } else if self.numbered && seq != frame.seq {
             // The frame holds an earlier number of the same width: add the
             // difference to its digits in place (usually one digit changes)
             // rather than writing them all again.
             let delta = seq.wrapping_sub(frame.seq);
-            let digits = self.digits;
+            let digits = self.place.digits;
             for &at in &frame.seq_at {
                 let number = &mut frame.bytes[at..at + digits];
                 match number.last_mut() {
@@ -558,37 +636,6 @@ impl Frames {
             return None;
         }
         Some(len)
-    }
-
-    /// Renders `frame` for element `seq` (which has `digits` digits).
-    #[cold]
-    fn prepare(frame: &mut Frame, pieces: &[Piece], sizes: &[usize], seq: u64, digits: usize) {
-        let out = &mut frame.bytes;
-        out.clear();
-        frame.seq_at.clear();
-        for piece in pieces {
-            match piece {
-                Piece::Text(t) => out.extend_from_slice(t),
-                Piece::Seq => {
-                    frame.seq_at.push(out.len());
-                    out.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
-                }
-                Piece::Pick(c) => out.extend_from_slice(&c[(seq % c.len() as u64) as usize]),
-                Piece::Timestamp | Piece::Rand(_) | Piece::Choose(_) => {
-                    unreachable!("not a frame template")
-                }
-            }
-        }
-        if !sizes.is_empty() {
-            let size = sizes[(seq % sizes.len() as u64) as usize];
-            if out.len() < size {
-                out.resize(size, b' ');
-            }
-        }
-        frame.len = out.len();
-        out.resize(frame.len.div_ceil(BLOCK) * BLOCK, 0);
-        frame.digits = digits;
-        frame.seq = seq;
     }
 }
 
