@@ -156,69 +156,6 @@ impl<'a> SlotBatch<'a> {
     }
 }
 
-impl SlotBatch<'_> {
-    /// [`SlotBatch::fill_all`] for a source whose elements are always
-    /// ready and stamped by the batch's clock (no `Pending`, no `Done`, no
-    /// stamp of their own): calls `write` for up to `max` elements (sealed
-    /// or rejected, as `pull` would be called), and no more than the
-    /// batch's room. `write` writes the payload into the slot's buffer and
-    /// returns its length. `Err(Rejected)` or `Err(Failed)` counts a drop
-    /// and reuses the slot; any other error ends the batch. Every element
-    /// gets `content_type`. Returns how many times `write` was called.
-    ///
-    /// The loop asks the source nothing per element but the write: no
-    /// [`SlotWriter`], no answer to match. The slot being written stays
-    /// the batch's pending one until it is sealed, so a panic in `write`
-    /// keeps it, as in `fill_all`. The generator's prepared frames use it.
-    #[inline(always)]
-    pub(crate) fn fill_ready(
-        &mut self,
-        max: u64,
-        content_type: ContentType,
-        mut write: impl FnMut(&mut [u8]) -> Result<usize, StageError>,
-    ) -> Result<u64, StageError> {
-        let mut run = Run::new(self);
-        let arena = run.batch.arena;
-        let mut written = 0;
-        while written < max && run.room > 0 {
-            if run.pending.is_none() {
-                match arena.alloc_fresh(run.batch.pool) {
-                    Some(fresh) => run.pending = Some(fresh),
-                    // Arena exhausted: wait for downstream to release.
-                    None => break,
-                }
-            }
-            let fresh = run.pending.as_mut().expect("just ensured");
-            let written_len = write(arena.fresh_buffer(fresh));
-            written += 1;
-            run.room -= 1;
-            let len = match written_len {
-                Ok(len) => len,
-                // Nothing was sent; the slot is reused for the next write.
-                Err(StageError::Rejected(reason) | StageError::Failed(reason)) => {
-                    run.batch.rejected.push(reason);
-                    continue;
-                }
-                Err(fatal) => return Err(fatal),
-            };
-            if run.batch_ns == 0 {
-                run.batch_ns = crate::clock::now_ns();
-            }
-            let meta = Meta {
-                seq: run.seq,
-                ingest_ns: run.batch_ns,
-                source: run.batch.source,
-                content_type,
-                reason: None,
-            };
-            run.seq += 1;
-            let fresh = run.pending.take().expect("the slot just written");
-            run.batch.filled.push(arena.seal(fresh, len, meta));
-        }
-        Ok(written)
-    }
-}
-
 /// A [`SlotBatch`]'s per-element state as locals, for one loop over the
 /// batch (the batch itself is behind a reference, in memory); written
 /// back when the loop ends, by `Drop`, so a panic in the source keeps

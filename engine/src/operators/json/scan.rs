@@ -209,10 +209,9 @@ fn walk<'a, M: Members<'a>>(
     masks: Option<index::Masks>,
     members: &mut M,
 ) -> Result<usize, JsonError> {
+    // No masks: the payload is empty (no cursor) or longer than a block.
     let fast = match masks {
         Some(masks) => index::Cursor::<true>::on(payload, masks)
-            .map(|mut ix| fast::object(payload, &mut ix, members)),
-        None if payload.len() <= 64 => index::Cursor::<true>::new(payload)
             .map(|mut ix| fast::object(payload, &mut ix, members)),
         None => index::Cursor::<false>::new(payload)
             .map(|mut ix| fast::object(payload, &mut ix, members)),

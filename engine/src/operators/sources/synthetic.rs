@@ -362,30 +362,16 @@ impl Generator {
         else {
             unreachable!("pull_frames without frames")
         };
-        let count = count.unwrap_or(u64::MAX);
-        let content_type = if *json {
-            ContentType::Json
-        } else {
-            ContentType::Bytes
-        };
-        // As `fill_all` with `Frames::pull`: one write per element up to
-        // `count` (a rejected one counts: its number is used), then `Done`
-        // when there is room for one more pull. (`Frames::pull` said `Done`
-        // only with a free slot in hand; with the arena exhausted this says
-        // it one batch earlier, after the last element is sealed.)
+        let (count, json) = (count.unwrap_or(u64::MAX), *json);
         let mut walk = frames.walk();
-        let filled = slots.fill_ready(count.saturating_sub(*n), content_type, |buf| {
-            let capacity = buf.len();
-            let len = walk.render(*n, buf);
-            *n += 1;
-            len.ok_or_else(|| too_large(capacity))
+        let filled = slots.fill_all(|slot| {
+            if *n >= count {
+                return Ok(Pull::Done);
+            }
+            walk.pull(n, json, slot)
         });
         frames.place = walk.place;
-        filled?;
-        if *n >= count && slots.room() > 0 {
-            slots.done = true;
-        }
-        Ok(())
+        filled
     }
 }
 
@@ -520,26 +506,16 @@ impl Frames {
     }
 
     /// Writes element `*n` into `slot` and counts it.
-    #[inline(always)]
     fn pull(
         &mut self,
         n: &mut u64,
         json: bool,
         slot: &mut SlotWriter<'_>,
     ) -> Result<Pull, StageError> {
-        let capacity = slot.capacity();
         let mut walk = self.walk();
-        let len = walk.render(*n, slot.buffer());
+        let pulled = walk.pull(n, json, slot);
         self.place = walk.place;
-        *n += 1;
-        let Some(len) = len else {
-            return Err(too_large(capacity));
-        };
-        slot.set_len(len)?;
-        if json {
-            slot.set_content_type(ContentType::Json);
-        }
-        Ok(Pull::Ready)
+        pulled
     }
 
     /// Renders `frame` for element `seq` (which has `digits` digits).
@@ -575,6 +551,27 @@ impl Frames {
 }
 
 impl Walk<'_> {
+    /// Writes element `*n` into `slot` and counts it.
+    #[inline(always)]
+    fn pull(
+        &mut self,
+        n: &mut u64,
+        json: bool,
+        slot: &mut SlotWriter<'_>,
+    ) -> Result<Pull, StageError> {
+        let capacity = slot.capacity();
+        let len = self.render(*n, slot.buffer());
+        *n += 1;
+        let Some(len) = len else {
+            return Err(too_large(capacity));
+        };
+        slot.set_len(len)?;
+        if json {
+            slot.set_content_type(ContentType::Json);
+        }
+        Ok(Pull::Ready)
+    }
+
     /// Writes element `seq` into `buf`; its length, or `None` if it does not
     /// fit.
     #[inline(always)]
