@@ -234,8 +234,7 @@ impl Arena {
     /// nothing else, or copied from such a handle (`share`); no two arenas
     /// share an id; and `handle_from_raw` is unsafe and must be given only
     /// what `into_raw` gave out (the ring module strips its control bit
-    /// first, and a pipeline that carries control elements reads every
-    /// ring with `take_data`).
+    /// first, and `EdgeIn::take` stops before a control element).
     #[inline(always)]
     fn meta_at(&self, index: u32) -> &SlotMeta {
         debug_assert!(index < self.slots, "slot {index} of {}", self.slots);

@@ -492,43 +492,20 @@ impl EdgeIn {
 
     /// Hands up to `n` (at most [`available`](Self::available)) elements to
     /// `f` in order, as handles of `arena`, with one chunk read and one
-    /// commit; returns how many were consumed.
-    #[inline]
-    pub(crate) fn take(
-        &mut self,
-        arena: &Arena,
-        n: usize,
-        f: impl FnMut(Handle) -> Taken,
-    ) -> usize {
-        self.take_chunk::<false>(arena, n, f).0
-    }
-
-    /// Like [`take`](Self::take), for a pipeline that carries control
-    /// elements: stops *before* the first one, which stays at the head of
-    /// the ring. Returns how many data elements were consumed and whether
+    /// commit, stopping *before* a control element, which stays at the
+    /// head of the ring (a pipeline without control elements never has
+    /// one there). Returns how many elements were consumed and whether
     /// the batch stopped at a control element (see
     /// [`head_control`](Self::head_control)).
-    #[inline]
-    pub(crate) fn take_data(
-        &mut self,
-        arena: &Arena,
-        n: usize,
-        f: impl FnMut(Handle) -> Taken,
-    ) -> (usize, bool) {
-        self.take_chunk::<true>(arena, n, f)
-    }
-
-    /// [`take`](Self::take) and [`take_data`](Self::take_data):
-    /// `AT_CONTROL` stops the batch before a control element.
     #[inline(always)]
-    fn take_chunk<const AT_CONTROL: bool>(
+    pub(crate) fn take(
         &mut self,
         arena: &Arena,
         n: usize,
         mut f: impl FnMut(Handle) -> Taken,
     ) -> (usize, bool) {
         let Ok(chunk) = self.consumer.read_chunk(n) else {
-            return (0, AT_CONTROL && self.head_control(arena).is_some());
+            return (0, self.head_control(arena).is_some());
         };
         let (a, b) = chunk.as_slices();
         let mut consumed = 0;
@@ -537,20 +514,17 @@ impl EdgeIn {
         // ring's end), each walked by a plain loop.
         'chunk: for part in [a, b] {
             for &raw in part {
-                if AT_CONTROL && raw & CONTROL != 0 {
+                if raw & CONTROL != 0 {
                     at_control = true;
                     break 'chunk;
                 }
-                debug_assert!(raw & CONTROL == 0, "a control element read by `take`");
                 // SAFETY: every index in a ring was put there by `fan_out`,
                 // from a handle of this pipeline's arena whose reference (or
                 // an extra one it added) it carries. It becomes a handle
                 // once per read: consumed, it is committed below and never
                 // read again; a deferred one gives its handle back
                 // (`into_raw`) before its index is left in the ring. Control
-                // elements (`fan_out_control`) are stopped at above, and
-                // only sent in pipelines whose consumers all read with
-                // `take_data`.
+                // elements (`fan_out_control`) are stopped at above.
                 let handle = unsafe { arena.handle_from_raw(raw) };
                 match f(handle) {
                     Taken::Yes => consumed += 1,
@@ -610,7 +584,7 @@ impl EdgeIn {
     /// is then only to be released).
     pub(crate) fn pop(&mut self, arena: &Arena) -> Option<(Handle, bool)> {
         let raw = self.consumer.pop().ok()?;
-        // SAFETY: as in `take_chunk`; a popped index is never read again.
+        // SAFETY: as in `take`; a popped index is never read again.
         Some((
             unsafe { arena.handle_from_raw(raw & !CONTROL) },
             raw & CONTROL != 0,

@@ -169,7 +169,7 @@ fn a_chunk_across_the_ring_end_keeps_its_order() {
         arena.release(h, &mut pool);
         Taken::Yes
     });
-    assert_eq!((taken, seen), (3, sent));
+    assert_eq!((taken, seen), ((3, false), sent));
     assert_eq!(rx.available(), 0);
     arena.flush(&mut pool);
     assert_eq!(arena.leaked_quiescent(), 0);
@@ -200,12 +200,13 @@ fn take_stops_after_last_and_before_defer() {
         }
     });
     assert_eq!(
-        taken, 3,
+        taken,
+        (3, false),
         "the third ends the batch, in the ring's second slice"
     );
     assert_eq!(rx.available(), 1);
     let taken = rx.take(&arena, 4, Taken::Defer);
-    assert_eq!(taken, 0);
+    assert_eq!(taken, (0, false));
     assert_eq!(drain(&mut rx, &arena, &mut pool), &sent[3..]);
     arena.flush(&mut pool);
     assert_eq!(arena.leaked_quiescent(), 0);
@@ -232,7 +233,7 @@ fn fan_out_all_gives_each_edge_the_batch() {
         edge.flush(&arena, &mut pool);
     }
     let mut refcounts = Vec::new();
-    ra.take(&arena, 5, |h| {
+    let _ = ra.take(&arena, 5, |h| {
         refcounts.push(arena.refcount(&h));
         arena.release(h, &mut pool);
         Taken::Yes

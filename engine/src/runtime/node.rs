@@ -15,11 +15,12 @@ use crate::clock::now_ns;
 use crate::metrics::{LiveCounters, LiveState, StageReport, RESTART_REASON};
 use crate::ring::{self, EdgeIn, EdgeOut, Taken};
 use crate::runtime::restart::{guard, Decision, FailedIn, Tracker};
+use crate::stage::inbox::emit_port;
 use crate::stage::{
     Element, Emitter, Flush, Outlet, PortMask, Pull, Reason, SlotBatch, SlotWriter, Stage,
     StageError, StageInfo, Verdict, ERROR_PORT,
 };
-use consume::{emit_port, note_error};
+use consume::note_error;
 pub(crate) use failure::Restart;
 pub(crate) use timing::{decode as decode_state, SourceTime, Timing};
 

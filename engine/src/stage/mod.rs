@@ -11,9 +11,11 @@ use std::fmt;
 
 mod element;
 pub(crate) mod guard;
+pub(crate) mod inbox;
 
 pub(crate) use element::Outlet;
 pub use element::{Element, Emitter, SlotBatch, SlotWriter};
+pub use inbox::{Consumed, Inbox};
 
 use crate::arena::TooLarge;
 
@@ -402,6 +404,14 @@ pub trait Router: Send {
     }
     /// Adds the element's destination ports to `ports` (none: dropped).
     fn route(&mut self, element: &Element<'_>, ports: &mut PortMask) -> Result<(), StageError>;
+    /// Routes a batch of elements: [`route`](Self::route) for each, in
+    /// order. The runtime calls this, once per batch; the default is
+    /// compiled for each router, with `route` a direct call in its loop
+    /// (see [`Inbox`]). Override it only to wrap that loop.
+    #[inline]
+    fn route_batch(&mut self, inbox: &mut Inbox<'_, '_>) -> Consumed {
+        inbox.route_each(|element, ports| self.route(element, ports))
+    }
     /// Called once after the last element.
     fn teardown(&mut self) {}
 }
@@ -426,6 +436,15 @@ pub trait Sink: Send {
     }
     /// Receives one element.
     fn push(&mut self, element: &Element<'_>) -> Result<(), StageError>;
+    /// Receives a batch of elements: [`push`](Self::push) for each, in
+    /// order, then the runtime calls [`end_batch`](Self::end_batch). The
+    /// runtime calls this, once per batch; the default is compiled for
+    /// each sink, with `push` a direct call in its loop (see [`Inbox`]).
+    /// Override it only to wrap that loop.
+    #[inline]
+    fn push_batch(&mut self, inbox: &mut Inbox<'_, '_>) -> Consumed {
+        inbox.push_each(|element| self.push(element))
+    }
     /// Called after each batch of `push` calls (flush buffered output here).
     fn end_batch(&mut self) -> Result<(), StageError> {
         Ok(())

@@ -2,7 +2,8 @@
 //! the input rings, hand each element to the stage, move its handle on.
 
 use super::*;
-use crate::stage::{Processor, Router, Sink};
+use crate::stage::inbox::{in_flight, reject, BatchOut, Lane};
+use crate::stage::{Inbox, Processor};
 
 impl Node {
     /// Processes one batch of input (fairly over fan-in edges); returns true
@@ -87,37 +88,34 @@ impl Node {
             // panic is caught per element, in `consume_processor`). The
             // stage kind is matched once per batch, not per element.
             let consumed = guard(|| {
-                let mut out = BatchOut {
-                    fatal: &mut fatal,
-                    deferred: &mut deferred,
-                    in_flight: &mut in_flight,
-                    at_control: false,
+                let pool = &mut *ctx.pool;
+                let mut inbox = Inbox {
+                    input,
+                    arena,
+                    pool,
+                    n,
+                    lane: &mut lane,
+                    out: BatchOut {
+                        fatal: &mut fatal,
+                        deferred: &mut deferred,
+                        in_flight: &mut in_flight,
+                        at_control: false,
+                    },
                 };
-                // The stage's trait object is taken out of its box once per
-                // batch: a local, not reloaded from the node around every
-                // call.
+                // One virtual call per batch: a router's and a sink's loop
+                // is compiled for its own type (see `Inbox`); a
+                // processor's trait object is taken out of its box once.
                 let consumed = match stage {
                     Stage::Processor(p) => {
                         let p = p.as_mut();
-                        take_batch::<CONTROL>(input, arena, n, &mut out, |h| {
-                            consume_processor(p, &mut lane, h, ctx)
-                        })
+                        inbox
+                            .each(|h, lane, arena, pool| consume_processor(p, lane, h, arena, pool))
                     }
-                    Stage::Router(r, _) => {
-                        let r = r.as_mut();
-                        take_batch::<CONTROL>(input, arena, n, &mut out, |h| {
-                            consume_router(r, &mut lane, h, ctx)
-                        })
-                    }
-                    Stage::Sink(s) => {
-                        let s = s.as_mut();
-                        take_batch::<CONTROL>(input, arena, n, &mut out, |h| {
-                            consume_sink(s, &mut lane, h, ctx)
-                        })
-                    }
+                    Stage::Router(r, _) => r.route_batch(&mut inbox).0,
+                    Stage::Sink(s) => s.push_batch(&mut inbox).0,
                     Stage::Source(_) => unreachable!("sources have no input"),
                 };
-                if out.at_control {
+                if inbox.out.at_control {
                     control_at = Some(i);
                 }
                 consumed
@@ -209,118 +207,6 @@ pub(super) fn note_error(report: &mut StageReport, e: StageError) {
     }
 }
 
-/// A consuming node's outputs and counters, borrowed for one batch.
-pub(super) struct Lane<'a> {
-    ports: &'a mut [Vec<EdgeOut>],
-    report: &'a mut StageReport,
-    seq: &'a mut u64,
-    source: u16,
-    error_port: Option<usize>,
-    /// The ports a router may name (its declared ones).
-    routable: PortMask,
-    /// See [`Node::refusing`].
-    refusing: bool,
-    /// With stage metrics: when this batch was dequeued.
-    stamp: Option<u64>,
-    /// A sink's clock for this batch (latency = dequeue time - ingest).
-    now: u64,
-    /// A sink's current run of elements with equal ingest stamps (a
-    /// source stamps a whole batch with one clock read): they have the
-    /// same latency, recorded once with their count.
-    run_ingest: u64,
-    run_len: u64,
-    /// New elements a processor may still emit in this batch (see
-    /// [`Outlet::room`]).
-    room: usize,
-}
-
-impl Lane<'_> {
-    /// With stage metrics: how long `handle` waited in the ring.
-    #[inline(always)]
-    fn note_arrival(&mut self, arena: &Arena, handle: &Handle) {
-        if let (Some(t0), Some(h)) = (self.stamp, self.report.arrival.as_mut()) {
-            h.saturating_record(t0.saturating_sub(arena.meta(handle).ingest_ns));
-        }
-    }
-
-    /// A router or sink takes `handle`: its wait is noted and it counts as
-    /// received (a processor counts it after `process`, which may defer it).
-    #[inline(always)]
-    fn receive(&mut self, arena: &Arena, handle: &Handle) {
-        self.note_arrival(arena, handle);
-        self.report.received += 1;
-    }
-
-    /// Counts one more sink delivery of an element ingested at `ingest`.
-    #[inline]
-    fn note_latency(&mut self, ingest: u64) {
-        if ingest == self.run_ingest {
-            self.run_len += 1;
-        } else {
-            self.flush_latency();
-            self.run_ingest = ingest;
-            self.run_len = 1;
-        }
-    }
-
-    /// Records the current run (before `now` changes, and at batch end).
-    #[inline]
-    fn flush_latency(&mut self) {
-        if self.run_len > 0 {
-            if let Some(h) = self.report.latency.as_mut() {
-                h.saturating_record_n(self.now.saturating_sub(self.run_ingest), self.run_len);
-            }
-            self.run_len = 0;
-        }
-    }
-}
-
-/// What a batch's elements did, beyond being consumed: a fatal error (the
-/// rest of the batch then waits in the ring), a deferral, a control
-/// element at the head.
-pub(super) struct BatchOut<'a> {
-    fatal: &'a mut Option<String>,
-    deferred: &'a mut bool,
-    /// 1 when the stage failed on an element it had received.
-    in_flight: &'a mut u64,
-    at_control: bool,
-}
-
-/// Hands up to `n` elements of `input` to `one` (one stage kind's consume
-/// function, so the kind is matched once per batch); returns how many were
-/// consumed. After a fatal error the rest of the batch waits in the ring:
-/// for the restarted stage, or for `drain_failed`.
-#[inline(always)]
-fn take_batch<const CONTROL: bool>(
-    input: &mut EdgeIn,
-    arena: &Arena,
-    n: usize,
-    out: &mut BatchOut<'_>,
-    mut one: impl FnMut(Handle) -> Result<Taken, String>,
-) -> usize {
-    let (fatal, deferred, in_flight) = (&mut *out.fatal, &mut *out.deferred, &mut *out.in_flight);
-    // A fatal error ends the batch after the element it came with.
-    let consume = |handle| match one(handle) {
-        Ok(Taken::Defer(handle)) => {
-            *deferred = true;
-            Taken::Defer(handle)
-        }
-        Ok(taken) => taken,
-        Err(m) => {
-            *fatal = Some(m);
-            *in_flight = 1;
-            Taken::Last
-        }
-    };
-    if CONTROL {
-        let (consumed, at_control) = input.take_data(arena, n, consume);
-        out.at_control = at_control;
-        consumed
-    } else {
-        input.take(arena, n, consume)
-    }
-}
-
 /// Hands one input element to a processor and moves its handle
 /// accordingly. `Taken::Defer`: the processor deferred it (it stays in
 /// the ring). `Err` carries a fatal error or panic message; the element
@@ -331,9 +217,9 @@ pub(super) fn consume_processor(
     p: &mut dyn Processor,
     lane: &mut Lane<'_>,
     mut handle: Handle,
-    ctx: &mut StepCtx<'_>,
+    arena: &Arena,
+    pool: &mut LocalPool,
 ) -> Result<Taken, String> {
-    let arena = ctx.arena;
     let raw = handle.index();
     lane.note_arrival(arena, &handle);
     let verdict = {
@@ -346,7 +232,7 @@ pub(super) fn consume_processor(
             p.process(&mut Element {
                 arena,
                 handle: &mut handle,
-                pool: ctx.pool,
+                pool,
                 outlet: Some(Outlet {
                     out: &mut out,
                     source: lane.source,
@@ -358,7 +244,7 @@ pub(super) fn consume_processor(
     };
     let verdict = match verdict {
         Ok(v) => v,
-        Err(m) => return in_flight(m, lane, handle, ctx),
+        Err(m) => return in_flight(m, lane, handle, arena, pool),
     };
     if verdict == Ok(Verdict::Defer) {
         if handle.index() == raw {
@@ -366,7 +252,7 @@ pub(super) fn consume_processor(
             return Ok(Taken::Defer(handle));
         }
         lane.report.received += 1;
-        arena.release(handle, ctx.pool);
+        arena.release(handle, pool);
         return Err("deferred an element after modifying it".to_string());
     }
     lane.report.received += 1;
@@ -378,7 +264,7 @@ pub(super) fn consume_processor(
         }
         Ok(Verdict::Drop) | Ok(Verdict::Defer) => {
             lane.report.drop_static(p.drop_reason());
-            arena.release(handle, ctx.pool);
+            arena.release(handle, pool);
             Ok(Taken::Yes)
         }
         Ok(Verdict::Side(s)) => {
@@ -390,10 +276,10 @@ pub(super) fn consume_processor(
                 }
                 Some(name) => {
                     lane.report.drop_static(name);
-                    arena.release(handle, ctx.pool);
+                    arena.release(handle, pool);
                 }
                 None => {
-                    arena.release(handle, ctx.pool);
+                    arena.release(handle, pool);
                     return Err(format!(
                         "sent an element to side port {s}, which it does not declare"
                     ));
@@ -401,59 +287,7 @@ pub(super) fn consume_processor(
             }
             Ok(Taken::Yes)
         }
-        Err(e) => reject(e, lane, handle, ctx),
-    }
-}
-
-/// Routes one input element: one refcount bump and a push per edge of the
-/// chosen ports, or a drop when it names none.
-#[inline(always)]
-pub(super) fn consume_router(
-    r: &mut dyn Router,
-    lane: &mut Lane<'_>,
-    mut handle: Handle,
-    ctx: &mut StepCtx<'_>,
-) -> Result<Taken, String> {
-    let arena = ctx.arena;
-    lane.receive(arena, &handle);
-    let mut mask = PortMask::default();
-    let routed = r.route(&Element::input(arena, &mut handle, ctx.pool), &mut mask);
-    // A router may only name its declared ports.
-    let mask = PortMask(mask.0 & lane.routable.0);
-    match routed {
-        Ok(()) if mask.is_empty() => {
-            lane.report.drop_static("no route");
-            arena.release(handle, ctx.pool);
-            Ok(Taken::Yes)
-        }
-        Ok(()) => {
-            emit_mask(lane.ports, lane.report, mask, handle, arena, lane.refusing);
-            Ok(Taken::Yes)
-        }
-        Err(e) => reject(e, lane, handle, ctx),
-    }
-}
-
-/// Delivers one input element to a sink, notes its latency and releases
-/// it (or diverts it when the sink could not deliver it).
-#[inline(always)]
-pub(super) fn consume_sink(
-    s: &mut dyn Sink,
-    lane: &mut Lane<'_>,
-    mut handle: Handle,
-    ctx: &mut StepCtx<'_>,
-) -> Result<Taken, String> {
-    let arena = ctx.arena;
-    lane.receive(arena, &handle);
-    let ingest = arena.meta(&handle).ingest_ns;
-    let pushed = s.push(&Element::input(arena, &mut handle, ctx.pool));
-    lane.note_latency(ingest);
-    match pushed {
-        Ok(()) => {
-            arena.release(handle, ctx.pool);
-            Ok(Taken::Yes)
-        }
-        Err(e) => reject(e, lane, handle, ctx),
+        Err(e) => reject(e, lane, handle, arena, pool),
     }
 }
 
@@ -477,102 +311,4 @@ pub(super) fn after_panic_in_take(
         }
     }
     handled
-}
-
-/// A processor panicked on `handle`: it counts as received, is released,
-/// and is counted by `Node::on_failure`.
-#[cold]
-pub(super) fn in_flight(
-    m: String,
-    lane: &mut Lane<'_>,
-    handle: Handle,
-    ctx: &mut StepCtx<'_>,
-) -> Result<Taken, String> {
-    lane.report.received += 1;
-    ctx.arena.release(handle, ctx.pool);
-    Err(m)
-}
-
-/// A rejected element goes, untouched and with its reason in the metadata,
-/// to the `error` port when one is connected; otherwise it is dropped and
-/// counted with its reason.
-pub(super) fn reject(
-    e: StageError,
-    lane: &mut Lane<'_>,
-    mut handle: Handle,
-    ctx: &mut StepCtx<'_>,
-) -> Result<Taken, String> {
-    let arena = ctx.arena;
-    match e {
-        StageError::Rejected(reason) => {
-            // A shared slot is copied so the other branches stay unmarked.
-            if let Some(port) = lane
-                .error_port
-                .filter(|_| arena.make_mut(&mut handle, ctx.pool))
-            {
-                let mut meta = arena.meta(&handle);
-                meta.reason = Some(reason.kind);
-                arena.set_meta(&mut handle, meta);
-                lane.report.divert(reason);
-                emit_port(lane.ports, port, handle, arena, lane.refusing);
-                lane.report.count_sent(port, 1);
-            } else {
-                arena.release(handle, ctx.pool);
-                lane.report.drop_with(reason);
-            }
-            Ok(Taken::Yes)
-        }
-        // A sink's undelivered element goes to its `error` port when one
-        // is connected (then it is routed, not failed), as a rejected one.
-        StageError::Failed(reason) => match lane.error_port {
-            Some(_) => reject(StageError::Rejected(reason), lane, handle, ctx),
-            None => {
-                arena.release(handle, ctx.pool);
-                lane.report.fail_with(reason, 1);
-                Ok(Taken::Yes)
-            }
-        },
-        // Counted by `Node::on_failure`, which knows whether it restarts.
-        StageError::Fatal(m) => {
-            arena.release(handle, ctx.pool);
-            Err(m)
-        }
-    }
-}
-
-/// Queues `handle` on every edge of `port` that takes it (see
-/// [`ring::fan_out`]).
-#[inline]
-pub(super) fn emit_port(
-    ports: &mut [Vec<EdgeOut>],
-    port: usize,
-    handle: Handle,
-    arena: &Arena,
-    refusing: bool,
-) {
-    ring::fan_out(arena, handle, ports, port, refusing);
-}
-
-/// Queues `handle` on every edge of every port in `mask`: one slot, one
-/// refcount bump, no copy.
-#[inline(always)]
-pub(super) fn emit_mask(
-    ports: &mut [Vec<EdgeOut>],
-    report: &mut StageReport,
-    mask: PortMask,
-    handle: Handle,
-    arena: &Arena,
-    refusing: bool,
-) {
-    if mask.0 & (mask.0 - 1) == 0 {
-        // One port, the usual route: no walk over the mask's bits.
-        let port = mask.0.trailing_zeros() as usize;
-        report.count_sent(port, 1);
-        ring::fan_out(arena, handle, ports, port, refusing);
-        return;
-    }
-    for p in mask.iter() {
-        report.count_sent(p, 1);
-    }
-    ring::fan_out_ports(arena, handle, ports, mask.0, refusing);
 }
