@@ -150,7 +150,7 @@ pub(crate) fn fan_out_all(
 
 /// Queues `handle` on every edge of every port set in `mask` (bit `p`:
 /// `ports[p]`) that takes it, as [`fan_out`] does.
-#[inline]
+#[inline(always)]
 pub(crate) fn fan_out_ports(
     arena: &Arena,
     mut handle: Handle,

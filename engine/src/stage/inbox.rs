@@ -139,8 +139,11 @@ impl Lane<'_> {
     /// With stage metrics: how long `handle` waited in the ring.
     #[inline(always)]
     pub(crate) fn note_arrival(&mut self, arena: &Arena, handle: &Handle) {
-        if let (Some(t0), Some(h)) = (self.stamp, self.report.arrival.as_mut()) {
-            h.saturating_record(t0.saturating_sub(arena.meta(handle).ingest_ns));
+        // The stamp first: it is `None` unless the stage is measured.
+        if let Some(t0) = self.stamp {
+            if let Some(h) = self.report.arrival.as_mut() {
+                h.saturating_record(t0.saturating_sub(arena.meta(handle).ingest_ns));
+            }
         }
     }
 
