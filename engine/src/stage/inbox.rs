@@ -24,6 +24,13 @@ use crate::stage::{Element, PortMask, StageError};
 /// back through [`push_each`](Inbox::push_each) or
 /// [`route_each`](Inbox::route_each).
 pub struct Inbox<'b, 'l> {
+    pub(crate) batch: Batch<'b, 'l>,
+    /// A sink's run of deliveries with equal ingest stamps.
+    pub(crate) latency: &'b mut LatencyRun,
+}
+
+/// An [`Inbox`]'s elements and where their answers go.
+pub(crate) struct Batch<'b, 'l> {
     pub(crate) input: &'b mut EdgeIn,
     pub(crate) arena: &'b Arena,
     pub(crate) pool: &'b mut LocalPool,
@@ -47,11 +54,17 @@ impl Inbox<'_, '_> {
         &mut self,
         mut push: impl FnMut(&Element<'_>) -> Result<(), StageError>,
     ) -> Consumed {
-        Consumed(
-            self.each(|handle, lane, arena, pool| {
-                consume_sink(&mut push, lane, handle, arena, pool)
-            }),
-        )
+        let Inbox { batch, latency } = self;
+        // The run in locals for the loop (in memory, it would be loaded
+        // and stored around every element), stored back after it, a panic
+        // included.
+        let mut run = Restore {
+            run: **latency,
+            to: latency,
+        };
+        Consumed(batch.each(|handle, lane, arena, pool| {
+            consume_sink(&mut push, lane, &mut run.run, handle, arena, pool)
+        }))
     }
 
     /// Hands each element of the batch to `route`, in order, and moves
@@ -62,11 +75,26 @@ impl Inbox<'_, '_> {
         &mut self,
         mut route: impl FnMut(&Element<'_>, &mut PortMask) -> Result<(), StageError>,
     ) -> Consumed {
-        Consumed(self.each(|handle, lane, arena, pool| {
+        Consumed(self.batch.each(|handle, lane, arena, pool| {
             consume_router(&mut route, lane, handle, arena, pool)
         }))
     }
+}
 
+/// A [`LatencyRun`] copied into a local, stored back when dropped.
+struct Restore<'a> {
+    run: LatencyRun,
+    to: &'a mut LatencyRun,
+}
+
+impl Drop for Restore<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        *self.to = self.run;
+    }
+}
+
+impl Batch<'_, '_> {
     /// Hands up to `n` elements of the input to `one`; returns how many
     /// were consumed. After a fatal error the rest of the batch waits in
     /// the ring: for the restarted stage, or for the failed stage's drain.
@@ -75,7 +103,7 @@ impl Inbox<'_, '_> {
         &mut self,
         mut one: impl FnMut(Handle, &mut Lane<'_>, &Arena, &mut LocalPool) -> Result<Taken, String>,
     ) -> usize {
-        let Inbox {
+        let Batch {
             input,
             arena,
             pool,
@@ -123,13 +151,6 @@ pub(crate) struct Lane<'a> {
     pub(crate) refusing: bool,
     /// With stage metrics: when this batch was dequeued.
     pub(crate) stamp: Option<u64>,
-    /// A sink's clock for this batch (latency = dequeue time - ingest).
-    pub(crate) now: u64,
-    /// A sink's current run of elements with equal ingest stamps (a
-    /// source stamps a whole batch with one clock read): they have the
-    /// same latency, recorded once with their count.
-    pub(crate) run_ingest: u64,
-    pub(crate) run_len: u64,
     /// New elements a processor may still emit in this batch (see
     /// [`Outlet::room`](super::Outlet)).
     pub(crate) room: usize,
@@ -154,27 +175,40 @@ impl Lane<'_> {
         self.note_arrival(arena, handle);
         self.report.received += 1;
     }
+}
 
-    /// Counts one more sink delivery of an element ingested at `ingest`.
-    #[inline]
-    fn note_latency(&mut self, ingest: u64) {
-        if ingest == self.run_ingest {
-            self.run_len += 1;
+/// A sink's current run of deliveries with equal ingest stamps (a source
+/// stamps a whole batch with one clock read): they have the same latency,
+/// recorded once with their count.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct LatencyRun {
+    /// The sink's clock for this batch (latency = dequeue time - ingest).
+    pub(crate) now: u64,
+    ingest: u64,
+    len: u64,
+}
+
+impl LatencyRun {
+    /// Counts one more delivery of an element ingested at `ingest`.
+    #[inline(always)]
+    fn note(&mut self, ingest: u64, report: &mut StageReport) {
+        if ingest == self.ingest {
+            self.len += 1;
         } else {
-            self.flush_latency();
-            self.run_ingest = ingest;
-            self.run_len = 1;
+            self.flush(report);
+            self.ingest = ingest;
+            self.len = 1;
         }
     }
 
     /// Records the current run (before `now` changes, and at batch end).
     #[inline]
-    pub(crate) fn flush_latency(&mut self) {
-        if self.run_len > 0 {
-            if let Some(h) = self.report.latency.as_mut() {
-                h.saturating_record_n(self.now.saturating_sub(self.run_ingest), self.run_len);
+    pub(crate) fn flush(&mut self, report: &mut StageReport) {
+        if self.len > 0 {
+            if let Some(h) = report.latency.as_mut() {
+                h.saturating_record_n(self.now.saturating_sub(self.ingest), self.len);
             }
-            self.run_len = 0;
+            self.len = 0;
         }
     }
 }
@@ -225,6 +259,7 @@ fn consume_router(
 fn consume_sink(
     push: &mut impl FnMut(&Element<'_>) -> Result<(), StageError>,
     lane: &mut Lane<'_>,
+    run: &mut LatencyRun,
     mut handle: Handle,
     arena: &Arena,
     pool: &mut LocalPool,
@@ -232,7 +267,7 @@ fn consume_sink(
     lane.receive(arena, &handle);
     let ingest = arena.meta(&handle).ingest_ns;
     let pushed = push(&Element::input(arena, &mut handle, pool));
-    lane.note_latency(ingest);
+    run.note(ingest, lane.report);
     match pushed {
         Ok(()) => {
             arena.release(handle, pool);

@@ -2,7 +2,7 @@
 //! the input rings, hand each element to the stage, move its handle on.
 
 use super::*;
-use crate::stage::inbox::{in_flight, reject, BatchOut, Lane};
+use crate::stage::inbox::{in_flight, reject, Batch, BatchOut, Lane, LatencyRun};
 use crate::stage::{Inbox, Processor};
 
 impl Node {
@@ -52,11 +52,9 @@ impl Node {
             routable: PortMask::all(*routable),
             refusing: *refusing,
             stamp,
-            now: 0,
-            run_ingest: 0,
-            run_len: 0,
             room: budget,
         };
+        let mut latency = LatencyRun::default();
         let is_sink = matches!(stage, Stage::Sink(_));
         for k in 0..n_inputs {
             if taken == budget || fatal.is_some() {
@@ -79,8 +77,8 @@ impl Node {
             // time, microseconds), and a read per element would cost a sink
             // as much as the rest of its work.
             if is_sink {
-                lane.flush_latency();
-                lane.now = stamp.unwrap_or_else(now_ns);
+                latency.flush(lane.report);
+                latency.now = stamp.unwrap_or_else(now_ns);
             }
             let arena = ctx.arena;
             let received = lane.report.received;
@@ -90,17 +88,20 @@ impl Node {
             let consumed = guard(|| {
                 let pool = &mut *ctx.pool;
                 let mut inbox = Inbox {
-                    input,
-                    arena,
-                    pool,
-                    n,
-                    lane: &mut lane,
-                    out: BatchOut {
-                        fatal: &mut fatal,
-                        deferred: &mut deferred,
-                        in_flight: &mut in_flight,
-                        at_control: false,
+                    batch: Batch {
+                        input,
+                        arena,
+                        pool,
+                        n,
+                        lane: &mut lane,
+                        out: BatchOut {
+                            fatal: &mut fatal,
+                            deferred: &mut deferred,
+                            in_flight: &mut in_flight,
+                            at_control: false,
+                        },
                     },
+                    latency: &mut latency,
                 };
                 // One virtual call per batch: a router's and a sink's loop
                 // is compiled for its own type (see `Inbox`); a
@@ -109,13 +110,14 @@ impl Node {
                     Stage::Processor(p) => {
                         let p = p.as_mut();
                         inbox
+                            .batch
                             .each(|h, lane, arena, pool| consume_processor(p, lane, h, arena, pool))
                     }
                     Stage::Router(r, _) => r.route_batch(&mut inbox).0,
                     Stage::Sink(s) => s.push_batch(&mut inbox).0,
                     Stage::Source(_) => unreachable!("sources have no input"),
                 };
-                if inbox.out.at_control {
+                if inbox.batch.out.at_control {
                     control_at = Some(i);
                 }
                 consumed
@@ -134,7 +136,7 @@ impl Node {
                 break;
             }
         }
-        lane.flush_latency();
+        latency.flush(lane.report);
         if n_inputs > 0 {
             self.next_input = (self.next_input + 1) % n_inputs;
         }
