@@ -257,15 +257,28 @@ pub struct Running {
 
 /// Starts the binary with `args`, run from the workspace root.
 pub fn start<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Running {
-    spawn(args, None)
+    spawn(args, None, &[])
 }
 
-/// Starts the binary; with `input`, a thread writes it to stdin and closes it.
-fn spawn<S: AsRef<std::ffi::OsStr>>(args: &[S], input: Option<Vec<u8>>) -> Running {
+/// Runs the binary with `args` and the environment variables `env` set,
+/// to completion (with the [`DEFAULT_TIMEOUT`]).
+pub fn run_with_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> Output {
+    spawn(args, None, env).wait()
+}
+
+/// Starts the binary; with `input`, a thread writes it to stdin and closes
+/// it; `env`: variables to set.
+fn spawn<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    input: Option<Vec<u8>>,
+    env: &[(&str, &str)],
+) -> Running {
     let mut child = Command::new(binary())
         .args(args)
         .current_dir(repo_root())
         .env_remove("DATAPLANE_LOG")
+        .env_remove("DATAPLANE_NO_AVX2")
+        .envs(env.iter().copied())
         .stdin(if input.is_some() {
             Stdio::piped()
         } else {
@@ -553,7 +566,7 @@ pub fn adapt_config(dir: &TempDir, name: &str, replacements: &[(&str, &str)]) ->
 /// Starts the binary with `args` and `input` on its stdin (written by a
 /// thread, then closed).
 pub fn start_with_stdin<S: AsRef<std::ffi::OsStr>>(args: &[S], input: Vec<u8>) -> Running {
-    spawn(args, Some(input))
+    spawn(args, Some(input), &[])
 }
 
 /// A Python 3 helper process (test clients and servers for the network

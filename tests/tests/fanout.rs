@@ -3,7 +3,7 @@
 //! The two branches run on different workers, so the order of lines *across*
 //! sinks is not deterministic; only the order within one sink is.
 
-use dataplane_tests::{repo_root, run_config, Output, TempDir, EXIT_OK};
+use dataplane_tests::{repo_root, run_config, run_with_env, Output, TempDir, EXIT_OK};
 
 const METRIC: &str = "[metric-sink] Received metric: ";
 const LOG: &str = "[log-sink] Received log: ";
@@ -121,6 +121,18 @@ fn fanout_routes_each_type_to_its_branch() {
 
 #[test]
 fn unmatched_type_is_broadcast_to_both_sinks() {
+    broadcast_unmatched(&[]);
+}
+
+/// The same without AVX2 (`DATAPLANE_NO_AVX2`): route-by-field's loop is
+/// compiled twice, for AVX2 and for the baseline, and a CPU without AVX2
+/// runs the second.
+#[test]
+fn routes_the_same_without_avx2() {
+    broadcast_unmatched(&[("DATAPLANE_NO_AVX2", "1")]);
+}
+
+fn broadcast_unmatched(env: &[(&str, &str)]) {
     // fanout.toml with one more event, of a type no route names.
     let text =
         std::fs::read_to_string(repo_root().join("configs/fanout.toml")).expect("fanout.toml");
@@ -132,7 +144,8 @@ fn unmatched_type_is_broadcast_to_both_sinks() {
     );
     let text = text.replace(marker, &format!("{marker}\n{extra}"));
     let dir = TempDir::new("broadcast");
-    let out = run_config(&dir.write("broadcast.toml", &text), &[]);
+    let config = dir.write("broadcast.toml", &text);
+    let out = run_with_env(&["--config".as_ref(), config.as_os_str()], env);
     out.assert_code(EXIT_OK).assert_no_panic();
 
     assert_sink(

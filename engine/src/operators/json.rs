@@ -13,10 +13,10 @@ use std::borrow::Cow;
 
 mod scan;
 
-pub(crate) use scan::short_eq;
 pub use scan::JsonError;
 pub(crate) use scan::OneBlock;
 use scan::{find_flat, scan_object, scan_rest, Key, Members, Mode};
+pub(crate) use scan::{short_eq, simd, Simd};
 
 /// A top-level field found in a payload.
 #[derive(Clone, Copy, Debug)]

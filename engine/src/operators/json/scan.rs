@@ -75,6 +75,7 @@ pub(crate) use bytes::short_eq;
 use bytes::{digits, hex4, is_digit, is_ws, plain_run, unescaped_eq, Stops};
 use error::Code;
 pub use error::JsonError;
+pub(crate) use index::{simd, Simd};
 
 /// How a value is checked: like serde_json's `IgnoredAny` or `RawValue`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -196,9 +196,10 @@ pub(super) fn classify_baseline<const OPS: bool>(block: &[u8; 64]) -> Masks {
 }
 
 /// Whether this CPU has AVX2 and PCLMULQDQ, what [`classify_avx2`]
-/// needs: detected once per process and kept in one byte, so the check
-/// per block is a load and a compare (two `is_x86_feature_detected!`
-/// checks cost ten instructions).
+/// needs (and the environment does not set `DATAPLANE_NO_AVX2`):
+/// detected once per process and kept in one byte, so the check per
+/// block is a load and a compare (two `is_x86_feature_detected!` checks
+/// cost ten instructions).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn has_avx2() -> bool {
@@ -208,7 +209,10 @@ fn has_avx2() -> bool {
     #[cold]
     #[inline(never)]
     fn detect() -> bool {
-        let yes = std::arch::is_x86_feature_detected!("avx2")
+        // `DATAPLANE_NO_AVX2` (set, to anything): the baseline classifier
+        // whatever the CPU, to test or measure it on one with AVX2.
+        let yes = std::env::var_os("DATAPLANE_NO_AVX2").is_none()
+            && std::arch::is_x86_feature_detected!("avx2")
             && std::arch::is_x86_feature_detected!("pclmulqdq");
         AVX2.store(if yes { 2 } else { 1 }, Ordering::Relaxed);
         yes
@@ -218,6 +222,39 @@ fn has_avx2() -> bool {
         1 => false,
         _ => detect(),
     }
+}
+
+/// Work that runs faster compiled for AVX2 and PCLMULQDQ: a loop over
+/// many payloads, whose calls to [`classify_avx2`] then inline (a
+/// function without the features cannot inline one with them).
+pub(crate) trait Simd {
+    /// What the work gives.
+    type Out;
+    /// Does the work; `AVX2`: compiled for the features. The two
+    /// instances must be separate code (a closure in `run` is: closures
+    /// are generic over their function's parameters), so that each has
+    /// one caller and inlines there.
+    fn run<const AVX2: bool>(self) -> Self::Out;
+}
+
+/// Runs `work` compiled for AVX2 and PCLMULQDQ where the CPU has them,
+/// else as it is.
+#[inline(always)]
+pub(crate) fn simd<W: Simd>(work: W) -> W::Out {
+    #[cfg(target_arch = "x86_64")]
+    {
+        /// `work`, compiled with the features.
+        #[target_feature(enable = "avx2,pclmulqdq")]
+        fn run<W: Simd>(work: W) -> W::Out {
+            work.run::<true>()
+        }
+        if has_avx2() {
+            // SAFETY: `run` needs AVX2 and PCLMULQDQ and nothing else, and
+            // this CPU has them (`has_avx2`).
+            return unsafe { run(work) };
+        }
+    }
+    work.run::<false>()
 }
 
 /// The masks of one block: with AVX2 where the CPU has it (detected once
