@@ -13,10 +13,12 @@ use std::borrow::Cow;
 
 mod scan;
 
+#[cfg(test)]
+pub(crate) use scan::Baseline;
 pub use scan::JsonError;
 pub(crate) use scan::OneBlock;
 use scan::{find_flat, scan_object, scan_rest, Key, Members, Mode};
-pub(crate) use scan::{short_eq, simd, Simd};
+pub(crate) use scan::{short_eq, simd, Detect, Isa, Simd};
 
 /// A top-level field found in a payload.
 #[derive(Clone, Copy, Debug)]
@@ -67,7 +69,7 @@ pub struct Lookup<'a> {
 
 /// Validates `payload` as one JSON object and finds top-level `key` in it.
 pub fn find_field<'a>(payload: &'a [u8], key: &str) -> Result<Lookup<'a>, JsonError> {
-    let (value, members) = match find_flat(payload, key) {
+    let (value, members) = match find_flat(Detect, payload, key) {
         Ok(found) => found,
         Err(rest) => {
             let mut seek = Seek { key, field: None };
@@ -197,7 +199,7 @@ impl<'a> RawValue<'a> {
 /// for the exact error when its fast path does not decide.
 #[inline]
 pub fn find_value<'a>(payload: &'a [u8], key: &str) -> Result<Option<RawValue<'a>>, JsonError> {
-    match find_value_flat(payload, key) {
+    match find_value_flat(Detect, payload, key) {
         Ok(value) => Ok(value),
         Err(rest) => find_value_rest(payload, key, rest),
     }
@@ -208,11 +210,12 @@ pub fn find_value<'a>(payload: &'a [u8], key: &str) -> Result<Option<RawValue<'a
 /// `scan/flat.rs`), else the index built for [`find_value_rest`]. Inlined
 /// into its caller: the value stays in registers.
 #[inline(always)]
-pub(crate) fn find_value_flat<'a>(
+pub(crate) fn find_value_flat<'a, I: Isa>(
+    isa: I,
     payload: &'a [u8],
     key: &str,
 ) -> Result<Option<RawValue<'a>>, OneBlock> {
-    let (value, _) = find_flat(payload, key)?;
+    let (value, _) = find_flat(isa, payload, key)?;
     Ok(value.and_then(|(start, end)| {
         Some(RawValue {
             bytes: payload.get(start..end)?,

@@ -75,7 +75,9 @@ pub(crate) use bytes::short_eq;
 use bytes::{digits, hex4, is_digit, is_ws, plain_run, unescaped_eq, Stops};
 use error::Code;
 pub use error::JsonError;
-pub(crate) use index::{simd, Simd};
+#[cfg(test)]
+pub(crate) use index::Baseline;
+pub(crate) use index::{simd, Detect, Isa, Simd};
 
 /// How a value is checked: like serde_json's `IgnoredAny` or `RawValue`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,7 +150,7 @@ pub(super) fn scan_object<'a, M: Members<'a>>(
 ) -> Result<usize, JsonError> {
     // Most payloads are one block: checked whole where they are a flat
     // object, else walked with a cursor that never moves.
-    let masks = one_block(payload);
+    let masks = one_block(Detect, payload);
     if let Some(masks) = masks.as_ref().filter(|m| m.unusual == 0) {
         if let Some(n) = flat::object(payload, masks, members) {
             return Ok(n);
@@ -168,11 +170,12 @@ pub(crate) struct OneBlock(Option<index::Masks>);
 /// where the flat walk does not decide: then [`scan_rest`] with a
 /// `Members` that seeks `key` finds what [`scan_object`] would.
 #[inline(always)]
-pub(super) fn find_flat(
+pub(super) fn find_flat<I: Isa>(
+    isa: I,
     payload: &[u8],
     key: &str,
 ) -> Result<(Option<(usize, usize)>, usize), OneBlock> {
-    let masks = one_block(payload);
+    let masks = one_block(isa, payload);
     if let Some(masks) = masks.as_ref().filter(|m| m.unusual == 0) {
         if let Some(found) = flat::find(payload, masks, key.as_bytes()) {
             return Ok(found);
@@ -195,11 +198,11 @@ pub(super) fn scan_rest<'a, M: Members<'a>>(
 /// The masks (with `OPS`) of a payload of one block, the flat walk's
 /// input.
 #[inline(always)]
-fn one_block(payload: &[u8]) -> Option<index::Masks> {
+fn one_block<I: Isa>(isa: I, payload: &[u8]) -> Option<index::Masks> {
     if payload.is_empty() || payload.len() > 64 {
         return None;
     }
-    Some(index::block_at::<true>(payload, 0))
+    Some(index::block_with::<I, true>(isa, payload, 0))
 }
 
 /// The fast walk, then the byte walk where it stops; `masks`: those of a

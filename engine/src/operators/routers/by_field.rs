@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use serde::Deserialize;
 
 use crate::operators::json::{
-    find_field, find_value_flat, find_value_rest, short_eq, simd, JsonError, OneBlock, RawValue,
-    Simd,
+    find_field, find_value_flat, find_value_rest, short_eq, simd, Detect, Isa, JsonError, OneBlock,
+    RawValue, Simd,
 };
 use crate::operators::params::params;
 use crate::stage::{Consumed, Element, Inbox, PortMask, Reason, Router, StageError};
@@ -76,8 +76,8 @@ impl RouteByField {
     /// matches. An invalid document takes the full path for the error
     /// `find_field` gives.
     #[inline(always)]
-    fn ports_for(&self, payload: &[u8]) -> Result<PortMask, JsonError> {
-        let found = match find_value_flat(payload, &self.field) {
+    fn ports_for<I: Isa>(&self, isa: I, payload: &[u8]) -> Result<PortMask, JsonError> {
+        let found = match find_value_flat(isa, payload, &self.field) {
             Ok(found) => found,
             Err(rest) => return self.ports_rest(payload, rest),
         };
@@ -128,22 +128,33 @@ impl RouteByField {
 }
 
 impl Router for RouteByField {
-    // Inlined into `route_batch`'s loop, its one caller per batch.
-    #[inline(always)]
     fn route(&mut self, element: &Element<'_>, ports: &mut PortMask) -> Result<(), StageError> {
-        match self.ports_for(element.payload()) {
-            Ok(mask) => {
-                *ports = mask;
-                Ok(())
-            }
-            Err(e) => Err(invalid(e)),
-        }
+        self.route_with(Detect, element, ports)
     }
 
     fn route_batch(&mut self, inbox: &mut Inbox<'_, '_>) -> Consumed {
         // The loop compiled for AVX2 where the CPU has it, the JSON
         // scanner's block classifier inlined into it.
         simd(Batch(self, inbox))
+    }
+}
+
+impl RouteByField {
+    /// [`Router::route`], classifying with `isa`.
+    #[inline(always)]
+    fn route_with<I: Isa>(
+        &mut self,
+        isa: I,
+        element: &Element<'_>,
+        ports: &mut PortMask,
+    ) -> Result<(), StageError> {
+        match self.ports_for(isa, element.payload()) {
+            Ok(mask) => {
+                *ports = mask;
+                Ok(())
+            }
+            Err(e) => Err(invalid(e)),
+        }
     }
 }
 
@@ -154,9 +165,9 @@ impl Simd for Batch<'_, '_, '_, '_> {
     type Out = Consumed;
 
     #[inline(always)]
-    fn run<const AVX2: bool>(self) -> Consumed {
+    fn run<I: Isa>(self, isa: I) -> Consumed {
         let Batch(router, inbox) = self;
-        inbox.route_each(|element, ports| router.route(element, ports))
+        inbox.route_each(|element, ports| router.route_with(isa, element, ports))
     }
 }
 
@@ -276,6 +287,7 @@ pub(crate) fn build(p: RouteParams) -> Result<(RouteByField, Vec<String>), Strin
 #[cfg(test)]
 mod table_tests {
     use super::*;
+    use crate::operators::json::Baseline;
 
     /// Small tables scan, large ones hash: both give the same answers.
     #[test]
@@ -344,19 +356,38 @@ mod table_tests {
                     let mut doc = format!("{{{pre}\"type\":").into_bytes();
                     doc.extend_from_slice(v);
                     doc.extend_from_slice(format!("{post}}}").as_bytes());
-                    let fast = r.ports_for(&doc).map_err(|e| e.to_string());
+                    let fast = ports_every_way(r, &doc);
                     let full = r.ports_slow(&doc).map_err(|e| e.to_string());
                     assert_eq!(fast, full, "{}", String::from_utf8_lossy(&doc));
                 }
             }
-            assert_eq!(r.ports_for(b"{\"x\":1}").unwrap(), r.missing);
+            assert_eq!(ports_every_way(r, b"{\"x\":1}").unwrap(), r.missing);
         }
         // The cases above reach every outcome.
-        let m = |d: &[u8]| few.ports_for(d).unwrap();
+        let m = |d: &[u8]| ports_every_way(&few, d).unwrap();
         assert_eq!(m(br#"{"type":"metric"}"#), PortMask(1));
         assert_eq!(m(br#"{"type":"m\u0065tric"}"#), PortMask(1));
         assert_eq!(m(br#"{"type":42}"#), PortMask(1 << 2));
         assert_eq!(m(br#"{"type":"nope"}"#), few.unmatched);
-        assert!(few.ports_for(b"{\"type\":\"\xff\"}").is_err());
+        assert!(ports_every_way(&few, b"{\"type\":\"\xff\"}").is_err());
+    }
+
+    /// `ports_for` with each classifier: detected per block, the baseline,
+    /// and whatever `simd` picks (AVX2 on a CPU with it); all agree.
+    fn ports_every_way(r: &RouteByField, doc: &[u8]) -> Result<PortMask, String> {
+        struct Picked<'a>(&'a RouteByField, &'a [u8]);
+        impl Simd for Picked<'_> {
+            type Out = Result<PortMask, String>;
+            fn run<I: Isa>(self, isa: I) -> Self::Out {
+                self.0.ports_for(isa, self.1).map_err(|e| e.to_string())
+            }
+        }
+        let detected = r.ports_for(Detect, doc).map_err(|e| e.to_string());
+        let baseline = r.ports_for(Baseline, doc).map_err(|e| e.to_string());
+        let picked = simd(Picked(r, doc));
+        let doc = String::from_utf8_lossy(doc);
+        assert_eq!(detected, baseline, "{doc}");
+        assert_eq!(detected, picked, "{doc}");
+        detected
     }
 }

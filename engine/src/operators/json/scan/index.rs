@@ -161,7 +161,11 @@ pub(super) fn classify_avx2<const OPS: bool>(block: &[u8; 64]) -> Masks {
     let mut m = Masks {
         quote: bits(_mm256_cmpeq_epi8(lo, quote), _mm256_cmpeq_epi8(hi, quote)),
         significant: !bits(_mm256_cmpeq_epi8(lo, space), _mm256_cmpeq_epi8(hi, space)),
-        unusual: bits(unusual(lo), unusual(hi)),
+        // Through a register the optimizer cannot see into: inlined into
+        // a loop that tests it, LLVM would otherwise take this mask apart
+        // into a byte per bit and build vectors from them again (about
+        // 300 instructions per block).
+        unusual: opaque(bits(unusual(lo), unusual(hi))),
         ..Masks::default()
     };
     if OPS {
@@ -176,6 +180,19 @@ pub(super) fn classify_avx2<const OPS: bool>(block: &[u8; 64]) -> Masks {
         m.strings = _mm_cvtsi128_si64(_mm_clmulepi64_si128(quote, _mm_set1_epi8(-1), 0)) as u64;
     }
     m
+}
+
+/// `x` as it is, through a register the optimizer cannot see into (an
+/// empty `asm!`: no instruction).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn opaque(mut x: u64) -> u64 {
+    // SAFETY: the template is empty: it reads and writes nothing but the
+    // register that holds `x`, and leaves it as it was.
+    unsafe {
+        std::arch::asm!("/* {0} */", inout(reg) x, options(pure, nomem, nostack, preserves_flags));
+    }
+    x
 }
 
 /// The masks of one block on any CPU of the build's target: SSE2 on
@@ -196,7 +213,9 @@ pub(super) fn classify_baseline<const OPS: bool>(block: &[u8; 64]) -> Masks {
 }
 
 /// Whether this CPU has AVX2 and PCLMULQDQ, what [`classify_avx2`]
-/// needs (and the environment does not set `DATAPLANE_NO_AVX2`):
+/// needs, and BMI1, BMI2, LZCNT and POPCNT, which [`simd`] compiles its
+/// loop for (every CPU with AVX2 we know of has them), and the
+/// environment does not set `DATAPLANE_NO_AVX2`:
 /// detected once per process and kept in one byte, so the check per
 /// block is a load and a compare (two `is_x86_feature_detected!` checks
 /// cost ten instructions).
@@ -213,15 +232,80 @@ fn has_avx2() -> bool {
         // whatever the CPU, to test or measure it on one with AVX2.
         let yes = std::env::var_os("DATAPLANE_NO_AVX2").is_none()
             && std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("pclmulqdq");
+            && std::arch::is_x86_feature_detected!("pclmulqdq")
+            && std::arch::is_x86_feature_detected!("bmi1")
+            && std::arch::is_x86_feature_detected!("bmi2")
+            && std::arch::is_x86_feature_detected!("lzcnt")
+            && std::arch::is_x86_feature_detected!("popcnt");
         AVX2.store(if yes { 2 } else { 1 }, Ordering::Relaxed);
         yes
     }
-    match AVX2.load(Ordering::Relaxed) {
-        2 => true,
-        1 => false,
-        _ => detect(),
+    // One compare on the usual path.
+    let known = AVX2.load(Ordering::Relaxed);
+    if known == 2 {
+        true
+    } else {
+        known == 0 && detect()
     }
+}
+
+/// Which block classifier a caller may use, known from its type: the
+/// scanner's entry points for hot loops take one, so that a loop that
+/// knows (from [`simd`]) compiles to one classifier, not a check per
+/// block and both.
+pub(crate) trait Isa: Copy + sealed::Sealed {
+    /// Which one.
+    const KIND: IsaKind;
+}
+
+/// Only this module names an [`Isa`]: one that says `Avx2` lets safe code
+/// run AVX2 instructions.
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Detect {}
+    #[cfg(target_arch = "x86_64")]
+    impl Sealed for super::Avx2 {}
+    impl Sealed for super::Baseline {}
+}
+
+/// The [`Isa`]s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IsaKind {
+    /// [`Detect`].
+    Detect,
+    /// [`Avx2`].
+    Avx2,
+    /// [`Baseline`].
+    Baseline,
+}
+
+/// Whatever this CPU has, checked per block (see [`has_avx2`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Detect;
+
+impl Isa for Detect {
+    const KIND: IsaKind = IsaKind::Detect;
+}
+
+/// AVX2 and PCLMULQDQ, there: only [`simd`] makes one, after
+/// [`has_avx2`] said so.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Avx2 {
+    _detected: (),
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Isa for Avx2 {
+    const KIND: IsaKind = IsaKind::Avx2;
+}
+
+/// The baseline classifier, whatever the CPU.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Baseline;
+
+impl Isa for Baseline {
+    const KIND: IsaKind = IsaKind::Baseline;
 }
 
 /// Work that runs faster compiled for AVX2 and PCLMULQDQ: a loop over
@@ -230,44 +314,53 @@ fn has_avx2() -> bool {
 pub(crate) trait Simd {
     /// What the work gives.
     type Out;
-    /// Does the work; `AVX2`: compiled for the features. The two
-    /// instances must be separate code (a closure in `run` is: closures
-    /// are generic over their function's parameters), so that each has
-    /// one caller and inlines there.
-    fn run<const AVX2: bool>(self) -> Self::Out;
+    /// Does the work, classifying blocks with `isa`. Its instances for
+    /// [`Avx2`] and [`Baseline`] are separate code (so is a closure in
+    /// it: closures are generic over their function's parameters), each
+    /// with one caller, where it inlines.
+    fn run<I: Isa>(self, isa: I) -> Self::Out;
 }
 
-/// Runs `work` compiled for AVX2 and PCLMULQDQ where the CPU has them,
-/// else as it is.
+/// Runs `work` compiled for AVX2 and PCLMULQDQ (and the bit
+/// instructions every CPU with them has) where the CPU has them, else
+/// with the baseline classifier.
 #[inline(always)]
 pub(crate) fn simd<W: Simd>(work: W) -> W::Out {
     #[cfg(target_arch = "x86_64")]
     {
         /// `work`, compiled with the features.
-        #[target_feature(enable = "avx2,pclmulqdq")]
-        fn run<W: Simd>(work: W) -> W::Out {
-            work.run::<true>()
+        #[target_feature(enable = "avx2,pclmulqdq,bmi1,bmi2,lzcnt,popcnt")]
+        fn run<W: Simd>(work: W, isa: Avx2) -> W::Out {
+            work.run(isa)
         }
         if has_avx2() {
-            // SAFETY: `run` needs AVX2 and PCLMULQDQ and nothing else, and
-            // this CPU has them (`has_avx2`).
-            return unsafe { run(work) };
+            // SAFETY: `run` needs AVX2, PCLMULQDQ, BMI1, BMI2, LZCNT and
+            // POPCNT and nothing else, and this CPU has them
+            // (`has_avx2`).
+            return unsafe { run(work, Avx2 { _detected: () }) };
         }
     }
-    work.run::<false>()
+    work.run(Baseline)
 }
 
 /// The masks of one block: with AVX2 where the CPU has it (detected once
 /// per process, see [`has_avx2`]), else as [`classify_baseline`].
-#[inline(always)]
+#[cfg(test)]
 pub(super) fn classify<const OPS: bool>(block: &[u8; 64]) -> Masks {
+    classify_with::<_, OPS>(Detect, block)
+}
+
+/// The masks of one block, with the classifier `isa` names.
+#[inline(always)]
+pub(super) fn classify_with<I: Isa, const OPS: bool>(_isa: I, block: &[u8; 64]) -> Masks {
     #[cfg(target_arch = "x86_64")]
     {
-        if has_avx2() {
+        if I::KIND == IsaKind::Avx2 || (I::KIND == IsaKind::Detect && has_avx2()) {
             // SAFETY: `classify_avx2` needs AVX2 and PCLMULQDQ and nothing
-            // else, and this CPU has them (`has_avx2`). The function
-            // itself is safe code apart from its loads, which have their
-            // own SAFETY.
+            // else, and this CPU has them: `has_avx2` said so, here or
+            // before the only `Avx2` (`_isa`) was made, in `simd`. The
+            // function itself is safe code apart from its loads, which
+            // have their own SAFETY.
             return unsafe { classify_avx2::<OPS>(block) };
         }
     }
@@ -278,15 +371,22 @@ pub(super) fn classify<const OPS: bool>(block: &[u8; 64]) -> Masks {
 /// bit `k` for byte `base + k`, bits past the end of `b` as for spaces.
 #[inline(always)]
 pub(super) fn block_at<const OPS: bool>(b: &[u8], base: usize) -> Masks {
+    block_with::<_, OPS>(Detect, b, base)
+}
+
+/// [`block_at`] with the classifier `isa` names.
+#[inline(always)]
+pub(super) fn block_with<I: Isa, const OPS: bool>(isa: I, b: &[u8], base: usize) -> Masks {
+    let classify = |block: &[u8; 64]| classify_with::<I, OPS>(isa, block);
     debug_assert!(base < b.len());
     if let Some(block) = b.get(base..base + 64) {
-        return classify::<OPS>(block.try_into().expect("64 bytes"));
+        return classify(block.try_into().expect("64 bytes"));
     }
     if b.len() >= 64 {
         // The last 64 bytes, overlapping the block before: shift out what
         // belongs to it; the bits shifted in (past the end) are zeros.
         let last = b.len() - 64;
-        let m = classify::<OPS>(b[last..].try_into().expect("64 bytes"));
+        let m = classify(b[last..].try_into().expect("64 bytes"));
         let shift = base - last;
         return Masks {
             quote: m.quote >> shift,
@@ -302,7 +402,7 @@ pub(super) fn block_at<const OPS: bool>(b: &[u8], base: usize) -> Masks {
     // A payload shorter than a block, padded with spaces.
     let mut block = [b' '; 64];
     block[..b.len()].copy_from_slice(b);
-    classify::<OPS>(&block)
+    classify(&block)
 }
 
 /// A forward-only cursor over the index of a payload: the masks of the
