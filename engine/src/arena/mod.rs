@@ -295,6 +295,9 @@ impl Arena {
     #[inline(always)]
     pub fn release(&self, handle: Handle, cache: &mut LocalPool) {
         let slot = self.slot(&handle);
+        // This arena's id (`slot` checked), as the handle holds it: likely
+        // still in a register, where `self.id` would be loaded again.
+        let id = handle.arena;
         let index = handle.into_raw();
         // Fast path (the common, unshared case): if the count is 1, we hold
         // the only reference, so nobody else can change it and no locked
@@ -303,7 +306,7 @@ impl Arena {
         // fence below does on the slow path.
         if slot.refs.load(Ordering::Acquire) == 1 {
             slot.refs.store(0, Ordering::Relaxed);
-            cache.give(self.id, &self.free, index);
+            cache.give(id, &self.free, index);
             return;
         }
         // Release: our accesses to the slot happen before the final release.
@@ -313,7 +316,7 @@ impl Arena {
             // Acquire: pairs with every other holder's Release decrement, so
             // their reads finish before the slot is reused.
             fence(Ordering::Acquire);
-            cache.give(self.id, &self.free, index);
+            cache.give(id, &self.free, index);
         }
     }
 

@@ -137,6 +137,14 @@ impl<'a> SlotBatch<'a> {
         self.room
     }
 
+    /// Fills at most `n` more slots in this batch: a source that knows
+    /// how many elements it has left says so once, instead of checking
+    /// for each.
+    #[inline(always)]
+    pub fn limit(&mut self, n: usize) {
+        self.room = self.room.min(n);
+    }
+
     /// Fills slots with `pull`, which answers for each as [`Source::pull`]
     /// does, until it says `Pending` or `Done`, the batch is full or the
     /// arena has no free slot (`pull` is then not called). `Ready` seals and

@@ -362,16 +362,35 @@ impl Generator {
         else {
             unreachable!("pull_frames without frames")
         };
-        let (count, json) = (count.unwrap_or(u64::MAX), *json);
+        let json = *json;
+        // The elements left bound the batch once, not each pull.
+        let left = count.map_or(u64::MAX, |c| c.saturating_sub(*n));
+        if left == 0 {
+            return slots.fill_all(|_| Ok(Pull::Done));
+        }
+        slots.limit(usize::try_from(left).unwrap_or(usize::MAX));
         let mut walk = frames.walk();
-        let filled = slots.fill_all(|slot| {
-            if *n >= count {
-                return Ok(Pull::Done);
-            }
-            walk.pull(n, json, slot)
-        });
+        // The count in a local for the loop (the slots' writes might
+        // change `*n`, for all the compiler knows), stored back after it,
+        // a panic included.
+        let local = *n;
+        let mut n = Count { n, local };
+        let filled = slots.fill_all(|slot| walk.pull(&mut n.local, json, slot));
         frames.place = walk.place;
         filled
+    }
+}
+
+/// A count kept in a local and stored back when dropped.
+struct Count<'a> {
+    n: &'a mut u64,
+    local: u64,
+}
+
+impl Drop for Count<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        *self.n = self.local;
     }
 }
 
@@ -395,10 +414,9 @@ fn too_large(capacity: usize) -> StageError {
 struct Frames {
     pieces: Vec<Piece>,
     sizes: Vec<usize>,
-    frames: Vec<Frame>,
-    /// Which frame each `seq % frames.len()` uses (the frame index is a
+    /// The frame of each `seq % frames.len()` (what a frame holds is a
     /// function of `seq` modulo the product of the radices).
-    keys: Vec<u32>,
+    frames: Vec<Frame>,
     place: Place,
     /// The template writes `{seq}`: frames change with the number.
     numbered: bool,
@@ -413,7 +431,7 @@ struct Place {
     next_seq: u64,
     phase: usize,
     /// Digits of the current sequence number, and the first number with
-    /// one more.
+    /// one more (never, for a template without `{seq}`).
     digits: usize,
     next_bound: u64,
 }
@@ -430,7 +448,6 @@ struct Walk<'f> {
     pieces: &'f [Piece],
     sizes: &'f [usize],
     frames: &'f mut [Frame],
-    keys: &'f [u32],
     numbered: bool,
     place: Place,
 }
@@ -470,24 +487,20 @@ impl Frames {
         let count = radices.iter().try_fold(1u64, |acc, &r| {
             acc.checked_mul(r).filter(|&n| n <= MAX_FRAMES)
         })?;
-        let keys = (0..count)
-            .map(|seq| {
-                let key = radices.iter().fold(0, |key, &r| key * r + seq % r);
-                u32::try_from(key).expect("at most MAX_FRAMES frames")
-            })
-            .collect();
+        let numbered = pieces.iter().any(|p| matches!(p, Piece::Seq));
         Some(Frames {
             pieces: pieces.to_vec(),
             sizes: sizes.to_vec(),
             frames: (0..count).map(|_| Frame::default()).collect(),
-            keys,
             place: Place {
                 next_seq: 0,
                 phase: 0,
                 digits: 1,
-                next_bound: 10,
+                // The digit count matters only to a template that writes
+                // `{seq}`.
+                next_bound: if numbered { 10 } else { u64::MAX },
             },
-            numbered: pieces.iter().any(|p| matches!(p, Piece::Seq)),
+            numbered,
         })
     }
 
@@ -499,7 +512,6 @@ impl Frames {
             pieces: &self.pieces,
             sizes: &self.sizes,
             frames: &mut self.frames,
-            keys: &self.keys,
             numbered: self.numbered,
             place: self.place,
         }
@@ -576,22 +588,21 @@ impl Walk<'_> {
     /// fit.
     #[inline(always)]
     fn render(&mut self, seq: u64, buf: &mut [u8]) -> Option<usize> {
-        // The digit count matters only to a template that writes `{seq}`.
-        while self.numbered && seq >= self.place.next_bound {
+        while seq >= self.place.next_bound {
             self.place.digits += 1;
             self.place.next_bound = self.place.next_bound.saturating_mul(10);
         }
         if seq != self.place.next_seq {
             // Resumed from a checkpoint, or a pull skipped: divide once.
-            self.place.phase = (seq % self.keys.len() as u64) as usize;
+            self.place.phase = (seq % self.frames.len() as u64) as usize;
         }
-        let key = self.keys[self.place.phase];
+        let phase = self.place.phase;
         self.place.phase += 1;
-        if self.place.phase == self.keys.len() {
+        if self.place.phase == self.frames.len() {
             self.place.phase = 0;
         }
         self.place.next_seq = seq.wrapping_add(1);
-        let frame = &mut self.frames[key as usize];
+        let frame = &mut self.frames[phase];
         if frame.digits != self.place.digits {
             Frames::prepare(frame, self.pieces, self.sizes, seq, self.place.digits);
         } else if self.numbered && seq != frame.seq {
