@@ -366,16 +366,25 @@ impl EdgeOut {
         let n = self.outbox.len().min(self.producer.slots());
         if n > 0 {
             // Two slice copies (the chunk wraps around the ring's end at
-            // most once), not a loop over an iterator.
+            // most once), not a loop over an iterator, into slots left
+            // uninitialized (`write_chunk` would zero them first).
             let mut chunk = self
                 .producer
-                .write_chunk(n)
+                .write_chunk_uninit(n)
                 .expect("n is at most the free space");
             let (a, b) = chunk.as_mut_slices();
             let (head, tail) = self.outbox[..n].split_at(a.len());
-            a.copy_from_slice(head);
-            b.copy_from_slice(tail);
-            chunk.commit_all();
+            assert_eq!(tail.len(), b.len(), "a chunk of n slots");
+            // SAFETY: `a` and `b` are the chunk's slots (`as_mut_slices`),
+            // `head` and `tail` the same lengths (checked just above),
+            // and an outbox never overlaps the ring's buffer; `u32` is
+            // `Copy`, so a bitwise copy initializes each slot.
+            unsafe {
+                std::ptr::copy_nonoverlapping(head.as_ptr(), a.as_mut_ptr().cast(), a.len());
+                std::ptr::copy_nonoverlapping(tail.as_ptr(), b.as_mut_ptr().cast(), b.len());
+            }
+            // SAFETY: every slot of the chunk was written just above.
+            unsafe { chunk.commit_all() };
             self.outbox.drain(..n);
             self.stats
                 .depth
