@@ -54,6 +54,15 @@ impl<'a> SlotWriter<'a> {
         Ok(())
     }
 
+    /// Sets the payload length, which the caller knows fits the slot (it
+    /// wrote that much into [`SlotWriter::buffer`]); sealing the slot
+    /// checks it again.
+    #[inline(always)]
+    pub(crate) fn set_len_written(&mut self, len: usize) {
+        debug_assert!(len <= self.buf.len());
+        self.len = len;
+    }
+
     /// Slot capacity in bytes.
     #[inline]
     pub fn capacity(&self) -> usize {

@@ -195,10 +195,17 @@ impl LatencyRun {
         if ingest == self.ingest {
             self.len += 1;
         } else {
-            self.flush(report);
-            self.ingest = ingest;
-            self.len = 1;
+            self.start(ingest, report);
         }
+    }
+
+    /// A new run, once per batch of a source: out of the loop's way.
+    #[cold]
+    #[inline(never)]
+    fn start(&mut self, ingest: u64, report: &mut StageReport) {
+        self.flush(report);
+        self.ingest = ingest;
+        self.len = 1;
     }
 
     /// Records the current run (before `now` changes, and at batch end).

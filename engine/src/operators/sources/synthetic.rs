@@ -577,7 +577,8 @@ impl Walk<'_> {
         let Some(len) = len else {
             return Err(too_large(capacity));
         };
-        slot.set_len(len)?;
+        // `render` wrote `len` bytes into the slot's buffer.
+        slot.set_len_written(len);
         if json {
             slot.set_content_type(ContentType::Json);
         }
