@@ -243,3 +243,40 @@ fn fan_out_all_gives_each_edge_the_batch() {
     arena.flush(&mut pool);
     assert_eq!(arena.leaked_quiescent(), 0);
 }
+
+/// `take` stops before a control element and says so, leaving it at the
+/// head of the ring; here in the ring's second slice.
+#[test]
+fn take_stops_before_a_control_element() {
+    let arena = Arena::new(64, 64);
+    let mut pool = LocalPool::new(8);
+    let (mut tx, mut rx, _) = edge(4, WhenFull::Block);
+    queue(&mut tx, &arena, &mut pool, 3);
+    tx.flush(&arena, &mut pool);
+    drain(&mut rx, &arena, &mut pool);
+    // Ring slots 3, 0, 1, 2: data, data, control, data.
+    queue(&mut tx, &arena, &mut pool, 2);
+    let c = arena.alloc(&mut pool).expect("a free slot");
+    tx.outbox.push(c.into_raw() | CONTROL);
+    queue(&mut tx, &arena, &mut pool, 1);
+    let sent = tx.outbox.clone();
+    tx.flush(&arena, &mut pool);
+    let mut seen = Vec::new();
+    let taken = rx.take(&arena, 4, |h| {
+        seen.push(h.index());
+        arena.release(h, &mut pool);
+        Taken::Yes
+    });
+    assert_eq!((taken, seen.as_slice()), ((2, true), &sent[..2]));
+    // Still at the head: a take moves nothing.
+    let taken = rx.take(&arena, 2, |_| -> Taken {
+        unreachable!("past a control element")
+    });
+    assert_eq!((taken, rx.available()), ((0, true), 2));
+    let (h, control) = rx.pop(&arena).expect("the control element");
+    assert!(control);
+    arena.release(h, &mut pool);
+    assert_eq!(drain(&mut rx, &arena, &mut pool), &sent[3..]);
+    arena.flush(&mut pool);
+    assert_eq!(arena.leaked_quiescent(), 0);
+}

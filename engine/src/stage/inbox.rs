@@ -27,6 +27,8 @@ pub struct Inbox<'b, 'l> {
     pub(crate) batch: Batch<'b, 'l>,
     /// A sink's run of deliveries with equal ingest stamps.
     pub(crate) latency: &'b mut LatencyRun,
+    /// The stage is a sink (else a router or a processor).
+    pub(crate) sink: bool,
 }
 
 /// An [`Inbox`]'s elements and where their answers go.
@@ -34,27 +36,22 @@ pub(crate) struct Batch<'b, 'l> {
     pub(crate) input: &'b mut EdgeIn,
     pub(crate) arena: &'b Arena,
     pub(crate) pool: &'b mut LocalPool,
-    /// Elements to take, at most.
+    /// Elements to take, at most (0 once taken).
     pub(crate) n: usize,
     pub(crate) lane: &'b mut Lane<'l>,
     pub(crate) out: BatchOut<'b>,
 }
 
-/// How many elements of an [`Inbox`] were consumed; only the inbox's own
-/// loops make one.
-#[must_use]
-pub struct Consumed(pub(crate) usize);
-
 impl Inbox<'_, '_> {
     /// Hands each element of the batch to `push`, in order: a delivered
     /// one has its latency noted and is released; a rejected or
     /// undelivered one goes to the `error` port when one is connected.
+    ///
+    /// Called again, it finds nothing left. Panics in a router's inbox.
     #[inline(always)]
-    pub fn push_each(
-        &mut self,
-        mut push: impl FnMut(&Element<'_>) -> Result<(), StageError>,
-    ) -> Consumed {
-        let Inbox { batch, latency } = self;
+    pub fn push_each(&mut self, mut push: impl FnMut(&Element<'_>) -> Result<(), StageError>) {
+        assert!(self.sink, "Inbox::push_each in a router's inbox");
+        let Inbox { batch, latency, .. } = self;
         // The run in locals for the loop (in memory, it would be loaded
         // and stored around every element), stored back after it, a panic
         // included.
@@ -62,22 +59,25 @@ impl Inbox<'_, '_> {
             run: **latency,
             to: latency,
         };
-        Consumed(batch.each(|handle, lane, arena, pool| {
+        batch.each(|handle, lane, arena, pool| {
             consume_sink(&mut push, lane, &mut run.run, handle, arena, pool)
-        }))
+        });
     }
 
     /// Hands each element of the batch to `route`, in order, and moves
     /// its handle to the ports it names: one refcount bump and a push per
     /// edge, or a drop when it names none.
+    ///
+    /// Called again, it finds nothing left. Panics in a sink's inbox.
     #[inline(always)]
     pub fn route_each(
         &mut self,
         mut route: impl FnMut(&Element<'_>, &mut PortMask) -> Result<(), StageError>,
-    ) -> Consumed {
-        Consumed(self.batch.each(|handle, lane, arena, pool| {
+    ) {
+        assert!(!self.sink, "Inbox::route_each in a sink's inbox");
+        self.batch.each(|handle, lane, arena, pool| {
             consume_router(&mut route, lane, handle, arena, pool)
-        }))
+        });
     }
 }
 
@@ -95,14 +95,16 @@ impl Drop for Restore<'_> {
 }
 
 impl Batch<'_, '_> {
-    /// Hands up to `n` elements of the input to `one`; returns how many
-    /// were consumed. After a fatal error the rest of the batch waits in
-    /// the ring: for the restarted stage, or for the failed stage's drain.
+    /// Hands up to `n` elements of the input to `one`, the first call
+    /// only; each one consumed counts as received (a processor's deferred
+    /// one is not consumed). After a fatal error the rest of the batch
+    /// waits in the ring: for the restarted stage, or for the failed
+    /// stage's drain.
     #[inline(always)]
     pub(crate) fn each(
         &mut self,
         mut one: impl FnMut(Handle, &mut Lane<'_>, &Arena, &mut LocalPool) -> Result<Taken, String>,
-    ) -> usize {
+    ) {
         let Batch {
             input,
             arena,
@@ -111,7 +113,15 @@ impl Batch<'_, '_> {
             lane,
             out,
         } = self;
-        let (arena, n) = (*arena, *n);
+        let arena = *arena;
+        // The whole batch, once: a second call finds nothing left.
+        let n = std::mem::take(n);
+        if n == 0 {
+            return;
+        }
+        // Where the count of received elements stood when this read began:
+        // a panic inside it tells how many it handled.
+        *out.taking = Some(lane.report.received);
         let (fatal, deferred, in_flight) =
             (&mut *out.fatal, &mut *out.deferred, &mut *out.in_flight);
         // A fatal error ends the batch after the element it came with.
@@ -131,9 +141,9 @@ impl Batch<'_, '_> {
         // head of the ring for the runtime; a pipeline without them never
         // has one there. One loop for both keeps the stage's call in one
         // place, where the compiler inlines it.
-        let (consumed, at_control) = input.take(arena, n, consume);
+        let (_, at_control) = input.take(arena, n, consume);
+        *out.taking = None;
         out.at_control = at_control;
-        consumed
     }
 }
 
@@ -229,6 +239,9 @@ pub(crate) struct BatchOut<'a> {
     /// 1 when the stage failed on an element it had received.
     pub(crate) in_flight: &'a mut u64,
     pub(crate) at_control: bool,
+    /// During a ring read: the stage report's `received` when it began
+    /// (a panic then leaves the read uncommitted).
+    pub(crate) taking: &'a mut Option<u64>,
 }
 
 /// Routes one input element: one refcount bump and a push per edge of the

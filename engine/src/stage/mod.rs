@@ -15,7 +15,7 @@ pub(crate) mod inbox;
 
 pub(crate) use element::Outlet;
 pub use element::{Element, Emitter, SlotBatch, SlotWriter};
-pub use inbox::{Consumed, Inbox};
+pub use inbox::Inbox;
 
 use crate::arena::TooLarge;
 
@@ -409,8 +409,8 @@ pub trait Router: Send {
     /// compiled for each router, with `route` a direct call in its loop
     /// (see [`Inbox`]). Override it only to wrap that loop.
     #[inline]
-    fn route_batch(&mut self, inbox: &mut Inbox<'_, '_>) -> Consumed {
-        inbox.route_each(|element, ports| self.route(element, ports))
+    fn route_batch(&mut self, inbox: &mut Inbox<'_, '_>) {
+        inbox.route_each(|element, ports| self.route(element, ports));
     }
     /// Called once after the last element.
     fn teardown(&mut self) {}
@@ -442,8 +442,8 @@ pub trait Sink: Send {
     /// each sink, with `push` a direct call in its loop (see [`Inbox`]).
     /// Override it only to wrap that loop.
     #[inline]
-    fn push_batch(&mut self, inbox: &mut Inbox<'_, '_>) -> Consumed {
-        inbox.push_each(|element| self.push(element))
+    fn push_batch(&mut self, inbox: &mut Inbox<'_, '_>) {
+        inbox.push_each(|element| self.push(element));
     }
     /// Called after each batch of `push` calls (flush buffered output here).
     fn end_batch(&mut self) -> Result<(), StageError> {

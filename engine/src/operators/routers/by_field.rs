@@ -9,7 +9,7 @@ use crate::operators::json::{
     RawValue, Simd,
 };
 use crate::operators::params::params;
-use crate::stage::{Consumed, Element, Inbox, PortMask, Reason, Router, StageError};
+use crate::stage::{Element, Inbox, PortMask, Reason, Router, StageError};
 
 /// Routes by a field's value through a table built once: value -> ports.
 pub struct RouteByField {
@@ -132,7 +132,7 @@ impl Router for RouteByField {
         self.route_with(Detect, element, ports)
     }
 
-    fn route_batch(&mut self, inbox: &mut Inbox<'_, '_>) -> Consumed {
+    fn route_batch(&mut self, inbox: &mut Inbox<'_, '_>) {
         // The loop compiled for AVX2 where the CPU has it, the JSON
         // scanner's block classifier inlined into it.
         simd(Batch(self, inbox))
@@ -162,12 +162,12 @@ impl RouteByField {
 struct Batch<'r, 'i, 'b, 'l>(&'r mut RouteByField, &'i mut Inbox<'b, 'l>);
 
 impl Simd for Batch<'_, '_, '_, '_> {
-    type Out = Consumed;
+    type Out = ();
 
     #[inline(always)]
-    fn run<I: Isa>(self, isa: I) -> Consumed {
+    fn run<I: Isa>(self, isa: I) {
         let Batch(router, inbox) = self;
-        inbox.route_each(|element, ports| router.route_with(isa, element, ports))
+        inbox.route_each(|element, ports| router.route_with(isa, element, ports));
     }
 }
 

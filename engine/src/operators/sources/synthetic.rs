@@ -364,7 +364,9 @@ impl Generator {
         };
         let json = *json;
         // The elements left bound the batch once, not each pull.
-        let left = count.map_or(u64::MAX, |c| c.saturating_sub(*n));
+        // Unbounded, the generator still ends at `u64::MAX` (a sequence
+        // number must fit).
+        let left = count.unwrap_or(u64::MAX).saturating_sub(*n);
         if left == 0 {
             return slots.fill_all(|_| Ok(Pull::Done));
         }

@@ -81,11 +81,14 @@ impl Node {
                 latency.now = stamp.unwrap_or_else(now_ns);
             }
             let arena = ctx.arena;
+            // Every element consumed counts as received, so the count
+            // tells how many a batch consumed.
             let received = lane.report.received;
+            let mut taking = None;
             // One guard per batch for routers and sinks (a processor's
             // panic is caught per element, in `consume_processor`). The
             // stage kind is matched once per batch, not per element.
-            let consumed = guard(|| {
+            let result = guard(|| {
                 let pool = &mut *ctx.pool;
                 let mut inbox = Inbox {
                     batch: Batch {
@@ -99,36 +102,44 @@ impl Node {
                             deferred: &mut deferred,
                             in_flight: &mut in_flight,
                             at_control: false,
+                            taking: &mut taking,
                         },
                     },
                     latency: &mut latency,
+                    sink: is_sink,
                 };
                 // One virtual call per batch: a router's and a sink's loop
                 // is compiled for its own type (see `Inbox`); a
                 // processor's trait object is taken out of its box once.
-                let consumed = match stage {
+                match stage {
                     Stage::Processor(p) => {
                         let p = p.as_mut();
-                        inbox
-                            .batch
-                            .each(|h, lane, arena, pool| consume_processor(p, lane, h, arena, pool))
+                        inbox.batch.each(|h, lane, arena, pool| {
+                            consume_processor(p, lane, h, arena, pool)
+                        });
                     }
-                    Stage::Router(r, _) => r.route_batch(&mut inbox).0,
-                    Stage::Sink(s) => s.push_batch(&mut inbox).0,
+                    Stage::Router(r, _) => r.route_batch(&mut inbox),
+                    Stage::Sink(s) => s.push_batch(&mut inbox),
                     Stage::Source(_) => unreachable!("sources have no input"),
-                };
+                }
                 if inbox.batch.out.at_control {
                     control_at = Some(i);
                 }
-                consumed
             });
-            let consumed = match consumed {
-                Ok(c) => c,
+            let consumed = match result {
+                Ok(()) => (lane.report.received - received) as usize,
                 Err(m) => {
                     fatal = Some(m);
-                    in_flight = 1;
-                    let handled = (lane.report.received - received) as usize;
-                    after_panic_in_take(input, ctx, handled)
+                    // A panic inside a ring read left it uncommitted; one
+                    // elsewhere in the stage's batch call (before or after
+                    // its loop) left nothing half read.
+                    let now = lane.report.received;
+                    let (committed, handled) = match taking {
+                        Some(at) => (at - received, now - at),
+                        None => (now - received, 0),
+                    };
+                    in_flight = u64::from(handled > 0);
+                    committed as usize + after_panic_in_take(input, ctx, handled as usize)
                 }
             };
             taken += consumed;

@@ -7,9 +7,11 @@
 //! PCLMULQDQ for the strings' parity (two 32-byte compares per class and
 //! a `vpmovmskb` each: about 34 instructions for 64 bytes, 66 with
 //! `OPS`), else with SSE2 (part of the x86_64 baseline; four 16-byte
-//! compares per class: about 85; with `OPS` the route-by-field hot path
-//! counts 84 more per element than with AVX2); elsewhere with a plain
-//! loop. All three give the same masks (tested).
+//! compares per class: about 85; the route-by-field hot path counts 109
+//! more per element than with AVX2, whose loop also inlines the
+//! classifier, see [`simd`]); elsewhere with a plain loop. All three give
+//! the same masks (tested). `DATAPLANE_NO_AVX2` in the environment makes
+//! a CPU with AVX2 take the baseline.
 
 /// Classes of the 64 bytes of one block, bit `k` for byte `k`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -50,6 +50,13 @@ fn frames_match_the_general_renderer() {
         // Overflow: payloads outgrow the slot as the digits grow.
         (r#"{"seq":{seq},"pad":"xxxxxxxx"}"#, vec![], 28),
         ("{seq}", vec![200], 128),
+        // Radices that are not coprime (2 picks, 2 sizes; 2 x 3 and 4).
+        (r#"{"t":"{pick:a|b}","s":{seq}}"#, vec![40, 70], 128),
+        (
+            r#"{"t":"{pick:a|bb}","u":"{pick:x|y|z}"}"#,
+            vec![30, 40, 50, 60],
+            64,
+        ),
     ];
     // Starting past 0, as a generator resumed from a checkpoint does (the
     // frame is then found by division once, then by counting).
